@@ -1,0 +1,34 @@
+# deploykit: `make demo` (set up + run the main job) and `make test` (set up + run the tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deploykit-installed
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: setup data demo test clean
+
+setup: $(STAMP)
+
+# constraints-cpu.txt pins the CPU build of torch, so no step here ever pulls a CUDA build.
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints-cpu.txt torch
+	$(PY) -m pip install --quiet -c constraints-cpu.txt -e '.[dev]'
+	touch $@
+
+# Fashion-MNIST, the real labelled data, comes from Debian's dataset-fashion-mnist package.
+data: $(FASHION_MNIST)
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist
+
+demo: setup data
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash scripts/demo.sh
+
+test: setup data
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache

@@ -1,0 +1,290 @@
+"""The artifact directory and its manifest: the spine every stage reads and writes.
+
+An artifact is a directory with model file(s) and ``manifest.json`` saying what it is, where it
+came from, how to feed it and what was proven about it. This module alone writes manifests, and
+it writes them atomically: a stage builds its artifact in a temporary sibling directory and
+renames it into place only once everything (parity gates included) succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploykit._io import atomic_write_json, sha256_file
+from deploykit.data.config import DataConfig
+from deploykit.errors import DeployKitError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA = "deploykit.artifact/1"
+FORMATS = ("onnx", "tensorrt-engine")
+PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp used in every manifest."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def tool_versions(*extra: str) -> dict[str, str]:
+    """Versions of deploykit, Python and the libraries that shaped an artifact."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import deploykit
+
+    out = {"deploykit": deploykit.__version__, "python": platform.python_version()}
+    for pkg in ("torch", "onnx", "onnxruntime", *extra):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class TensorSpec:
+    """Name, dtype and shape of a model input or output; a str dim is symbolic (e.g. 'batch')."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=list(d["shape"]))
+
+
+@dataclass
+class BatchProfile:
+    """Batch sizes an artifact accepts: fixed (min == max) or a dynamic range with an optimum."""
+
+    min: int = 1
+    opt: int = 1
+    max: int = 1
+    dynamic: bool = False
+
+    def check(self, batch: int, where: str = "artifact") -> None:
+        """Refuse a batch size outside the profile with a one-line error."""
+        if not self.dynamic and batch != self.max:
+            raise DeployKitError(f"{where}: batch {batch} requested but it was built for batch {self.max} only")
+        if self.dynamic and not (self.min <= batch <= self.max):
+            raise DeployKitError(
+                f"{where}: batch {batch} is outside its profile [{self.min}, {self.max}]"
+            )
+
+
+@dataclass
+class Manifest:
+    """The one manifest schema (``deploykit.artifact/1``)."""
+
+    model: str
+    family: str
+    format: str
+    precision: str
+    main_file: str
+    data_config: DataConfig
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    batch: BatchProfile = field(default_factory=BatchProfile)
+    opset: int | None = None
+    weights: dict[str, Any] | None = None  # {"file": name, "sha256": hex} or None (random init)
+    parent: dict[str, Any] | None = None  # {"path": str, "manifest_sha256": hex, "precision": str}
+    versions: dict[str, str] = field(default_factory=tool_versions)
+    created: str = field(default_factory=utc_now)
+    # One entry per stage that shaped this artifact, oldest first: {"stage", "created", "params", ...}.
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    # What was proven about this artifact, by check name ("parity", "accuracy", "latency", ...).
+    results: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # filled at commit
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise DeployKitError(f"manifest format '{self.format}' is not one of {', '.join(FORMATS)}")
+        if self.precision not in PRECISIONS:
+            raise DeployKitError(
+                f"manifest precision '{self.precision}' is not one of {', '.join(PRECISIONS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"schema": SCHEMA}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, DataConfig):
+                v = v.to_dict()
+            elif dataclasses.is_dataclass(v):
+                v = dataclasses.asdict(v)
+            elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+                v = [dataclasses.asdict(x) for x in v]
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
+        if d.get("schema") != SCHEMA:
+            raise DeployKitError(f"{where}: schema '{d.get('schema')}' is not {SCHEMA}")
+        try:
+            return cls(
+                model=d["model"],
+                family=d["family"],
+                format=d["format"],
+                precision=d["precision"],
+                main_file=d["main_file"],
+                data_config=DataConfig.from_dict(d["data_config"]),
+                inputs=[TensorSpec.from_dict(x) for x in d["inputs"]],
+                outputs=[TensorSpec.from_dict(x) for x in d["outputs"]],
+                batch=BatchProfile(**d.get("batch", {})),
+                opset=d.get("opset"),
+                weights=d.get("weights"),
+                parent=d.get("parent"),
+                versions=dict(d.get("versions", {})),
+                created=d.get("created", ""),
+                stages=list(d.get("stages", [])),
+                results=dict(d.get("results", {})),
+                files=dict(d.get("files", {})),
+            )
+        except KeyError as e:
+            raise DeployKitError(f"{where}: missing required field {e.args[0]}") from None
+        except (TypeError, ValueError) as e:
+            raise DeployKitError(f"{where}: malformed ({e})") from None
+
+    def add_stage(self, stage: str, **info: Any) -> None:
+        """Append a provenance entry for a stage."""
+        self.stages.append({"stage": stage, "created": utc_now(), **info})
+
+
+class Artifact:
+    """A committed artifact directory, loaded with its manifest (hashes verified by default)."""
+
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    @property
+    def main_path(self) -> Path:
+        return self.path / self.manifest.main_file
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.manifest.data_config
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, verify: bool = True) -> "Artifact":
+        """Read an artifact directory; with ``verify`` every file is re-hashed against the manifest."""
+        p = Path(path)
+        if not p.exists():
+            raise DeployKitError(f"{p}: artifact directory not found")
+        if not p.is_dir():
+            raise DeployKitError(f"{p}: not an artifact directory (expected a folder with {MANIFEST_NAME})")
+        mpath = p / MANIFEST_NAME
+        if not mpath.is_file():
+            raise DeployKitError(f"{mpath}: manifest not found; is {p} an artifact directory?")
+        try:
+            raw = json.loads(mpath.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DeployKitError(f"{mpath}: not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise DeployKitError(f"{mpath}: expected a JSON object")
+        art = cls(p, Manifest.from_dict(raw, where=str(mpath)))
+        if verify:
+            art.verify()
+        return art
+
+    def verify(self) -> None:
+        """Re-hash every file listed in the manifest; a mismatch names the file."""
+        files = self.manifest.files
+        if self.manifest.main_file not in files:
+            raise DeployKitError(f"{self.manifest_path}: main file '{self.manifest.main_file}' is not listed")
+        for rel, info in files.items():
+            fp = self.path / rel
+            if not fp.is_file():
+                raise DeployKitError(f"{fp}: listed in the manifest but missing")
+            if fp.stat().st_size != info.get("bytes"):
+                raise DeployKitError(f"{fp}: size does not match the manifest (file changed or truncated)")
+            if sha256_file(fp) != info.get("sha256"):
+                raise DeployKitError(f"{fp}: sha256 does not match the manifest (file changed)")
+
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.manifest_path)
+
+    def parent_ref(self) -> dict[str, Any]:
+        """How a child artifact names this one as its parent."""
+        return {
+            "path": str(self.path.resolve()),
+            "manifest_sha256": self.manifest_sha256(),
+            "main_sha256": self.manifest.files[self.manifest.main_file]["sha256"],
+            "precision": self.manifest.precision,
+        }
+
+    def record_result(self, key: str, value: Any) -> None:
+        """Store a proof (accuracy, latency...) in this artifact's manifest, atomically."""
+        self.manifest.results[key] = value
+        atomic_write_json(self.manifest_path, self.manifest.to_dict())
+
+
+def is_artifact_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory holding a manifest."""
+    p = Path(path)
+    return p.is_dir() and (p / MANIFEST_NAME).is_file()
+
+
+class ArtifactWriter:
+    """Build an artifact in a temporary sibling directory; ``commit`` renames it into place.
+
+    Use as a context manager: on any exception the temporary directory is removed, so a failed
+    stage (a parity gate, a crash, Ctrl-C) never leaves a partial artifact behind.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, force: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.force = force
+        if self.out_dir.exists() and not force:
+            raise DeployKitError(f"{self.out_dir}: already exists; pass --force to replace it")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise DeployKitError(f"{self.out_dir}: exists and is not a directory")
+        parent = self.out_dir.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=parent))
+        except OSError as e:
+            raise DeployKitError(f"{parent}: output directory is not writable ({e.strerror})") from None
+        self._committed = False
+
+    def __enter__(self) -> "ArtifactWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self, manifest: Manifest) -> Artifact:
+        """Hash every file, write the manifest and atomically move the directory into place."""
+        if not (self.dir / manifest.main_file).is_file():
+            raise RuntimeError(f"main file {manifest.main_file} was not written")
+        files = {}
+        for fp in sorted(self.dir.rglob("*")):
+            if fp.is_file() and fp.name != MANIFEST_NAME:
+                rel = fp.relative_to(self.dir).as_posix()
+                files[rel] = {"sha256": sha256_file(fp), "bytes": fp.stat().st_size}
+        manifest.files = files
+        atomic_write_json(self.dir / MANIFEST_NAME, manifest.to_dict())
+        old = None
+        if self.out_dir.exists():
+            old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
+            os.replace(self.out_dir, old)
+        os.replace(self.dir, self.out_dir)
+        self._committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return Artifact(self.out_dir, manifest)

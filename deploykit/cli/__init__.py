@@ -1,0 +1,67 @@
+"""The ``deploykit`` command: one click group whose commands each parse, call one function, print.
+
+Commands are imported lazily so ``deploykit --version`` and ``--help`` stay fast and a command's
+heavy imports (torch, onnxruntime) happen only when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from deploykit import __version__
+from deploykit.errors import DeployKitError
+
+# command name -> "module:attribute" of its click.Command
+COMMANDS: dict[str, str] = {
+    "list": "deploykit.cli.models:list_cmd",
+    "info": "deploykit.cli.models:info_cmd",
+    "train-reference": "deploykit.cli.train:train_reference_cmd",
+    "export": "deploykit.cli.export:export_cmd",
+    "validate": "deploykit.cli.validate:validate_cmd",
+    "optimize": "deploykit.cli.optimize:optimize_cmd",
+    "quantize": "deploykit.cli.quantize:quantize_cmd",
+    "bench": "deploykit.cli.bench:bench_cmd",
+    "compare": "deploykit.cli.bench:compare_cmd",
+}
+
+
+class DeployKitGroup(click.Group):
+    """Lazy command loading, and a user's mistake printed as one line with exit code 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(name):
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DeployKitError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=DeployKitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deploykit")
+def cli() -> None:
+    """Take classic CNNs from PyTorch to fast, verified ONNX and TensorRT artifacts."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="deploykit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
