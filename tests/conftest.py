@@ -26,3 +26,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "tensorrt" in item.keywords and not (has_trt and has_cuda):
             item.add_marker(skip_trt)
+
+
+# -- a briefly trained zoo model (data helper) --------------------------------------------------
+
+FASHION_MNIST_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet18_weights(tmp_path_factory):
+    """resnet18 at 32x32 trained one epoch on Fashion-MNIST train[:2000] (about 15 CPU-seconds).
+
+    One thread on purpose: with several busy processes on a 2-core machine, two OpenMP threads
+    spin-wait and cost an order of magnitude more CPU. Scores about 70% on test[:500].
+    """
+    import os
+
+    if not os.path.exists(FASHION_MNIST_TEST) and not os.environ.get("DEPLOYKIT_FASHION_MNIST_DIR"):
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    import torch
+
+    from deploykit.data.datasets import FASHION_MNIST_CLASSES
+    from deploykit.data.specs import open_dataset
+    from deploykit.data.transforms import iter_batches
+    from deploykit.models.weights import load_model, save_weights
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = load_model("resnet18", num_classes=10, overrides={
+            "image_size": (32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3,
+            "labels": FASHION_MNIST_CLASSES, "crop_pct": 1.0,
+        })
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        model.train()
+        for x, y in iter_batches(open_dataset("fashion-mnist:train[:2000]"), model.data_config, 32):
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        return save_weights(model, tmp_path_factory.mktemp("tiny-resnet18") / "resnet18-fmnist.safetensors")
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,406 @@
+#!/usr/bin/env python
+"""INT8 benchmark: deploykit's calibrators and Q/DQ placement against FP32 and ORT's quantize_static.
+
+Two modes, each one process:
+
+* accuracy (default): for every family's reference checkpoint (``deploykit.reference``), FP32 vs
+  each calibrator's INT8 top-1 on the full Fashion-MNIST test split, the default recipe through
+  the accuracy gate, ONNX Runtime's ``quantize_static`` given the same calibration images, ORT CPU
+  latency (batch 1 and 32, 2 threads) and model size.
+* ``--speed-only``: resnet50 at 224x224 with random weights (speed does not depend on weights):
+  FP32 vs deploykit INT8 vs ``quantize_static`` at batch 1, variants interleaved round by round so
+  a shared CPU's noise hits all of them alike.
+
+Results: ``benchmarks/results/int8/<mode>-<machine>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FAMILY_MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "densenet121", "googlenet", "inception_v3"]
+CALIB_SPEC = "fashion-mnist:train[::117]"  # 513 images spread over the train split (never test)
+VAL_SPEC = "fashion-mnist:test"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "int8"
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def session(path_or_model: Any, threads: int = 2):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    src = str(path_or_model) if isinstance(path_or_model, (str, Path)) else path_or_model.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: int, per_round: int,
+                        threads: int = 2, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """Median/p90 ms per variant; each round runs every variant ``per_round`` times in turn."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    sess = {k: session(v, threads) for k, v in models.items()}
+    names = {k: s.get_inputs()[0].name for k, s in sess.items()}
+    reps = {}
+    for k, s in sess.items():
+        for _ in range(warmup):
+            s.run(None, {names[k]: x})
+        t0 = time.perf_counter()
+        s.run(None, {names[k]: x})
+        # fast variants get more runs per round (about 0.2 s each), so sub-millisecond
+        # latencies are not decided by a handful of samples
+        reps[k] = int(min(200, max(per_round, round(0.2 / max(time.perf_counter() - t0, 1e-6)))))
+    times: dict[str, list[float]] = {k: [] for k in sess}
+    for r in range(rounds):
+        order = list(sess) if r % 2 == 0 else list(reversed(list(sess)))
+        for k in order:
+            for _ in range(reps[k]):
+                t0 = time.perf_counter()
+                sess[k].run(None, {names[k]: x})
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)),
+                "min_ms": min(v), "samples": len(v)} for k, v in times.items()}
+
+
+def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
+    from deploykit.data.specs import open_dataset
+    from deploykit.data.transforms import iter_batches
+
+    return np.concatenate([x for x, _ in iter_batches(open_dataset(spec), cfg, 64, limit=limit)])
+
+
+def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_channel: bool = True) -> Path:
+    """ONNX Runtime's own static QDQ quantisation (u8 activations, s8 weights) on the same images."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self.it = iter([{name: calib[i:i + 32]} for i in range(0, len(calib), 32)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    import onnx
+
+    name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    pre = out.with_name(out.stem + "-pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+    return out
+
+
+def deploykit_int8(fp32_path: Path, calib: np.ndarray, method: str, profile: str = "onnxruntime",
+                   stats=None):
+    """deploykit's own pipeline, low level: (QDQ model, prepared FP32 model, stats)."""
+    import onnx
+
+    from deploykit.quantize import _fold_batchnorm
+    from deploykit.quantize.calibrators import CalibConfig, calibrate
+    from deploykit.quantize.placement import apply_plan, plan_placement, prepare_model
+    from deploykit.quantize.stats import collect_stats, iter_arrays
+
+    model = prepare_model(_fold_batchnorm(onnx.load(str(fp32_path))))
+    plan = plan_placement(model, profile)
+    if stats is None:
+        stats = collect_stats(model, plan.stat_tensors, iter_arrays(calib, 32))
+    th = calibrate(stats, CalibConfig(method), asymmetric=profile == "onnxruntime")
+    return apply_plan(model, plan, stats, th), model, stats
+
+
+def save(model, path: Path) -> Path:
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def machine() -> dict[str, Any]:
+    try:
+        from deploykit.harness.bench import describe_machine
+
+        return describe_machine()
+    except Exception:  # noqa: BLE001 - the harness may be absent; name the machine anyway
+        import os
+        import platform
+
+        return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def slug(m: dict[str, Any]) -> str:
+    try:
+        from deploykit.harness.bench import machine_slug
+
+        return machine_slug(m)
+    except Exception:  # noqa: BLE001
+        return "cpu"
+
+
+def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[Path]:
+    from deploykit._io import atomic_write_json, atomic_write_text
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    paths = [atomic_write_json(RESULTS / f"{stem}.json", doc), atomic_write_text(RESULTS / f"{stem}.md", markdown)]
+    png = RESULTS / f"{stem}.png"
+    plot(doc, png)
+    paths.append(png)
+    return paths
+
+
+# -------------------------------------------------------------------------------- speed mode
+
+
+def speed_only(args) -> dict[str, Any]:
+    import torch
+
+    from deploykit.models.registry import create_model
+
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="dk-int8-speed-"))
+    model = create_model("resnet50").eval()  # random weights: latency does not depend on them
+    cfg = model.data_config
+    fp32 = tmp / "resnet50-fp32.onnx"
+    torch.onnx.export(model, (torch.zeros(1, *cfg.input_size),), str(fp32), dynamo=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    calib = calib_arrays(cfg, f"fashion-mnist:train[:{args.calib_images}]")
+    t0 = time.perf_counter()
+    q, _, _ = deploykit_int8(fp32, calib, "entropy")
+    t_dk = time.perf_counter() - t0
+    dk = save(q, tmp / "resnet50-deploykit-int8.onnx")
+    t0 = time.perf_counter()
+    qs = ort_quantize_static(fp32, calib, tmp / "resnet50-ort-quantize-static.onnx")
+    t_qs = time.perf_counter() - t0
+    variants = {"fp32": fp32, "deploykit_int8": dk, "ort_quantize_static": qs}
+    lat = interleaved_latency(variants, (1, *cfg.input_size), args.rounds, args.per_round, args.threads)
+    base = lat["fp32"]["median_ms"]
+    doc = {
+        "mode": "speed-only", "model": "resnet50", "weights": "random", "input": list(cfg.input_size),
+        "batch": 1, "threads": args.threads, "rounds": args.rounds, "per_round": args.per_round,
+        "calibration_images": len(calib), "machine": machine(),
+        "quantize_seconds": {"deploykit_int8": t_dk, "ort_quantize_static": t_qs},
+        "latency": lat,
+        "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
+        "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()},
+        "target": "deploykit INT8 >= 3x faster than FP32 at batch 1",
+    }
+    doc["target_met"] = doc["speedup_vs_fp32"]["deploykit_int8"] >= 3.0
+    return doc
+
+
+def speed_markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        "# INT8 speed: resnet50 224x224, ONNX Runtime CPU, batch 1",
+        "",
+        f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads; CPU shared with other jobs, variants "
+        f"interleaved over {doc['rounds']} rounds x {doc['per_round']} runs). Random weights: speed does not "
+        "depend on them.",
+        "",
+        "| variant | median ms | p90 ms | speed-up vs FP32 | size MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for k, v in doc["latency"].items():
+        lines.append(f"| {k} | {v['median_ms']:.1f} | {v['p90_ms']:.1f} | {doc['speedup_vs_fp32'][k]:.2f}x | "
+                     f"{doc['size_bytes'][k] / 1e6:.1f} |")
+    lines += ["", f"Target (deploykit INT8 >= 3x FP32): {'met' if doc['target_met'] else 'NOT met'}.", ""]
+    return "\n".join(lines)
+
+
+def speed_plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(doc["latency"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(names, [doc["latency"][k]["median_ms"] for k in names], color=["gray", "tab:blue", "tab:orange"])
+    for i, k in enumerate(names):
+        ax.text(i, doc["latency"][k]["median_ms"], f"{doc['speedup_vs_fp32'][k]:.2f}x", ha="center", va="bottom")
+    ax.set_ylabel("median latency (ms), batch 1")
+    ax.set_title("resnet50 224x224, ORT CPU, 2 threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- accuracy mode
+
+
+def accuracy_mode(args) -> dict[str, Any]:
+    from deploykit.quantize import quantize_artifact
+    from deploykit.quantize.calibrators import METHODS
+    from deploykit.quantize.gate import top1
+
+    try:
+        from deploykit.reference import reference_checkpoint
+    except ImportError:
+        reference_checkpoint = None
+        print("deploykit.reference is not available: no reference checkpoints to benchmark", file=sys.stderr)
+    from deploykit.export import export_model
+
+    rows, skipped = [], {}
+    tmp = Path(tempfile.mkdtemp(prefix="dk-int8-acc-"))
+    for name in args.models:
+        weights = None
+        if reference_checkpoint is not None:
+            try:
+                weights = reference_checkpoint(name, train_if_missing=False, progress=False)
+            except Exception as e:  # noqa: BLE001 - report and move on to the next family
+                if not args.allow_random:
+                    skipped[name] = str(e)
+                    print(f"skip {name}: {e}", file=sys.stderr)
+                    continue
+        elif not args.allow_random:
+            skipped[name] = "deploykit.reference missing"
+            continue
+        print(f"== {name} ({'reference checkpoint' if weights else 'RANDOM weights: smoke run only'})",
+              file=sys.stderr)
+        over = {"image_size": tuple(args.image_size)} if args.image_size else None
+        art = export_model(name, weights=weights, out=tmp / f"{name}-fp32", overrides=over, force=True,
+                           progress=False)
+        cfg = art.data_config
+        from deploykit.data.specs import open_dataset
+        from deploykit.data.transforms import iter_batches
+
+        calib = calib_arrays(cfg, args.calib)
+        val = list(iter_batches(open_dataset(args.val), cfg, 64))
+        fp32_top1 = top1(open_model(art.main_path), val, args.threads)
+        row: dict[str, Any] = {"model": name, "weights": str(weights) if weights else "random",
+                               "fp32_top1": fp32_top1, "calibrators": {}}
+        stats = None
+        for meth in METHODS:
+            q, _, stats = deploykit_int8(art.main_path, calib, meth, stats=stats)
+            row["calibrators"][meth] = top1(q, val, args.threads)
+        t0 = time.perf_counter()
+        dk_art = quantize_artifact(art.path, args.calib, args.val, out=tmp / f"{name}-int8", force=True,
+                                   threads=args.threads)
+        row["default_recipe"] = {
+            "seconds": time.perf_counter() - t0,
+            "method": dk_art.report.chosen, "top1": dk_art.report.best.top1_final,
+            "fallbacks": [f.layer for f in dk_art.report.best.fallbacks], "passed": dk_art.report.passed,
+        }
+        qs = ort_quantize_static(art.main_path, calib, tmp / f"{name}-qs.onnx")
+        row["ort_quantize_static_top1"] = top1(open_model(qs), val, args.threads)
+        variants = {"fp32": art.main_path, "deploykit_int8": dk_art.main_path, "ort_quantize_static": qs}
+        row["size_bytes"] = {k: Path(v).stat().st_size for k, v in variants.items()}
+        row["latency"] = {}
+        for b in (1, 32):
+            row["latency"][str(b)] = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
+                                                          args.per_round if b == 1 else 2, args.threads)
+        row["relative_top1"] = row["default_recipe"]["top1"] / fp32_top1 if fp32_top1 else None
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("model", "fp32_top1", "calibrators", "default_recipe",
+                                               "ort_quantize_static_top1")}), file=sys.stderr)
+    return {"mode": "accuracy", "calibration": args.calib, "validation": args.val, "threads": args.threads,
+            "machine": machine(), "models": rows, "skipped": skipped,
+            "target": "INT8 top-1 >= 0.995 x FP32 on every family with the default recipe"}
+
+
+def open_model(path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def accuracy_markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = ["# INT8 accuracy and latency on Fashion-MNIST", "",
+             f"Machine: {m.get('cpu', m)}; ORT CPU, {doc['threads']} threads. Calibration {doc['calibration']}, "
+             f"validation {doc['validation']}.", "",
+             "| model | FP32 | max | percentile | entropy | mse | default recipe (fallbacks) | quantize_static |"
+             " b1 FP32 / dk / qs ms | b32 FP32 / dk / qs ms | size MB FP32 / dk / qs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["models"]:
+        c = r["calibrators"]
+        lat = {b: r["latency"][b] for b in ("1", "32")}
+        fmt = lambda d: " / ".join(f"{d[k]['median_ms']:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))  # noqa: E731
+        size = " / ".join(f"{r['size_bytes'][k] / 1e6:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))
+        d = r["default_recipe"]
+        lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
+                     f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} ({len(d['fallbacks'])}) | "
+                     f"{r['ort_quantize_static_top1']:.4f} | {fmt(lat['1'])} | {fmt(lat['32'])} | {size} |")
+    if doc["skipped"]:
+        lines += ["", "Skipped (no reference checkpoint yet):", ""]
+        lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["models"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows) + 2), 3.5))
+    keys = ["max", "percentile", "entropy", "mse", "default", "quantize_static"]
+    w = 0.8 / len(keys)
+    for j, k in enumerate(keys):
+        vals = []
+        for r in rows:
+            v = (r["default_recipe"]["top1"] if k == "default" else r["ort_quantize_static_top1"]
+                 if k == "quantize_static" else r["calibrators"][k])
+            vals.append(v / r["fp32_top1"] if r["fp32_top1"] else 0)
+        ax.bar(np.arange(len(rows)) + j * w, vals, w, label=k)
+    ax.axhline(0.995, color="red", lw=1, ls="--", label="gate 0.995")
+    ax.set_xticks(np.arange(len(rows)) + 0.4 - w / 2)
+    ax.set_xticklabels([r["model"] for r in rows], rotation=20)
+    ax.set_ylabel("INT8 top-1 / FP32 top-1")
+    ax.set_ylim(0.9, 1.01)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speed-only", action="store_true", help="resnet50 224x224 random weights, batch 1")
+    ap.add_argument("--models", nargs="+", default=FAMILY_MODELS)
+    ap.add_argument("--calib", default=CALIB_SPEC)
+    ap.add_argument("--val", default=VAL_SPEC)
+    ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--per-round", type=int, default=3)
+    ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")
+    ap.add_argument("--allow-random", action="store_true",
+                    help="accuracy mode without reference checkpoints: random weights (smoke run, not a result)")
+    ap.add_argument("--tag", default=None, help="suffix for the result files")
+    args = ap.parse_args(argv)
+    if args.speed_only:
+        doc = speed_only(args)
+        md, plot, stem = speed_markdown(doc), speed_plot, "speed-resnet50"
+    else:
+        doc = accuracy_mode(args)
+        if not doc["models"]:
+            print("no reference checkpoints found: nothing benchmarked (train them with "
+                  "`deploykit train-reference NAME`, or pass --allow-random for a smoke run)", file=sys.stderr)
+            return 1
+        md, plot, stem = accuracy_markdown(doc), accuracy_plot, "accuracy"
+    stem = f"{stem}-{slug(doc['machine'])}" + (f"-{args.tag}" if args.tag else "")
+    for p in write_outputs(doc, stem, md, plot):
+        print(p)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

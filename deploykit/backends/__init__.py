@@ -1,0 +1,290 @@
+"""Backends behind one Runner interface, and ``make_runner`` to get one from whatever the user has.
+
+``make_runner`` accepts an artifact directory (hashes verified), an ``.onnx`` file, a TensorRT
+``.engine`` / ``.plan`` file, an ``nn.Module`` or a zoo model name, and turns every mistake
+(unknown backend, backend not installed, absent device, tampered files, batch outside the
+artifact's profile) into a one-line DeployKitError.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from deploykit.backends.base import Runner, RunnerError
+from deploykit.errors import DeployKitError
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_EXTRA = {"onnxruntime": ("onnxruntime", "gpu"), "tensorrt": ("tensorrt", "tensorrt"), "torch": ("torch", "")}
+
+
+def backend_status() -> dict[str, str | None]:
+    """Backend name -> None when usable here, else the reason it is not."""
+    out: dict[str, str | None] = {}
+    for name in BACKENDS:
+        out[name] = None if importlib.util.find_spec(_EXTRA[name][0]) else (
+            f"the '{_EXTRA[name][0]}' package is not installed"
+            + (f"; pip install 'deploykit[{_EXTRA[name][1]}]'" if name == "tensorrt" else "")
+        )
+    return out
+
+
+def available_backends() -> list[str]:
+    """Backends whose Python package is installed (a GPU may still be needed to run them)."""
+    return [name for name, why in backend_status().items() if why is None]
+
+
+def check_backend(backend: str) -> str:
+    """Normalise a backend name; unknown or uninstalled backends are one-line errors."""
+    key = backend.strip().lower().replace("-", "").replace("_", "")
+    key = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}.get(key, key)
+    if key not in BACKENDS:
+        raise DeployKitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if key == "tensorrt":
+        from deploykit.backends.tensorrt import import_tensorrt
+
+        import_tensorrt()  # MissingExtraError naming the extra
+    elif backend_status()[key] is not None:
+        raise DeployKitError(f"backend '{key}' is not usable: {backend_status()[key]}")
+    return key
+
+
+def make_runner(
+    target: Any,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    threads: int | None = None,
+    *,
+    batch_sizes: Sequence[int] | None = None,
+    precision: str | None = None,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    verify: bool = True,
+    **opts: Any,
+) -> Runner:
+    """A (not yet activated) runner for ``target`` on ``backend`` and ``device``.
+
+    ``weights``/``num_classes``/``overrides`` apply to a zoo model name; ``precision`` is the
+    torch backend's compute precision and, for a file, must match what the file holds.
+    ``batch_sizes`` are checked against an artifact's batch profile up front.
+    """
+    backend = check_backend(backend)
+    kind, obj = _resolve_target(target, verify=verify, weights=weights, num_classes=num_classes,
+                                overrides=overrides)
+    if kind == "artifact":
+        for b in batch_sizes or ():
+            obj.manifest.batch.check(int(b), where=str(obj.path))
+    runner = _build(kind, obj, backend, device, threads, precision, opts)
+    if kind == "artifact":
+        runner.batch_profile = obj.manifest.batch
+        runner.data_config = obj.data_config
+        if backend != "torch":  # the torch backend computes in its own precision
+            runner.precision = obj.manifest.precision
+    elif kind == "module":
+        runner.data_config = getattr(obj, "data_config", None)
+    elif kind == "onnx":
+        runner.data_config, file_precision = _onnx_metadata(obj)
+        runner.precision = runner.precision or file_precision
+    return runner
+
+
+def _onnx_metadata(path: Path) -> tuple[Any, str | None]:
+    """The data config and precision deploykit's exporter stores in an ONNX file's metadata_props."""
+    import json
+
+    import onnx
+
+    from deploykit.data.config import DataConfig
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # ORT gives the precise error for an unreadable file when it loads it
+        return None, None
+    cfg = None
+    if "deploykit.data_config" in meta:
+        try:
+            cfg = DataConfig.from_dict(json.loads(meta["deploykit.data_config"]))
+        except (ValueError, TypeError, KeyError, DeployKitError):
+            cfg = None
+    return cfg, meta.get("deploykit.precision")
+
+
+# -- target resolution ------------------------------------------------------------------------
+def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | None,
+                    overrides: dict[str, Any] | None) -> tuple[str, Any]:
+    import torch
+
+    if (weights is not None or num_classes is not None or overrides) and not _looks_like_name(target):
+        raise DeployKitError(f"{target!s:.80}: weights, num_classes and data-config overrides apply to a zoo model "
+                             "name only")
+    if isinstance(target, torch.nn.Module):
+        return "module", target
+    if hasattr(target, "manifest") and hasattr(target, "main_path"):  # an Artifact already loaded
+        if verify:
+            target.verify()
+        return "artifact", target
+    if not isinstance(target, (str, os.PathLike)):
+        raise DeployKitError(f"cannot run a {type(target).__name__}; pass an artifact directory, "
+                             ".onnx/.engine file, nn.Module or zoo model name")
+    path = Path(target)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        from deploykit.artifact import Artifact
+
+        return "artifact", Artifact.load(path, verify=verify)
+    if suffix == ".onnx":
+        if not path.is_file():
+            raise DeployKitError(f"{path}: ONNX file not found")
+        return "onnx", path
+    if suffix in ENGINE_SUFFIXES:
+        if not path.is_file():
+            raise DeployKitError(f"{path}: TensorRT engine file not found")
+        return "engine", path
+    if path.exists():
+        raise DeployKitError(f"{path}: not an artifact directory, .onnx file or TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
+    text = str(target)
+    if os.sep in text or "/" in text or suffix:
+        raise DeployKitError(f"{path}: no such file or directory")
+    from deploykit.models.weights import load_model  # resolves the name and suggests close ones
+
+    return "module", load_model(text, weights=None if weights is None else str(weights),
+                                num_classes=num_classes, overrides=overrides or None)
+
+
+def _looks_like_name(target: Any) -> bool:
+    if not isinstance(target, str):
+        return False
+    p = Path(target)
+    return not p.exists() and not p.suffix and "/" not in target and os.sep not in target
+
+
+def _build(kind: str, obj: Any, backend: str, device: str, threads: int | None,
+           precision: str | None, opts: dict[str, Any]) -> Runner:
+    if backend == "torch":
+        return _torch_runner(kind, obj, device, threads, precision, opts)
+    if backend == "onnxruntime":
+        return _ort_runner(kind, obj, device, threads, precision, opts)
+    return _trt_runner(kind, obj, device, precision, opts)
+
+
+def _call(cls: type, *args: Any, **kwargs: Any) -> Runner:
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as e:  # an option this backend does not have
+        raise DeployKitError(f"{cls.__name__}: {e}") from None
+
+
+def _torch_runner(kind: str, obj: Any, device: str, threads: int | None, precision: str | None,
+                  opts: dict[str, Any]) -> Runner:
+    from deploykit.backends.torch import TorchRunner
+
+    if kind == "artifact":
+        obj = _module_from_artifact(obj)
+    elif kind != "module":
+        raise DeployKitError(f"{obj}: the torch backend needs a zoo model name, an nn.Module or an artifact "
+                             "with its weights; this is a bare model file")
+    return _call(TorchRunner, obj, device=device, precision=precision or "fp32", threads=threads, **opts)
+
+
+def _check_file_precision(kind: str, obj: Any, precision: str | None, backend: str) -> None:
+    if precision is None:
+        return
+    if kind == "artifact":
+        if precision != obj.manifest.precision:
+            raise DeployKitError(f"{obj.path}: artifact precision is {obj.manifest.precision}, not {precision}; "
+                                 f"{backend} runs the file as it is (use a {precision} artifact)")
+        return
+    if kind in ("onnx", "engine"):
+        raise DeployKitError(f"{obj}: precision is fixed by the file for {backend}; "
+                             "--precision applies to the torch backend and to artifacts (checked against the manifest)")
+
+
+def _ort_runner(kind: str, obj: Any, device: str, threads: int | None, precision: str | None,
+                opts: dict[str, Any]) -> Runner:
+    from deploykit.backends.onnxruntime import OnnxRuntimeRunner, providers_for_device
+
+    providers = opts.pop("providers", None) or providers_for_device(device)
+    if kind == "module":
+        if precision not in (None, "fp32"):
+            raise DeployKitError(f"onnxruntime on a PyTorch model runs its fp32 export; export an {precision} "
+                                 "artifact first (deploykit export --fp16) to run that precision")
+        proto = export_module(obj)
+        name = getattr(obj, "model_name", type(obj).__name__)
+        runner = _call(OnnxRuntimeRunner, proto, providers=providers, threads=threads, name=name, **opts)
+        runner.precision = "fp32"
+        return runner
+    _check_file_precision(kind, obj, precision, "onnxruntime")
+    if kind == "engine":
+        raise DeployKitError(f"{obj}: a TensorRT engine runs only with --backend tensorrt")
+    if kind == "artifact":
+        if obj.manifest.format != "onnx":
+            raise DeployKitError(f"{obj.path}: a {obj.manifest.format} artifact runs only with --backend tensorrt")
+        return _call(OnnxRuntimeRunner, obj.main_path, providers=providers, threads=threads,
+                     name=f"{obj.path.name}/{obj.manifest.main_file}", **opts)
+    return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)
+
+
+def _trt_runner(kind: str, obj: Any, device: str, precision: str | None, opts: dict[str, Any]) -> Runner:
+    from deploykit.backends.tensorrt.runner import TensorRTRunner
+
+    if device == "cpu":
+        device = "cuda"  # TensorRT has no CPU mode; the runner refuses when CUDA is absent
+    _check_file_precision(kind, obj, precision, "tensorrt")
+    if kind == "artifact" and obj.manifest.format == "tensorrt-engine":
+        return _call(TensorRTRunner, obj.main_path, device=device, **opts)
+    if kind == "engine":
+        return _call(TensorRTRunner, obj, device=device, **opts)
+    raise DeployKitError(f"{getattr(obj, 'path', obj)}: the tensorrt backend runs a built engine "
+                         "(.engine/.plan or an engine artifact); build one from the ONNX first")
+
+
+def _module_from_artifact(art: Any) -> Any:
+    """Rebuild the PyTorch model an ONNX artifact came from, from the weights it names."""
+    from deploykit._io import sha256_file
+    from deploykit.models.weights import load_model
+
+    m = art.manifest
+    w = m.weights or {}
+    candidates = [art.path / w["file"]] if w.get("file") else []
+    if w.get("path"):
+        candidates.append(Path(w["path"]))
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise DeployKitError(f"{art.path}: the torch backend needs the weights this artifact was exported from, "
+                             "and the manifest names none that exist here; pass the zoo model name with --weights instead")
+    if w.get("sha256") and sha256_file(found) != w["sha256"]:
+        raise DeployKitError(f"{found}: sha256 does not match the weights recorded in {art.manifest_path}")
+    cfg = m.data_config
+    overrides = {"image_size": cfg.image_size, "mean": tuple(cfg.mean), "std": tuple(cfg.std)}
+    if cfg.labels:
+        overrides["labels"] = tuple(cfg.labels)
+    return load_model(m.model, weights=str(found), num_classes=cfg.num_classes, overrides=overrides)
+
+
+def export_module(model: Any) -> Any:
+    """Export an nn.Module in memory with deploykit's exporter, for ONNX Runtime to run."""
+    import onnx
+
+    from deploykit.data.config import DataConfig
+    from deploykit.export.to_onnx import export_onnx
+
+    cfg = getattr(model, "data_config", None)
+    if not isinstance(cfg, DataConfig):
+        raise DeployKitError(f"{type(model).__name__} has no data_config; build it with deploykit.models.create_model "
+                             "or set model.data_config so its input size is known")
+    tmp = Path(tempfile.mkdtemp(prefix="deploykit-runner-"))
+    try:
+        export_onnx(model, cfg, tmp / "model.onnx")
+        return onnx.load(str(tmp / "model.onnx"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["BACKENDS", "Runner", "RunnerError", "available_backends", "backend_status", "check_backend",
+           "export_module", "make_runner"]

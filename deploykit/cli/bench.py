@@ -1,0 +1,189 @@
+"""``deploykit bench`` and ``deploykit compare``: thin wrappers over deploykit.harness."""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import click
+
+from deploykit.cli.options import data_overrides, model_options
+from deploykit.errors import DeployKitError
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        vals = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
+    if not vals or min(vals) < 1:
+        raise click.BadParameter(f"'{value}' must list batch sizes of at least 1")
+    return vals
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    vals = [v.strip() for v in value.split(",") if v.strip()]
+    if not vals:
+        raise click.BadParameter("needs at least one name")
+    return vals
+
+
+def _load_target(target: str, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
+                 labels: Any) -> Any:
+    """A zoo model name becomes one nn.Module (so every backend runs the same weights); paths pass through."""
+    from pathlib import Path
+
+    overrides = data_overrides(input_size, mean, std, labels)
+    is_name = not Path(target).exists() and not Path(target).suffix and "/" not in target
+    if not is_name:
+        if weights or num_classes or overrides:
+            raise DeployKitError(f"{target}: --weights/--num-classes/--input-size/--mean/--std/--labels apply to a "
+                                 "zoo model name, not to a file or artifact")
+        return target
+    from deploykit.models.weights import load_model
+
+    return load_model(target, weights=weights, num_classes=num_classes, overrides=overrides or None)
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # logs and CI: wide enough that no number is cut
+        console.width = 200
+    return console
+
+
+def _rich_table(title: str, header: Any, rows: list[list[str]]):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left")
+    for h in header:
+        table.add_column(h, justify="left" if h in ("run", "runner", "backend", "device", "precision", "output",
+                                                     "result", "model", "variant", "status") else "right")
+    for row in rows:
+        table.add_row(*(Text(c) for c in row))  # Text: names like "onnxruntime[x,CPU]" are not markup
+    return table
+
+
+@click.command("bench")
+@click.argument("target")
+@click.option("--backend", "backends", callback=_name_list, default="onnxruntime", show_default=True,
+              help="torch, onnxruntime, tensorrt; a comma list runs each in turn.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (tensorrt for ORT's TensorRT EP).")
+@click.option("--precision", "precisions", callback=_name_list, default=None,
+              help="torch: fp32 or fp16 (CUDA); files: checked against the artifact. Comma list allowed.")
+@click.option("--batch", "batches", callback=_int_list, default="1", show_default=True,
+              help="Batch sizes, e.g. 1,8,32.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op CPU threads (default: library's).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls per batch size.")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed calls per batch size (default 200).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds of timed calls per batch size, instead of --iters.")
+@click.option("--channels-last", is_flag=True, help="torch: channels-last memory format.")
+@click.option("--cuda-graph", is_flag=True, help="torch on CUDA: capture once, replay a CUDA graph.")
+@click.option("--compile", "compile_", is_flag=True, help="torch: run through torch.compile.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of latency and throughput against batch size here.")
+@model_options
+def bench_cmd(target: str, backends: list[str], device: str, precisions: list[str] | None, batches: list[int],
+              threads: int | None, warmup: int, iters: int | None, duration: float | None, channels_last: bool,
+              cuda_graph: bool, compile_: bool, json_path: str | None, md_path: str | None, plot_path: str | None,
+              weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any, labels: Any) -> None:
+    """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
+    from deploykit.backends import make_runner
+    from deploykit.harness.bench import benchmark, describe_machine
+    from deploykit.harness.report import (bench_columns, bench_report, bench_rows, bench_markdown, machine_line,
+                                          plot_latency, write_json, write_markdown)
+
+    if iters is not None and duration is not None:
+        raise click.UsageError("give --iters or --duration, not both")
+    obj = _load_target(target, weights, num_classes, input_size, mean, std, labels)
+    torch_opts = {k: v for k, v in (("channels_last", channels_last), ("cuda_graph", cuda_graph),
+                                    ("compile", compile_)) if v}
+    machine = describe_machine()
+    console = _console()
+    results = []
+    for backend, precision in product(backends, precisions or [None]):
+        opts = torch_opts if backend in ("torch", "pytorch") else {}
+        if not opts and torch_opts and len(backends) == 1:
+            raise DeployKitError(f"--channels-last/--cuda-graph/--compile apply to the torch backend, not {backend}")
+        runner = make_runner(obj, backend=backend, device=device, threads=threads, batch_sizes=batches,
+                             precision=precision, **opts)
+        results.append(benchmark(runner, batches, warmup=warmup, iters=iters, duration=duration,
+                                 progress=console.is_terminal, machine=machine,
+                                 model=getattr(obj, "model_name", None) or str(target)))
+    doc = bench_report(results, machine=machine)
+    columns = bench_columns(doc)
+    keep = [i for i, c in enumerate(columns) if c not in ("backend", "device")]  # both are in the run label
+    console.print(_rich_table(f"deploykit bench {target} (latency in ms)",
+                              [columns[i].replace(" ms", "") for i in keep],
+                              [[row[i] for i in keep] for row in bench_rows(doc)]))
+    console.print(f"machine: {machine_line(machine)}", highlight=False)
+    for b in (b for r in results for b in r.batches if not b.p99_reliable):
+        console.print(f"note: batch {b.batch} p99 rests on {b.iterations} samples; use --iters 200 or more to trust it",
+                      highlight=False)
+        break
+    if json_path:
+        write_json(doc, json_path)
+    if md_path:
+        write_markdown(bench_markdown(doc), md_path)
+    if plot_path:
+        plot_latency(doc, plot_path)
+
+
+@click.command("compare")
+@click.argument("target")
+@click.option("--backends", callback=_name_list, default="torch,onnxruntime", show_default=True,
+              help="Comma list; the first is the reference the others must match.")
+@click.option("--data", default=None, help="Real images (e.g. fashion-mnist:test[:64] or a folder) instead of "
+                                           "fixed-seed inputs.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size fed to every backend.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Samples to compare (default: one batch of fixed-seed inputs, or 64 images with --data).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "mixed", "int8"]), default=None,
+              help="Gate to apply (default: the loosest precision among the backends).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op CPU threads.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed inputs.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table here.")
+@model_options
+def compare_cmd(target: str, backends: list[str], data: str | None, batch: int, samples: int | None,
+                precision: str | None, device: str, threads: int | None, seed: int, json_path: str | None,
+                md_path: str | None, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
+                labels: Any) -> None:
+    """Check that every backend gives TARGET's answers; exits 1 when a tolerance is exceeded."""
+    from deploykit.harness.compare import compare_backends
+    from deploykit.harness.report import compare_markdown, compare_report, write_json, write_markdown
+
+    obj = _load_target(target, weights, num_classes, input_size, mean, std, labels)
+    console = _console()
+    result = compare_backends(obj, backends, data=data, batch=batch, precision=precision, device=device,
+                              threads=threads, samples=samples, seed=seed, progress=console.is_terminal)
+    doc = compare_report(result)
+    rows = []
+    for r in result.rows:
+        p = r.parity
+        rows.append([r.runner, r.output, f"{p.max_abs:.3g}", f"{p.max_rel:.3g}", f"{p.cosine:.6f}",
+                     f"{p.top1_agreement:.2%}", "pass" if r.passed else "FAIL"])
+    inp = result.inputs
+    title = (f"compare against {result.reference['name']} ({inp['samples']} samples from {inp['source']}, "
+             f"{result.precision} gate)")
+    console.print(_rich_table(title, ("runner", "output", "max abs", "max rel", "cosine", "top-1 agree", "result"), rows))
+    if json_path:
+        write_json(doc, json_path)
+    if md_path:
+        write_markdown(compare_markdown(doc), md_path)
+    if not result.passed:
+        for f in result.failures:
+            click.echo(f"FAIL {f}", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"PASS: {len(result.rows)} output comparison(s) within the {result.precision} gate")

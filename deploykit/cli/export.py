@@ -1,0 +1,83 @@
+"""``deploykit export MODEL``: a zoo model + checkpoint -> parity-proven ONNX artifact directory."""
+
+from __future__ import annotations
+
+import click
+
+from deploykit.cli.options import data_overrides, model_options
+
+
+@click.command("export")
+@click.argument("model")
+@model_options
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset (default 18; 13-20 accepted by both ONNX Runtime and TensorRT 10).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Fixed batch size (default: dynamic batch).")
+@click.option("--dynamic-batch", is_flag=True, default=False,
+              help="Symbolic batch dimension (the default; excludes --batch).")
+@click.option("--fp16", is_flag=True, help="Write an FP16 model (float32 inputs/outputs kept).")
+@click.option("--fp16-io", is_flag=True, help="With --fp16: float16 inputs and outputs too.")
+@click.option("--no-optimize", "no_optimize", is_flag=True, help="Skip the graph optimiser.")
+@click.option("--data", default=None, metavar="SPEC",
+              help="Also check parity on real images, e.g. fashion-mnist:test[:64] or a folder.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Artifact directory (default artifacts/MODEL/, artifacts/MODEL-fp16/ for --fp16).")
+@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto",
+              show_default=True, help="torch.onnx exporter; auto = TorchScript, dynamo if that fails.")
+@click.option("--force", is_flag=True, help="Replace an existing artifact directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
+               labels: str | None, opset: int | None, batch: int | None, dynamic_batch: bool,
+               fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
+               exporter: str, force: bool, quiet: bool) -> None:
+    """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate)."""
+    from deploykit.export.api import export_model
+
+    if batch is not None and dynamic_batch:
+        raise click.UsageError("--batch and --dynamic-batch exclude each other; give one")
+    if fp16_io and not fp16:
+        raise click.UsageError("--fp16-io needs --fp16")
+    artifact = export_model(
+        model, weights=weights, num_classes=num_classes,
+        overrides=data_overrides(input_size, mean, std, labels) or None,
+        out=out, opset=opset, batch=batch, dynamic_batch=True if batch is None else False,
+        fp16=fp16, optimize=not no_optimize, data=data, force=force, progress=not quiet,
+        fp16_io=fp16_io, exporter=exporter,
+    )
+    click.echo(summary(artifact))
+
+
+def summary(artifact) -> str:
+    """A few lines: where the artifact is, how big, and what parity proved."""
+    m = artifact.manifest
+    size = sum(f["bytes"] for f in m.files.values())
+    shape = "x".join(str(d) for d in m.inputs[0].shape)
+    lines = [
+        f"Wrote {artifact.path} ({size / 1e6:.1f} MB): {m.model} {m.precision}, "
+        f"opset {m.opset}, input {m.inputs[0].name} {shape} {m.inputs[0].dtype}",
+    ]
+    parity = m.results.get("parity", {})
+    for key, label in (("fixed_seed", "fixed-seed inputs"), ("data", "real images")):
+        r = parity.get(key)
+        if r:
+            lines.append(
+                f"Parity vs PyTorch on {r['count']} {label}: max abs {_g(r['max_abs'])} "
+                f"({_g(r['max_rel'])} of logit range), cosine {_f(r['cosine'])}, "
+                f"top-1 agreement {_pct(r['top1_agreement'])} (gate passed)"
+            )
+    for note in m.results.get("notes", []):
+        lines.append(f"Note: {note}")
+    return "\n".join(lines)
+
+
+def _g(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _f(v) -> str:
+    return f"{v:.6f}" if isinstance(v, float) else str(v)
+
+
+def _pct(v) -> str:
+    return f"{v:.1%}" if isinstance(v, float) else str(v)

@@ -1,0 +1,1 @@
+"""Harness: latency benchmarks, cross-backend parity, and the reports (JSON, Markdown, PNG) they feed."""

@@ -1,0 +1,395 @@
+"""Latency benchmarking of any Runner: the one place this project's speed numbers come from.
+
+Method: inputs are made once per batch size; ``warmup`` untimed calls run first (the first one
+timed separately as the first-inference cost); then each call to ``runner.infer`` is timed with
+``time.perf_counter_ns``, for ``iters`` calls or until ``duration`` seconds have passed (never
+fewer than ``min_iters``). Latency is end to end for the caller: host numpy in, host numpy out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from deploykit.backends.base import Runner
+from deploykit.errors import DeployKitError
+
+DEFAULT_ITERS = 200  # p99 of 200 samples sits between the 2nd and 3rd slowest call
+DEFAULT_WARMUP = 10
+RELIABLE_P99_ITERS = 100
+
+
+@dataclass
+class LatencyStats:
+    """Latency distribution in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    min: float
+    max: float
+    std: float
+
+    @classmethod
+    def from_ns(cls, samples_ns: Sequence[int]) -> "LatencyStats":
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        if ms.size == 0:
+            raise ValueError("no latency samples")
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(p50=float(p50), p90=float(p90), p99=float(p99), mean=float(ms.mean()),
+                   min=float(ms.min()), max=float(ms.max()), std=float(ms.std()))
+
+
+@dataclass
+class BatchResult:
+    """One batch size's measurement."""
+
+    batch: int
+    iterations: int
+    warmup: int
+    latency_ms: LatencyStats
+    throughput: float  # images per second, from the mean latency
+    first_inference_ms: float
+    total_s: float  # wall time of the timed loop
+    peak_rss_mb: float | None
+    rss_scope: str  # "batch" when the peak was reset before this batch, else "process"
+    gpu_peak_mb: float | None = None
+    p99_reliable: bool = True  # False when fewer than RELIABLE_P99_ITERS samples back the p99
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BenchResult:
+    """A runner measured over one or more batch sizes, with the settings that shaped the numbers."""
+
+    label: str
+    runner: dict[str, Any]
+    batches: list[BatchResult]
+    settings: dict[str, Any]
+    machine: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "model": self.model,
+            "runner": self.runner,
+            "settings": self.settings,
+            "batches": [b.to_dict() for b in self.batches],
+        }
+
+    def batch(self, size: int) -> BatchResult:
+        """The result for one batch size."""
+        for b in self.batches:
+            if b.batch == size:
+                return b
+        raise KeyError(size)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def make_feeds(runner: Runner, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs matching the runner's inputs, with the batch dim set to ``batch``."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, (dtype, shape) in runner.input_metadata().items():
+        dims = []
+        for i, d in enumerate(shape):
+            if i == 0:
+                if isinstance(d, int) and d > 0 and d != batch:
+                    raise DeployKitError(
+                        f"{runner.name}: batch {batch} requested but input '{name}' has a fixed batch of {d}"
+                    )
+                dims.append(batch)
+            elif isinstance(d, int) and d > 0:
+                dims.append(d)
+            else:
+                raise DeployKitError(
+                    f"{runner.name}: input '{name}' has a symbolic dim {i} ({d!r}) in shape {tuple(shape)}; "
+                    "pass inputs explicitly"
+                )
+        if np.issubdtype(dtype, np.floating):
+            feeds[name] = rng.standard_normal(dims).astype(dtype)
+        else:
+            feeds[name] = rng.integers(0, 2, size=dims).astype(dtype)
+    return feeds
+
+
+def check_batch_sizes(runner: Runner, batch_sizes: Iterable[int]) -> list[int]:
+    """Positive, de-duplicated batch sizes that the runner's artifact profile accepts."""
+    out: list[int] = []
+    for b in batch_sizes:
+        b = int(b)
+        if b < 1:
+            raise DeployKitError(f"batch size {b} must be at least 1")
+        if runner.batch_profile is not None:
+            runner.batch_profile.check(b, where=runner.name)
+        if b not in out:
+            out.append(b)
+    if not out:
+        raise DeployKitError("no batch sizes given")
+    return out
+
+
+# -- memory ----------------------------------------------------------------------------------
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) for this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MiB (VmHWM, else getrusage)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    try:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / 1024.0 if platform.system() != "Darwin" else kb / 2**20
+    except (OSError, ValueError):  # pragma: no cover
+        return None
+
+
+def _gpu_reset(device: str) -> bool:
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return True
+
+
+def _gpu_peak_mb() -> float:
+    import torch
+
+    torch.cuda.synchronize()
+    allocated = torch.cuda.max_memory_allocated() / 2**20
+    free, total = torch.cuda.mem_get_info()
+    # torch's allocator misses memory ORT/TensorRT allocate themselves: report the larger view.
+    return float(max(allocated, (total - free) / 2**20))
+
+
+# -- the loop --------------------------------------------------------------------------------
+def benchmark(
+    runner: Runner,
+    batch_sizes: Sequence[int] = (1,),
+    warmup: int = DEFAULT_WARMUP,
+    iters: int | None = None,
+    duration: float | None = None,
+    *,
+    min_iters: int = 10,
+    time_limit: float | None = None,
+    feeds: dict[int, dict[str, np.ndarray]] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    label: str | None = None,
+    model: str | None = None,
+    machine: dict[str, Any] | None = None,
+) -> BenchResult:
+    """Measure ``runner`` at each batch size; ``iters`` calls, or ``duration`` seconds of calls.
+
+    With neither given, ``DEFAULT_ITERS`` calls are timed. ``time_limit`` (with ``iters``) stops a
+    slow model early, once ``min_iters`` calls are in. ``feeds`` maps batch size to ready inputs
+    (real data); otherwise random inputs of the runner's shape are used.
+    """
+    if iters is not None and duration is not None:
+        raise DeployKitError("give either iters or duration, not both")
+    if iters is not None and iters < 1:
+        raise DeployKitError(f"iters {iters} must be at least 1")
+    if duration is not None and duration <= 0:
+        raise DeployKitError(f"duration {duration} must be positive")
+    if warmup < 0:
+        raise DeployKitError(f"warmup {warmup} must not be negative")
+    if time_limit is not None and (duration is not None or time_limit <= 0):
+        raise DeployKitError("time_limit must be positive and goes with iters, not duration")
+    if iters is None and duration is None:
+        iters = DEFAULT_ITERS
+    # With iters and a time limit the loop stops at whichever comes first, never under min_iters.
+    limit_s = duration if duration is not None else time_limit
+    was_active = runner.is_active
+    runner.activate()
+    try:
+        sizes = check_batch_sizes(runner, batch_sizes)
+        results = [
+            _bench_one(runner, b, warmup, iters, limit_s, min_iters,
+                       (feeds or {}).get(b) or make_feeds(runner, b, seed), progress)
+            for b in sizes
+        ]
+        desc = runner.describe()
+    finally:
+        if not was_active:
+            runner.deactivate()
+    return BenchResult(
+        label=label or runner.name,
+        model=model,
+        runner=desc,
+        batches=results,
+        settings={"warmup": warmup, "iters": iters, "duration_s": duration, "min_iters": min_iters,
+                  "time_limit_s": time_limit,
+                  "timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"},
+        machine=machine if machine is not None else describe_machine(),
+    )
+
+
+def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, duration: float | None,
+               min_iters: int, feeds: dict[str, np.ndarray], show: bool) -> BatchResult:
+    scope = "batch" if _reset_peak_rss() else "process"
+    gpu = _gpu_reset(runner.device)
+    clock = time.perf_counter_ns
+
+    t0 = clock()
+    runner.infer(feeds)
+    runner.synchronize()
+    first_ms = (clock() - t0) / 1e6
+    for _ in range(max(0, warmup - 1)):
+        runner.infer(feeds)
+    runner.synchronize()
+
+    samples: list[int] = []
+    total = iters if iters is not None else None
+    with _progress(show, f"{runner.name} batch {batch}", total) as advance:
+        start = clock()
+        deadline = None if duration is None else start + int(duration * 1e9)
+        while True:
+            t = clock()
+            runner.infer(feeds)  # returns host arrays, so device work has finished
+            samples.append(clock() - t)
+            advance()
+            if iters is not None and len(samples) >= iters:
+                break
+            if deadline is not None and clock() >= deadline and len(samples) >= min_iters:
+                break
+        loop_s = (clock() - start) / 1e9
+    stats = LatencyStats.from_ns(samples)
+    return BatchResult(
+        batch=batch,
+        iterations=len(samples),
+        warmup=warmup,
+        latency_ms=stats,
+        throughput=batch * 1000.0 / stats.mean,
+        first_inference_ms=first_ms,
+        total_s=loop_s,
+        peak_rss_mb=peak_rss_mb(),
+        rss_scope=scope,
+        gpu_peak_mb=_gpu_peak_mb() if gpu else None,
+        p99_reliable=len(samples) >= RELIABLE_P99_ITERS,
+    )
+
+
+class _progress:
+    """A rich progress bar while timing (transient), or nothing when not wanted."""
+
+    def __init__(self, show: bool, what: str, total: int | None) -> None:
+        self.show, self.what, self.total = show, what, total
+
+    def __enter__(self):
+        if not self.show:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), transient=True, refresh_per_second=4)
+        self._p.start()
+        task = self._p.add_task(self.what, total=self.total)
+        return lambda: self._p.advance(task)
+
+    def __exit__(self, *exc) -> None:
+        if self.show:
+            self._p.stop()
+
+
+# -- machine -----------------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(pkg: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        with open("/proc/driver/nvidia/version") as fh:
+            m = re.search(r"Kernel Module\s+([\d.]+)", fh.read())
+            return m.group(1) if m else None
+    except OSError:
+        return None
+
+
+def describe_machine() -> dict[str, Any]:
+    """CPU, cores, GPU, library versions and thread settings: what a latency number depends on."""
+    import torch
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        affinity = os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": {p: v for p in ("deploykit", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
+                                    "onnxslim", "numpy") if (v := _version(p))},
+        "threads": {
+            "torch_intra_op": torch.get_num_threads(),
+            "torch_inter_op": torch.get_num_interop_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        },
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        idx = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        info["gpu"] = {
+            "name": torch.cuda.get_device_name(idx),
+            "count": torch.cuda.device_count(),
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "driver": _nvidia_driver(),
+            "cuda_runtime": torch.version.cuda,
+        }
+    return info
+
+
+def machine_slug(machine: dict[str, Any] | None = None) -> str:
+    """A file-name-safe machine id such as ``amd-epyc-2cpu`` or ``nvidia-h100-80gb-hbm3``."""
+    m = machine or describe_machine()
+    base = m["gpu"]["name"] if m.get("gpu") else f"{m['cpu']} {m['usable_cores']}cpu"
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower().replace("(r)", "").replace("(tm)", "")).strip("-")
+    return re.sub(r"-(processor|cpu-@.*)-", "-", slug) or "machine"

@@ -1,0 +1,254 @@
+"""The graph optimiser: BatchNorm folding, fused 1x1 branch heads and concatenations, proven exact.
+
+``optimize_model`` runs the passes of :mod:`deploykit.optimize.passes` through the
+:class:`~deploykit.optimize.manager.PassManager` to a fixed point; ``optimize_file`` adds the
+file handling (bad files become one-line errors, the output is written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import onnx
+import onnx_ir as ir
+
+from deploykit.errors import DeployKitError
+from deploykit.optimize.manager import PassManager, PassReport
+from deploykit.optimize.passes import PASSES
+
+# The default pipeline is what measurably pays off on ONNX Runtime CPU (benchmarks/optimize/).
+# fuse_parallel_conv is exact but opt-in ("all" or --passes): on x86 ORT lays convolutions out in
+# its blocked NCHWc format and has no blocked Split, so the Split the fusion needs costs layout
+# reorders that outweigh the wider GEMM (see benchmarks/optimize/results.md).
+DEFAULT_PASSES: tuple[str, ...] = (
+    "cleanup",
+    "constant_fold",
+    "fold_batchnorm",
+    "fuse_concat",
+    "pool_before_conv",
+)
+# "all": every structural pass; batchnorm_to_affine stays opt-in by name (it slows ORT CPU down).
+ALL_PASSES: tuple[str, ...] = (
+    "cleanup",
+    "constant_fold",
+    "fold_batchnorm",
+    "fuse_parallel_conv",
+    "fuse_concat",
+    "pool_before_conv",
+)
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass
+class OptimizeResult:
+    """The optimised model, one report per pass, and whether anything changed."""
+
+    model: onnx.ModelProto
+    reports: list[PassReport] = field(default_factory=list)
+    modified: bool = False
+    nodes_before: int = 0
+    nodes_after: int = 0
+    iterations: int = 0
+    parity: Any = None  # a verify.ParityCheck once the result was compared with its input
+
+
+    @property
+    def passes(self) -> list[str]:
+        return [r.name for r in self.reports]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary for manifests and ``--report``."""
+        return {
+            "passes": self.passes,
+            "modified": self.modified,
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after,
+            "iterations": self.iterations,
+            "reports": [r.to_dict() for r in self.reports],
+            **({"parity": self.parity.to_dict()} if self.parity is not None else {}),
+        }
+
+
+def list_passes() -> list[str]:
+    """Every pass name, in the order ``"all"`` runs them."""
+    return list(ALL_PASSES) + [n for n in PASSES if n not in ALL_PASSES]
+
+
+def resolve_passes(passes: Sequence[str] | str | None) -> list[str]:
+    """Validate pass names (a list or comma-separated string; "default" and "all" expand); None = default."""
+    if passes is None:
+        return list(DEFAULT_PASSES)
+    if isinstance(passes, str):
+        passes = [p.strip() for p in passes.split(",") if p.strip()]
+    names: list[str] = []
+    for n in passes:
+        names.extend(DEFAULT_PASSES if n == "default" else ALL_PASSES if n == "all" else [n])
+    if not names:
+        raise DeployKitError("no optimisation passes given; choose from " + ", ".join(list_passes()))
+    for n in names:
+        if n not in PASSES:
+            raise DeployKitError(f"unknown optimisation pass '{n}'; choose from {', '.join(list_passes())}")
+    if len(set(names)) != len(names):
+        raise DeployKitError(f"optimisation pass listed twice in {','.join(names)}")
+    return names
+
+
+def optimize_model(
+    model: onnx.ModelProto,
+    passes: Sequence[str] | str | None = None,
+    max_iterations: int = 10,
+) -> OptimizeResult:
+    """Rewrite ``model`` with the named passes until none changes anything; the input is not mutated."""
+    names = resolve_passes(passes)
+    ir_model = ir.serde.deserialize_model(_with_shapes(model))
+    nodes_before = len(ir_model.graph)
+    manager = PassManager([PASSES[n]() for n in names], max_iterations=max_iterations)
+    ir_model, reports, modified = manager.run(ir_model)
+    ir.passes.common.NameFixPass()(ir_model)
+    out = ir.serde.serialize_model(ir_model)
+    return OptimizeResult(
+        model=out,
+        reports=reports,
+        modified=modified,
+        nodes_before=nodes_before,
+        nodes_after=len(ir_model.graph),
+        iterations=manager.iterations,
+    )
+
+
+def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Annotate intermediate shapes (passes need ranks and channel counts); unknown ops are skipped."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is best effort; passes then simply match less
+        return model
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong."""
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.exists():
+        raise DeployKitError(f"{p}: file not found")
+    if not p.is_file():
+        raise DeployKitError(f"{p}: not a file")
+    data = p.read_bytes()
+    if not data:
+        raise DeployKitError(f"{p}: empty file, not an ONNX model")
+    try:
+        model = onnx.load_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        kind = "truncated or corrupt ONNX protobuf" if _looks_like_onnx(data) else "not an ONNX file"
+        raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise DeployKitError(f"{p}: not an ONNX file (no IR version or graph)")
+    _check_external_data(model, p)
+    if any(_has_external(t) for t in _all_tensors(model)):
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except (OSError, ValueError) as e:
+            raise DeployKitError(f"{p}: cannot read its external data ({e})") from None
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
+        raise DeployKitError(f"{p}: invalid ONNX model ({first})") from None
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write a self-contained ONNX file atomically."""
+    from deploykit._io import atomic_write_bytes
+
+    data = model.SerializeToString()
+    if len(data) > _PROTOBUF_LIMIT:  # pragma: no cover - zoo models are far below 2 GB
+        raise DeployKitError(f"{path}: optimised model exceeds the 2 GB protobuf limit")
+    return atomic_write_bytes(path, data)
+
+
+def optimize_file(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    passes: Sequence[str] | str | None = None,
+    max_iterations: int = 10,
+    verify: bool = True,
+    batch: int = 2,
+) -> OptimizeResult:
+    """Optimise an ONNX file into ``out_path``, written whole and only once parity held."""
+    names = resolve_passes(passes)
+    model = load_onnx(in_path)
+    result = optimize_model(model, names, max_iterations=max_iterations)
+    if verify:
+        result.parity = verify_or_raise(model, result.model, where=str(in_path), batch=batch)
+    save_onnx(result.model, out_path)
+    return result
+
+
+def verify_or_raise(original: onnx.ModelProto, optimized: onnx.ModelProto, where: str, batch: int = 2):
+    """Parity of the optimised graph with its input (ORT, graph optimisations off); refuse on drift."""
+    from deploykit.optimize.verify import MAX_REL_ERR, check_parity
+
+    try:
+        parity = check_parity(original, optimized, batch=batch)
+    except Exception as e:  # noqa: BLE001 - ORT refuses the model: say so on one line
+        raise DeployKitError(f"{where}: could not run the model to check parity ({type(e).__name__}: {e})") from None
+    if not parity.passed:
+        raise DeployKitError(
+            f"{where}: optimised graph failed the parity gate (max rel err {parity.max_rel:.3g} > "
+            f"{MAX_REL_ERR:g} or top-1 agreement {parity.top1_agreement:.1%} < 100%); nothing written"
+        )
+    return parity
+
+
+def _looks_like_onnx(data: bytes) -> bool:
+    # A ModelProto starts with field 1 (ir_version, varint) or field 8 (opset_import) in practice.
+    return data[:1] in (b"\x08", b"\x42", b"\x12", b"\x1a", b"\x3a")
+
+
+def _all_tensors(model: onnx.ModelProto):
+    from onnx.external_data_helper import _get_all_tensors
+
+    return _get_all_tensors(model)
+
+
+def _has_external(tensor: onnx.TensorProto) -> bool:
+    return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """External data must live inside the model's own directory (no absolute paths, no '..')."""
+    base = path.parent.resolve()
+    for tensor in _all_tensors(model):
+        if not _has_external(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if not location:
+            raise DeployKitError(f"{path}: tensor '{tensor.name}' has external data with no location")
+        if os.path.isabs(location) or not (base / location).resolve().is_relative_to(base):
+            raise DeployKitError(
+                f"{path}: tensor '{tensor.name}' points to external data '{location}' outside its directory"
+            )
+        if not (base / location).is_file():
+            raise DeployKitError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+
+
+from deploykit.optimize.stage import default_output, optimize_artifact  # noqa: E402
+
+__all__ = [
+    "ALL_PASSES",
+    "DEFAULT_PASSES",
+    "default_output",
+    "optimize_artifact",
+    "OptimizeResult",
+    "PassReport",
+    "list_passes",
+    "load_onnx",
+    "optimize_file",
+    "optimize_model",
+    "resolve_passes",
+    "save_onnx",
+]

@@ -1,0 +1,128 @@
+"""Prove a rewrite preserved outputs: run both graphs on ONNX Runtime with its own optimiser off."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+
+# The optimisation targets of issue 5: scale-relative error and top-1 agreement on every output.
+MAX_REL_ERR = 1e-5
+MIN_TOP1 = 1.0
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass
+class OutputParity:
+    """Agreement of one output: max |a-b|, that over the reference's value range, argmax agreement."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    top1_agreement: float | None
+
+
+@dataclass
+class ParityCheck:
+    """Result of comparing an optimised graph with its original on the same fixed-seed inputs."""
+
+    outputs: list[OutputParity] = field(default_factory=list)
+    batch: int = 1
+    seed: int = 0
+
+    @property
+    def max_rel(self) -> float:
+        return max((o.max_rel for o in self.outputs), default=0.0)
+
+    @property
+    def top1_agreement(self) -> float:
+        vals = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
+        return min(vals, default=1.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel <= MAX_REL_ERR and self.top1_agreement >= MIN_TOP1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "max_rel": self.max_rel,
+            "top1_agreement": self.top1_agreement,
+            "threshold_max_rel": MAX_REL_ERR,
+            "batch": self.batch,
+            "seed": self.seed,
+            "outputs": [asdict(o) for o in self.outputs],
+        }
+
+
+def make_session(model: onnx.ModelProto | bytes | str, optimize: bool = False, threads: int = 1):
+    """An ORT CPU session; ``optimize=False`` disables ORT's graph rewrites so ours are what is tested."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(session, batch: int = 1, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Fixed-seed feeds for every input; a symbolic dim is ``dims[name]`` or ``batch``."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (dims or {}).get(str(d), batch) for d in inp.shape]
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype is None:
+            raise ValueError(f"input '{inp.name}' has type {inp.type}, which the parity check cannot generate")
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    return feeds
+
+
+def compare(ref: np.ndarray, out: np.ndarray, name: str = "output") -> OutputParity:
+    """The project's parity metric (max |a-b| over the reference's range) and top-1 for (N, K) outputs."""
+    from deploykit.errors import DeployKitError
+    from deploykit.harness.parity import compare_outputs
+
+    try:
+        res = compare_outputs(np.asarray(ref, np.float64), np.asarray(out, np.float64))
+    except DeployKitError:  # shape mismatch: as wrong as it gets
+        return OutputParity(name, float("inf"), float("inf"), 0.0)
+    top1 = res.top1_agreement if np.ndim(ref) == 2 and np.shape(ref)[1] > 1 else None
+    return OutputParity(name, res.max_abs, res.max_rel, top1)
+
+
+def check_parity(
+    original: onnx.ModelProto | bytes,
+    optimized: onnx.ModelProto | bytes,
+    batch: int = 2,
+    seed: int = 0,
+    dims: Mapping[str, int] | None = None,
+) -> ParityCheck:
+    """Run both graphs on the same random inputs (ORT graph optimisations off) and compare outputs."""
+    ref_sess = make_session(original)
+    opt_sess = make_session(optimized)
+    feeds = random_inputs(ref_sess, batch=batch, seed=seed, dims=dims)
+    names = [o.name for o in ref_sess.get_outputs()]
+    opt_names = [o.name for o in opt_sess.get_outputs()]
+    if names != opt_names:
+        raise AssertionError(f"optimised graph outputs {opt_names} differ from the original's {names}")
+    refs = ref_sess.run(names, feeds)
+    outs = opt_sess.run(names, feeds)
+    return ParityCheck([compare(r, o, n) for n, r, o in zip(names, refs, outs)], batch=batch, seed=seed)

@@ -1,0 +1,497 @@
+"""Q/DQ placement: where quantise/dequantise pairs go, per deployment target.
+
+Two profiles:
+
+``tensorrt``
+    Symmetric signed INT8 everywhere. Q/DQ on the activation input and the weight of every
+    Conv/Gemm/MatMul (weights per output channel, kept as FP32 behind Q/DQ so TensorRT folds them),
+    on both inputs of a residual Add (so TensorRT fuses the Add into the preceding conv), on every
+    Concat input with one scale shared by all inputs and the output (no requantisation), and
+    through pooling/flatten: when a pool's output is quantised its input is quantised with the same
+    scale, so the pool runs in INT8. Outputs of weighted ops get no Q/DQ of their own; biases stay
+    FP32.
+
+``onnxruntime``
+    Activations asymmetric uint8, weights symmetric int8 per channel stored as int8 initializers,
+    Conv/Gemm biases int32: the QDQ layout ONNX Runtime's CPU provider fuses into QLinearConv,
+    QLinearAdd, QLinearConcat, QLinearGlobalAveragePool and QGemm (VNNI kernels). Inputs and outputs
+    of every quantisable op are quantised; a Relu right after a Conv/Add/Gemm is absorbed by
+    quantising its output instead (zero point 0 clips like the Relu, so ORT drops the Relu).
+    MaxPool/Flatten share the input scale so ORT runs them on uint8 directly.
+
+Layers listed as kept (node-name globs, or ``first``/``last`` for the first/last weighted layer)
+get no Q/DQ: their inputs are read in FP32 and their weights stay FP32.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from deploykit.errors import DeployKitError
+from deploykit.quantize.calibrators import asymmetric_params, quantize_weight, symmetric_scale
+
+PROFILES = ("tensorrt", "onnxruntime")
+WEIGHTED = ("Conv", "Gemm", "MatMul")
+POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
+SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+INT32_MAX = 2**31 - 1
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) needs opset 13
+
+
+@dataclass
+class Layer:
+    """A weighted node that can be quantised: its name, op, activation input, weight and output."""
+
+    name: str
+    op: str
+    input: str
+    weight: str
+    weight_axis: int
+    output: str
+    bias: str | None = None
+
+
+@dataclass
+class QuantPlan:
+    """Which tensors get Q/DQ, which consumers read the dequantised copy, and shared-scale groups."""
+
+    profile: str
+    layers: list[Layer]  # quantised weighted layers
+    kept: list[str]  # node names left in FP32
+    edges: dict[str, set[tuple[str, int]]]  # tensor -> {(consumer node, input index)} reading DQ
+    groups: dict[str, str]  # tensor -> group root (same root = same scale)
+    weight_qdq: dict[str, tuple[str, int]] = field(default_factory=dict)  # weight init -> (node, axis)
+
+    @property
+    def activations(self) -> list[str]:
+        """Tensors that get a Q/DQ pair."""
+        return list(self.edges)
+
+    @property
+    def stat_tensors(self) -> list[str]:
+        """Every tensor whose statistics decide a scale (group members included)."""
+        roots = {self.groups[t] for t in self.edges}
+        return sorted({t for t, r in self.groups.items() if r in roots} | set(self.edges))
+
+    def members(self, tensor: str) -> list[str]:
+        root = self.groups.get(tensor, tensor)
+        return [t for t, r in self.groups.items() if r == root] or [tensor]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "quantized_layers": len(self.layers),
+            "kept_fp32": list(self.kept),
+            "qdq_activations": len(self.edges),
+            "scale_groups": len({self.groups[t] for t in self.edges}),
+        }
+
+
+# ------------------------------------------------------------------------------------ graph view
+
+
+class _Graph:
+    """Read-only index of an ONNX graph: producers, consumers, constants."""
+
+    def __init__(self, model) -> None:
+        g = model.graph
+        self.model = model
+        self.nodes = list(g.node)
+        self.by_name = {n.name: n for n in self.nodes}
+        self.inits = {i.name: i for i in g.initializer}
+        self.consts = set(self.inits)
+        for n in self.nodes:
+            if n.op_type == "Constant":
+                self.consts.update(n.output)
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list[tuple[Any, int]]] = defaultdict(list)
+        for n in self.nodes:
+            for i, t in enumerate(n.input):
+                if t:
+                    self.consumers[t].append((n, i))
+        self.graph_outputs = {o.name for o in g.output}
+
+    def is_activation(self, t: str) -> bool:
+        return bool(t) and t not in self.consts
+
+    def attr(self, node, name: str, default: Any) -> Any:
+        import onnx
+
+        for a in node.attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+
+def prepare_model(model):
+    """Give every node a unique name and check the opset: placement addresses nodes by name."""
+    import onnx
+
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < MIN_OPSET:
+        raise DeployKitError(
+            f"model opset {opset} is too old for per-channel INT8 (needs >= {MIN_OPSET}); re-export it"
+        )
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    _bypass_constant_identities(m)
+    seen: set[str] = set()
+    for i, n in enumerate(m.graph.node):
+        name = n.name or f"{n.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        n.name = name
+        seen.add(name)
+    return m
+
+
+def _bypass_constant_identities(m) -> None:
+    """Read initializers directly instead of through Identity nodes (the TorchScript exporter
+    routes shared biases that way), so weights and biases are recognised as constants."""
+    inits = {i.name for i in m.graph.initializer}
+    outputs = {o.name for o in m.graph.output}
+    alias = {}
+    keep = []
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs:
+            alias[n.output[0]] = n.input[0]
+        else:
+            keep.append(n)
+    if not alias:
+        return
+    for n in keep:
+        for i, t in enumerate(n.input):
+            if t in alias:
+                n.input[i] = alias[t]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+
+
+def weighted_layers(model) -> list[Layer]:
+    """Conv/Gemm/MatMul nodes whose weight is a constant initializer, in graph order."""
+    g = _Graph(model)
+    out = []
+    for n in g.nodes:
+        if n.op_type not in WEIGHTED or len(n.input) < 2:
+            continue
+        x, w = n.input[0], n.input[1]
+        if w not in g.inits or not g.is_activation(x):
+            continue
+        ndim = len(g.inits[w].dims)
+        if n.op_type == "Conv":
+            axis = 0
+        elif n.op_type == "Gemm":
+            if g.attr(n, "transA", 0):
+                continue
+            axis = 0 if g.attr(n, "transB", 0) else 1
+        else:
+            if ndim != 2:
+                continue
+            axis = 1
+        bias = n.input[2] if len(n.input) > 2 and n.input[2] in g.inits else None
+        out.append(Layer(n.name, n.op_type, x, w, axis, n.output[0], bias))
+    return out
+
+
+def resolve_keep(model, patterns: Iterable[str]) -> list[str]:
+    """Node names matching the keep patterns (globs, ``first``, ``last``); unknown globs are errors."""
+    layers = weighted_layers(model)
+    names = [n.name for n in model.graph.node]
+    kept: list[str] = []
+    for p in patterns:
+        if p == "first" and layers:
+            hits = [layers[0].name]
+        elif p == "last" and layers:
+            hits = [layers[-1].name]
+        else:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, p)]
+        if not hits:
+            raise DeployKitError(f"keep_fp32 pattern '{p}' matches no node of the model")
+        kept.extend(h for h in hits if h not in kept)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------- plans
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = ()) -> QuantPlan:
+    """Decide the Q/DQ placement of ``profile`` on ``model`` (prepared), leaving ``keep`` in FP32."""
+    if profile not in PROFILES:
+        raise DeployKitError(f"profile '{profile}' is not one of {', '.join(PROFILES)}")
+    g = _Graph(model)
+    kept = set(keep)
+    unknown = kept - set(g.by_name)
+    if unknown:
+        raise DeployKitError(f"layers to keep in FP32 not found in the model: {', '.join(sorted(unknown))}")
+    layers = [lay for lay in weighted_layers(model) if lay.name not in kept]
+    layer_by_node = {lay.name: lay for lay in layers}
+    edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    uf = _UnionFind()
+
+    def quantise_input(node, idx: int) -> None:
+        t = node.input[idx]
+        if g.is_activation(t):
+            edges[t].add((node.name, idx))
+            uf.find(t)
+
+    def residual_add(node) -> bool:
+        return node.op_type == "Add" and len(node.input) == 2 and all(g.is_activation(t) for t in node.input)
+
+    # weighted layers: activation input (the weight is handled separately)
+    for lay in layers:
+        quantise_input(g.by_name[lay.name], 0)
+
+    for n in g.nodes:
+        if n.name in kept:
+            continue
+        if residual_add(n):
+            quantise_input(n, 0)
+            quantise_input(n, 1)
+        elif n.op_type == "Concat":
+            for i, t in enumerate(n.input):
+                if g.is_activation(t):
+                    quantise_input(n, i)
+                    if profile == "tensorrt":
+                        # TensorRT concatenates in INT8 only when every input and the output
+                        # share one scale; ORT's QLinearConcat requantises, so there each input
+                        # keeps its own range (DenseNet chains concats: one shared scale would
+                        # mix raw conv outputs into every ReLU's range and block ReLU fusion)
+                        uf.union(t, n.output[0])
+
+    if profile == "onnxruntime":
+        # ORT runs pooling on uint8 (QLinearAveragePool, QLinearGlobalAveragePool, MaxPool) only
+        # with a DQ in front of it and a Q behind it
+        for n in g.nodes:
+            if n.name not in kept and n.op_type in POOLS and g.is_activation(n.input[0]):
+                quantise_input(n, 0)
+        _ort_outputs(g, kept, layers, edges, uf)
+
+    # pooling / shape-only ops pass the quantised scale through: quantise their input with the
+    # same scale whenever their output is quantised (fixed point: chains of them).
+    passthrough = POOLS if profile == "tensorrt" else ("MaxPool",)
+    passthrough = passthrough + SHAPE_ONLY
+    changed = True
+    while changed:
+        changed = False
+        for n in g.nodes:
+            if n.name in kept or n.op_type not in passthrough or not n.output:
+                continue
+            y, x = n.output[0], n.input[0]
+            if y not in edges or not g.is_activation(x):
+                continue
+            if (n.name, 0) not in edges.get(x, set()):
+                quantise_input(n, 0)
+                changed = True
+            if uf.find(x) != uf.find(y):
+                uf.union(x, y)
+                changed = True
+
+    groups = {t: uf.find(t) for t in uf.parent}
+    weight_qdq = {lay.weight: (lay.name, lay.weight_axis) for lay in layers}
+    return QuantPlan(profile=profile, layers=layers, kept=sorted(kept), edges=dict(edges),
+                     groups=groups, weight_qdq=weight_qdq)
+
+
+def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> None:
+    """ONNX Runtime fuses DQ->op->Q: quantise each quantisable op's output (after a fused Relu)."""
+    layer_nodes = {lay.name for lay in layers}
+    ops = []
+    for n in g.nodes:
+        if n.name in kept:
+            continue
+        if n.name in layer_nodes or n.op_type in ("Concat",) + POOLS:
+            ops.append(n)
+        elif n.op_type == "Add" and len(n.input) == 2 and all(g.is_activation(t) for t in n.input):
+            ops.append(n)
+    for n in ops:
+        y = n.output[0]
+        cons = g.consumers.get(y, [])
+        if n.op_type in WEIGHTED + ("Add",) and len(cons) == 1 and cons[0][0].op_type == "Relu" \
+                and cons[0][0].name not in kept:
+            y = cons[0][0].output[0]
+            cons = g.consumers.get(y, [])
+        if y in g.graph_outputs or not cons:
+            continue  # the model's outputs stay FP32
+        for c, i in cons:
+            if c.name not in kept:
+                edges[y].add((c.name, i))
+        uf.find(y)
+
+
+# ---------------------------------------------------------------------------------------- apply
+
+
+def group_params(plan: QuantPlan, stats: dict, thresholds: dict[str, float]) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) per quantised tensor; tensors of one group share identical values."""
+    by_root: dict[str, list[str]] = defaultdict(list)
+    for t, r in plan.groups.items():
+        by_root[r].append(t)
+    out: dict[str, tuple[float, int]] = {}
+    for t in plan.edges:
+        members = [m for m in by_root[plan.groups[t]] if m in thresholds]
+        if not members:
+            raise DeployKitError(f"no calibration statistics for tensor '{t}'")
+        if plan.profile == "tensorrt":
+            amax = max(thresholds[m] for m in members)
+            out[t] = (symmetric_scale(amax), 0)
+        else:
+            lo = min(max(stats[m].min, -thresholds[m]) for m in members)
+            hi = max(min(stats[m].max, thresholds[m]) for m in members)
+            out[t] = asymmetric_params(lo, hi)
+    return out
+
+
+def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float], per_channel: bool = True):
+    """Build the QDQ model of ``plan`` with scales from ``thresholds`` (and min/max for asymmetric)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = _Graph(model)
+    params = group_params(plan, stats, thresholds)
+    signed = plan.profile == "tensorrt"
+    new_inits: list = []
+    pre_nodes: list = []  # weight DQs, emitted first
+    rename: dict[tuple[str, int], str] = {}
+
+    def const(name: str, arr: np.ndarray) -> str:
+        new_inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    # weights
+    drop_inits: set[str] = set()
+    for lay in plan.layers:
+        w = numpy_helper.to_array(g.inits[lay.weight]).astype(np.float32)
+        axis = lay.weight_axis if per_channel else None
+        q, wscale = quantize_weight(w, axis=axis)
+        bias = None
+        if not signed and lay.bias is not None and lay.input in params:
+            xs = params[lay.input][0]
+            bias = numpy_helper.to_array(g.inits[lay.bias]).astype(np.float64).reshape(-1)
+            # int32 bias = b / (x_scale * w_scale) must fit: where it would overflow (vanishing
+            # activations), widen that channel's weight scale; the x*w term is then below one
+            # part in 2^31 of the bias, so the coarser weight costs nothing measurable.
+            need = np.abs(bias) / (xs * INT32_MAX) * (1 + 1e-6)
+            if wscale.ndim == 0:
+                need = np.array(need.max(initial=0.0))
+            if need.shape == wscale.shape and (need > wscale).any():
+                wscale = np.maximum(wscale, need).astype(np.float32)
+                shape = [1] * w.ndim
+                if wscale.ndim:
+                    shape[axis] = -1
+                q = np.clip(np.round(w / wscale.reshape(shape)), -127, 127).astype(np.int8)
+        axis_attr = {"axis": lay.weight_axis} if wscale.ndim else {}
+        base = f"{lay.name}.weight"
+        s_name = const(f"{base}_scale", wscale.astype(np.float32))
+        z_name = const(f"{base}_zp", np.zeros(wscale.shape, dtype=np.int8))
+        if signed:
+            # FP32 weight behind Q/DQ: the layout TensorRT constant-folds into an INT8 weight
+            pre_nodes.append(helper.make_node("QuantizeLinear", [lay.weight, s_name, z_name],
+                                              [f"{base}_q"], name=f"{base}_Q", **axis_attr))
+            src = f"{base}_q"
+        else:
+            src = const(f"{base}_int8", q)
+            drop_inits.add(lay.weight)
+        pre_nodes.append(helper.make_node("DequantizeLinear", [src, s_name, z_name], [f"{base}_dq"],
+                                          name=f"{base}_DQ", **axis_attr))
+        rename[(lay.name, 1)] = f"{base}_dq"
+        if bias is not None:
+            bscale = (wscale.astype(np.float64) * xs).reshape(-1)
+            if bscale.size == 1:
+                bscale = np.full(bias.shape, bscale[0])
+            if bias.shape == bscale.shape:
+                bscale32 = bscale.astype(np.float32)
+                bq = np.clip(np.round(bias / bscale32), -INT32_MAX, INT32_MAX).astype(np.int32)
+                bb = f"{lay.name}.bias"
+                const(f"{bb}_int32", bq)
+                const(f"{bb}_scale", bscale32)
+                const(f"{bb}_zp", np.zeros(bscale.shape, np.int32))
+                pre_nodes.append(helper.make_node(
+                    "DequantizeLinear", [f"{bb}_int32", f"{bb}_scale", f"{bb}_zp"], [f"{bb}_dq"],
+                    name=f"{bb}_DQ", axis=0))
+                rename[(lay.name, 2)] = f"{bb}_dq"
+                drop_inits.add(lay.bias)
+
+    # activations: one Q->DQ pair per tensor, emitted right after its producer
+    act_nodes: dict[str, list] = defaultdict(list)
+    for t, cons in plan.edges.items():
+        scale, zp = params[t]
+        s_name = const(f"{t}_scale", np.array(scale, dtype=np.float32))
+        z_name = const(f"{t}_zp", np.array(zp, dtype=np.int8 if signed else np.uint8))
+        nodes = [
+            helper.make_node("QuantizeLinear", [t, s_name, z_name], [f"{t}_q"], name=f"{t}_Q"),
+            helper.make_node("DequantizeLinear", [f"{t}_q", s_name, z_name], [f"{t}_dq"], name=f"{t}_DQ"),
+        ]
+        producer = g.producer.get(t)
+        act_nodes[producer.name if producer is not None else ""].extend(nodes)
+        for c in cons:
+            rename[c] = f"{t}_dq"
+
+    out_nodes = list(pre_nodes) + act_nodes.get("", [])
+    for n in g.nodes:
+        new = onnx.NodeProto()
+        new.CopyFrom(n)
+        for i in range(len(new.input)):
+            if (n.name, i) in rename:
+                new.input[i] = rename[(n.name, i)]
+        out_nodes.append(new)
+        out_nodes.extend(act_nodes.get(n.name, []))
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    still_used = {t for n in out_nodes for t in n.input}
+    keep_inits = [i for i in m.graph.initializer if not (i.name in drop_inits and i.name not in still_used)]
+    del m.graph.node[:]
+    m.graph.node.extend(out_nodes)
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep_inits + new_inits)
+    del m.graph.value_info[:]
+    return m
+
+
+def count_ops(model) -> dict[str, int]:
+    """How many nodes of each op type a model holds (tests, reports, fusion checks)."""
+    out: dict[str, int] = defaultdict(int)
+    for n in model.graph.node:
+        out[n.op_type] += 1
+    return dict(out)
+
+
+def ort_fusion(model) -> dict[str, int]:
+    """What ONNX Runtime's CPU provider turns a QDQ model into: op counts after its (extended)
+    graph optimisation. Integer kernels (QLinearConv, QGemm...) mean the Q/DQ pairs were fused;
+    a float Conv left over means that layer runs in FP32 between a DQ and a Q."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = os.path.join(tmp, "fused.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return count_ops(onnx.load(so.optimized_model_filepath))

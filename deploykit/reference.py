@@ -1,0 +1,540 @@
+"""Reference checkpoints: each family trained once on Fashion-MNIST so accuracy claims are real.
+
+No model hub is reachable, so every stage that proves accuracy (validate, quantise, compare) needs
+weights trained here. A :class:`Recipe` fixes everything that shapes the result (input size,
+epochs, optimiser, schedule, augmentation, seed); its hash keys a cache in the user cache
+directory, so a checkpoint is trained once and reused by every later command and test.
+
+Training runs on preprocessed tensors: the train split is resized once (with the same resize as
+:mod:`deploykit.data.transforms`, so training and evaluation see identical pixels) into a uint8
+tensor, and normalised on the fly. The test split is scored through ``iter_batches``, the exact
+pipeline ``deploykit validate`` uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from deploykit._io import atomic_write_bytes, atomic_write_json
+from deploykit.data.config import DataConfig
+from deploykit.data.datasets import FASHION_MNIST_CLASSES
+from deploykit.errors import DeployKitError
+
+# Bump when the training code changes what a recipe produces, so old caches are not reused.
+TRAINER_VERSION = 1
+
+# Pixel statistics of the Fashion-MNIST train split (one grayscale channel, replicated to 3).
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
+
+CACHE_ENV = "DEPLOYKIT_CACHE"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a reference checkpoint; its hash names the cached file."""
+
+    model: str
+    image_size: int = 32
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adamw"
+    lr: float = 0.1  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4
+    warmup_pct: float = 0.2  # fraction of steps spent ramping up to the peak rate
+    label_smoothing: float = 0.1
+    pad: int = 2  # random-crop padding in pixels at the recipe's input size
+    hflip: bool = True
+    seed: int = 0
+    limit: int | None = None  # use only the first N training images (smoke tests)
+    eval_limit: int | None = None  # score only the first N test images (smoke tests)
+    bf16: bool = True  # bfloat16 autocast for the forward pass; weights stay float32
+    channels_last: bool = True
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise DeployKitError(f"recipe optimizer '{self.optimizer}' is not one of: sgd, adamw")
+        for field in ("image_size", "epochs", "batch_size"):
+            if getattr(self, field) < 1:
+                raise DeployKitError(f"recipe {field} {getattr(self, field)} must be at least 1")
+        for field in ("limit", "eval_limit"):
+            v = getattr(self, field)
+            if v is not None and v < 1:
+                raise DeployKitError(f"recipe {field} {v} must be at least 1")
+        if self.pad < 0:
+            raise DeployKitError(f"recipe pad {self.pad} must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with some fields changed (a different recipe, so a different cache key)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hash(self) -> str:
+        """Short sha256 of the fields and the trainer version: the cache key."""
+        payload = json.dumps({"trainer": TRAINER_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def data_config(self) -> DataConfig:
+        """How to feed the trained model: grayscale replicated to 3 channels at the recipe size."""
+        return DataConfig(
+            input_size=(3, self.image_size, self.image_size),
+            mean=(FASHION_MNIST_MEAN,) * 3,
+            std=(FASHION_MNIST_STD,) * 3,
+            interpolation=self.interpolation,
+            crop_pct=1.0,
+            num_classes=10,
+            labels=FASHION_MNIST_CLASSES,
+        )
+
+
+# Sizes and epochs chosen from measured training speed on a 2-core CPU (benchmarks/reference):
+# the smallest input that leaves each network's last stages a few pixels to work on (ResNet,
+# ResNeXt and DenseNet keep 8x8 after their stride-4 stem at 32x32; GoogLeNet's extra pooling
+# needs 48x48 for the same), and few epochs of a one-cycle schedule. ResNet-18 at 32x32 reached
+# 89.1% after 3 epochs with 4-pixel crops, hence the 5-6 epochs and lighter crops here.
+RECIPES: dict[str, Recipe] = {
+    "resnet18": Recipe("resnet18", image_size=32, epochs=6),
+    "resnet34": Recipe("resnet34", image_size=32, epochs=6),
+    "resnet50": Recipe("resnet50", image_size=32, epochs=5),
+    "resnet101": Recipe("resnet101", image_size=32, epochs=5),
+    "resnet152": Recipe("resnet152", image_size=32, epochs=5),
+    "resnext50_32x4d": Recipe("resnext50_32x4d", image_size=32, epochs=5),
+    "resnext101_32x8d": Recipe("resnext101_32x8d", image_size=32, epochs=5),
+    "resnext101_64x4d": Recipe("resnext101_64x4d", image_size=32, epochs=5),
+    "densenet121": Recipe("densenet121", image_size=32, epochs=5),
+    "densenet161": Recipe("densenet161", image_size=32, epochs=5),
+    "densenet169": Recipe("densenet169", image_size=32, epochs=5),
+    "densenet201": Recipe("densenet201", image_size=32, epochs=5),
+    "googlenet": Recipe("googlenet", image_size=48, epochs=5, pad=3),
+    # Inception-v3's valid-padded stem needs at least 75x75 (its last stage is then 1x1).
+    "inception_v3": Recipe("inception_v3", image_size=75, epochs=4, pad=4),
+}
+
+
+def get_recipe(name: str, **overrides: Any) -> Recipe:
+    """The default recipe for a model (name or alias), with optional field overrides."""
+    from deploykit.models.registry import resolve_name
+
+    canonical = resolve_name(name)
+    recipe = RECIPES.get(canonical)
+    if recipe is None:
+        raise DeployKitError(f"no reference recipe for model '{canonical}'")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return recipe.replace(**overrides) if overrides else recipe
+
+
+# ------------------------------------------------------------------------------------ cache
+
+
+def cache_dir() -> Path:
+    """``$DEPLOYKIT_CACHE``, else ``$XDG_CACHE_HOME/deploykit``, else ``~/.cache/deploykit``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "deploykit"
+
+
+def checkpoint_path(recipe: Recipe) -> Path:
+    """Where a recipe's checkpoint lives: ``<cache>/reference/<model>-<hash>.safetensors``."""
+    return cache_dir() / "reference" / f"{recipe.model}-{recipe.hash}.safetensors"
+
+
+def result_path(recipe: Recipe) -> Path:
+    """The JSON sidecar next to the checkpoint (test accuracy, training time, machine)."""
+    return checkpoint_path(recipe).with_suffix(".json")
+
+
+def read_result(recipe: Recipe) -> dict[str, Any] | None:
+    """The sidecar of a cached checkpoint, or None when it has not been trained."""
+    ckpt, side = checkpoint_path(recipe), result_path(recipe)
+    if not (ckpt.is_file() and side.is_file()):
+        return None
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def reference_checkpoint(name: str, train_if_missing: bool = True, progress: bool = True,
+                         recipe: Recipe | None = None) -> Path:
+    """Path of the cached reference checkpoint for a model, training it first if needed."""
+    recipe = recipe or get_recipe(name)
+    if read_result(recipe) is not None:
+        return checkpoint_path(recipe)
+    if not train_if_missing:
+        raise DeployKitError(
+            f"no reference checkpoint for {recipe.model} (recipe {recipe.hash}) in "
+            f"{checkpoint_path(recipe).parent}; train it with: deploykit train-reference {recipe.model}"
+        )
+    train_reference(name, recipe=recipe, progress=progress)
+    return checkpoint_path(recipe)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _fashion_split(split: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    from deploykit.data.datasets import fashion_mnist
+
+    ds = fashion_mnist(split)
+    images, labels = ds.arrays()
+    return ds, images, labels
+
+
+def prepare_split(split: str, recipe: Recipe, limit: int | None = None,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 N x H x W pixels at the recipe's size, int64 labels), resized like preprocessing.
+
+    Resized once and cached under the cache directory, keyed by split, size and interpolation,
+    so every model trained at one size shares the work.
+    """
+    from deploykit.data.transforms import resize_crop
+
+    _, images, labels = _fashion_split(split)
+    n = len(images) if limit is None else min(limit, len(images))
+    cfg = recipe.data_config()
+    size = recipe.image_size
+    if images.shape[1:] == (size, size):
+        return np.ascontiguousarray(images[:n]), np.asarray(labels[:n], dtype=np.int64)
+    key = f"fashion-mnist-{split}-{size}-{recipe.interpolation}"
+    cached = cache_dir() / "data" / f"{key}.npy"
+    if cached.is_file():
+        try:
+            arr = np.load(cached, allow_pickle=False)
+            if arr.shape == (len(images), size, size) and arr.dtype == np.uint8:
+                return arr[:n], np.asarray(labels[:n], dtype=np.int64)
+        except (OSError, ValueError):
+            pass
+    # The same resize (and crop) as deploykit.data.transforms, on the grayscale channel: the
+    # model's 3 channels are the one channel replicated. A partial split is not cached.
+    gray = cfg.replace(input_size=(1, size, size), mean=(0.0,), std=(1.0,))
+    count = n if n < len(images) else len(images)
+    out = np.empty((count, size, size), dtype=np.uint8)
+    bar = _bar(progress)
+    task = bar.add_task(f"resizing {split} to {size}x{size}", total=count, info="") if bar else None
+    for i in range(count):
+        out[i] = np.asarray(resize_crop(images[i], gray))
+        if bar is not None and i % 1000 == 999:
+            bar.advance(task, 1000)
+    if bar is not None:
+        bar.update(task, completed=count)
+        bar.stop()
+    if count == len(images):
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, out, allow_pickle=False)
+        atomic_write_bytes(cached, buf.getvalue())
+    return out[:n], np.asarray(labels[:n], dtype=np.int64)
+
+
+def _bar(progress: bool):
+    if not progress:
+        return None
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    bar.start()
+    return bar
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def _augment(x, pad: int, hflip: bool, gen):
+    """Random crop with zero padding and horizontal flip on a uint8 N x 1 x H x W batch."""
+    import torch
+
+    n, _, h, w = x.shape
+    if pad > 0:
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        # Gather each sample's window with index arithmetic rather than a Python loop.
+        rows = (dy[:, None] + torch.arange(h)[None, :])  # N x H
+        cols = (dx[:, None] + torch.arange(w)[None, :])  # N x W
+        idx_n = torch.arange(n)[:, None, None]
+        x = padded[idx_n, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+    if hflip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def _normalise(x_u8, mean: float, std: float, channels_last: bool):
+    """uint8 N x 1 x H x W → float32 N x 3 x H x W normalised (grayscale replicated)."""
+    import torch
+
+    x = (x_u8.float() * (1.0 / 255.0) - mean) * (1.0 / std)
+    x = x.expand(-1, 3, -1, -1)
+    if channels_last:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
+
+
+def _main_logits(out):
+    """Logits and auxiliary logits from a model's training-mode output."""
+    if isinstance(out, (tuple, list)):
+        return out[0], [o for o in out[1:] if o is not None]
+    return out, []
+
+
+def evaluate(model, recipe: Recipe, batch_size: int = 256,
+             progress: bool = False) -> tuple[float, int]:
+    """(top-1, images scored) on the Fashion-MNIST test split in FP32, fed as validate feeds it."""
+    import torch
+
+    from deploykit.data.datasets import fashion_mnist
+    from deploykit.data.transforms import iter_batches
+
+    ds = fashion_mnist("test")
+    cfg = recipe.data_config()
+    n = len(ds) if recipe.eval_limit is None else min(recipe.eval_limit, len(ds))
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for x, y in iter_batches(ds, cfg, batch_size, limit=n,
+                                 progress="scoring fashion-mnist:test" if progress else False):
+            pred = model(torch.from_numpy(x)).argmax(1).numpy()
+            correct += int((pred == y).sum())
+    return correct / n, n
+
+
+def train_reference(name: str, recipe: Recipe | None = None, progress: bool = True,
+                    force: bool = False, threads: int | str | None = None,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train a model with its recipe, score it on the test split and cache the checkpoint.
+
+    Returns the sidecar record (path, test top-1, training seconds, machine). An existing
+    cached checkpoint is reused unless ``force``. ``threads="auto"`` uses every core while the
+    machine is otherwise idle and one thread while it is busy (re-checked as training runs).
+    """
+    import torch
+    from torch import nn
+
+    from deploykit.models.registry import create_model, get_spec
+
+    recipe = recipe or get_recipe(name)
+    if not force:
+        cached = read_result(recipe)
+        if cached is not None:
+            return cached
+    adapt = threads == "auto"
+    if adapt:
+        torch.set_num_threads(_auto_threads(torch.get_num_threads()))
+    elif threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise DeployKitError(f"threads {threads!r} must be a positive integer or 'auto'")
+        torch.set_num_threads(threads)
+    say = log or (lambda msg: _console().print(msg))
+
+    t_start = time.perf_counter()
+    load_start = _loadavg()
+    x_all, y_all = prepare_split("train", recipe, limit=recipe.limit, progress=progress)
+    x_all = torch.from_numpy(np.ascontiguousarray(x_all)).unsqueeze(1)  # N x 1 x H x W uint8
+    y_all = torch.from_numpy(y_all)
+    n = len(y_all)
+    t_data = time.perf_counter() - t_start
+
+    torch.manual_seed(recipe.seed)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    cfg = recipe.data_config()
+    # Auxiliary heads (GoogLeNet, Inception-v3) are not trained: they exist only in training, and
+    # Inception-v3's does not fit inputs as small as 75x75.
+    kwargs = {"aux_logits": False} if get_spec(recipe.model).auxiliary_prefixes else {}
+    model = create_model(recipe.model, data_config=cfg, **kwargs)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=recipe.lr)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=recipe.lr, total_steps=total_steps, pct_start=recipe.warmup_pct,
+        div_factor=25.0, final_div_factor=1e3, cycle_momentum=recipe.optimizer == "sgd",
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    mean, std = cfg.mean[0], cfg.std[0]
+
+    say(f"training {recipe.model} (recipe {recipe.hash}): {n} images at "
+        f"{recipe.image_size}x{recipe.image_size}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
+        f"{recipe.optimizer} lr {recipe.lr}, {torch.get_num_threads()} threads")
+    bar = _bar(progress)
+    task = bar.add_task("epoch", total=total_steps, info="") if bar else None
+    epochs_log: list[dict[str, Any]] = []
+    log_every = max(1, steps_per_epoch // 10)  # without a bar, a log line every tenth of an epoch
+    t_train = time.perf_counter()
+    try:
+        for epoch in range(recipe.epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            seen = correct = 0
+            loss_sum = 0.0
+            t_epoch = time.perf_counter()
+            for step in range(steps_per_epoch):
+                idx = perm[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+                if len(idx) < 2:  # BatchNorm cannot train on a single image
+                    continue
+                xb = _augment(x_all[idx], recipe.pad, recipe.hflip, gen)
+                xb = _normalise(xb, mean, std, recipe.channels_last)
+                yb = y_all[idx]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+                    logits, aux = _main_logits(model(xb))
+                loss = criterion(logits.float(), yb)
+                for a in aux:  # only when a model is built with auxiliary heads
+                    loss = loss + 0.3 * criterion(a.float(), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise RuntimeError(f"{recipe.model}: loss became {loss_value} at epoch {epoch + 1}")
+                seen += len(idx)
+                loss_sum += loss_value * len(idx)
+                if adapt and step % 20 == 0:
+                    torch.set_num_threads(_auto_threads(torch.get_num_threads()))
+                correct += int((logits.argmax(1) == yb).sum())
+                rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
+                info = f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {rate:.0f} img/s"
+                if bar is not None:
+                    bar.update(task, advance=1, description=f"epoch {epoch + 1}/{recipe.epochs}",
+                               info=info)
+                elif (step + 1) % log_every == 0 and step + 1 < steps_per_epoch:
+                    say(f"  epoch {epoch + 1}/{recipe.epochs} step {step + 1}/{steps_per_epoch}: {info}")
+            dt = time.perf_counter() - t_epoch
+            rec = {"epoch": epoch + 1, "loss": round(loss_sum / max(seen, 1), 4),
+                   "train_top1": round(correct / max(seen, 1), 4), "seconds": round(dt, 1),
+                   "img_per_s": round(seen / max(dt, 1e-9), 1), "threads": torch.get_num_threads()}
+            epochs_log.append(rec)
+            if bar is not None:
+                bar.console.print(f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
+                                  f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s "
+                                  f"({dt:.0f} s)", soft_wrap=True)
+            else:
+                say(f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
+                    f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s ({dt:.0f} s)")
+    finally:
+        if bar is not None:
+            bar.stop()
+    train_seconds = time.perf_counter() - t_train
+
+    model.eval()
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.contiguous_format)
+    t_eval = time.perf_counter()
+    top1, n_test = evaluate(model, recipe, progress=progress)
+    eval_seconds = time.perf_counter() - t_eval
+
+    record = {
+        "model": recipe.model,
+        "recipe_hash": recipe.hash,
+        "recipe": recipe.to_dict(),
+        "test_top1": round(top1, 4),
+        "test_images": n_test,
+        "train_images": n,
+        "train_seconds": round(train_seconds, 1),
+        "data_seconds": round(t_data, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "epochs": epochs_log,
+        "threads": "auto" if adapt else torch.get_num_threads(),
+        "machine": machine_info(),
+        # Other work on the machine slows training; the load average says how busy it was.
+        "load_average": {"start": load_start, "end": _loadavg()},
+        "torch": torch.__version__,
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data_config": cfg.to_dict(),
+    }
+    path = save_checkpoint(model, recipe, top1)
+    record["checkpoint"] = str(path)
+    atomic_write_json(result_path(recipe), record)
+    say(f"{recipe.model}: test top-1 {top1:.4f} after {train_seconds:.0f} s of training; saved {path}")
+    return record
+
+
+def save_checkpoint(model, recipe: Recipe, top1: float) -> Path:
+    """Write the state dict as safetensors; its metadata carries model, data config and recipe."""
+    from deploykit.models.weights import save_weights
+
+    return save_weights(model, checkpoint_path(recipe), metadata={
+        "deploykit.recipe": recipe.hash,
+        "deploykit.recipe_spec": json.dumps(recipe.to_dict(), sort_keys=True),
+        "deploykit.test_top1": f"{top1:.4f}",
+    })
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and core count, recorded beside every training time."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(),
+                            "cores": os.cpu_count(), "platform": platform.platform()}
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("model name", info["cpu"])
+        if "cpu family" in fields and "model" in fields:
+            info["cpu_family_model"] = f"{fields['cpu family']}/{fields['model']}"
+        flags = fields.get("flags", "").split()
+        info["bf16"] = "avx512_bf16" in flags or "amx_bf16" in flags
+        info["virtualised"] = "hypervisor" in flags
+    except OSError:
+        pass
+    return info
+
+
+def _auto_threads(current: int) -> int:
+    """All cores when nothing else runs, else 1.
+
+    On an oversubscribed CPU, intra-op threads wait at every barrier for a sibling the scheduler
+    has parked: measured on a busy 2-core machine, 2 threads trained 10x slower than 1.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        others = os.getloadavg()[0] - current  # the 1-minute load includes our own threads
+    except OSError:
+        return 1
+    return cores if others < 0.7 else 1
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)

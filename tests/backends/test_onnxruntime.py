@@ -1,0 +1,99 @@
+"""ONNX Runtime runner: runs named arrays, checks feeds, refuses missing providers with the extra's name."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tiny_models import CLASSES, SIZE, tiny_onnx
+
+from deploykit.backends.base import RunnerError
+from deploykit.backends.onnxruntime import OnnxRuntimeRunner, providers_for_device
+from deploykit.errors import DeployKitError, MissingExtraError
+
+
+@pytest.fixture()
+def onnx_path(tmp_path):
+    return tiny_onnx(tmp_path / "tiny.onnx")
+
+
+def test_infer_matches_numpy_reference(onnx_path):
+    x = np.random.default_rng(1).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
+    with OnnxRuntimeRunner(onnx_path, threads=1) as r:
+        assert r.input_names == ["input"] and r.output_names == ["logits"]
+        dtype, shape = r.input_metadata()["input"]
+        assert dtype == np.float32 and shape == ("batch", 3, SIZE, SIZE)
+        out = r.infer({"input": x})["logits"]
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(out, sess.run(None, {"input": x})[0], rtol=1e-6, atol=1e-6)
+    assert out.shape == (3, CLASSES)
+    assert not r.is_active
+
+
+def test_float64_feed_is_cast_and_int_feed_refused(onnx_path):
+    with OnnxRuntimeRunner(onnx_path) as r:
+        out = r.infer({"input": np.zeros((1, 3, SIZE, SIZE), np.float64)})
+        assert out["logits"].dtype == np.float32
+        with pytest.raises(RunnerError, match="int64, expected float32"):
+            r.infer({"input": np.zeros((1, 3, SIZE, SIZE), np.int64)})
+
+
+def test_bad_feeds_name_the_problem(onnx_path):
+    r = OnnxRuntimeRunner(onnx_path)
+    with pytest.raises(RunnerError, match="activate"):
+        r.infer({"input": np.zeros((1, 3, SIZE, SIZE), np.float32)})
+    with r:
+        with pytest.raises(RunnerError, match="missing input\\(s\\) input.*unknown input\\(s\\) x"):
+            r.infer({"x": np.zeros((1, 3, SIZE, SIZE), np.float32)})
+        with pytest.raises(RunnerError, match="dim 2 must be 8"):
+            r.infer({"input": np.zeros((1, 3, 9, SIZE), np.float32)})
+
+
+def test_describe_records_threads_and_providers(onnx_path):
+    with OnnxRuntimeRunner(onnx_path, threads=2, graph_optimization_level="basic") as r:
+        d = r.describe()
+    assert d["backend"] == "onnxruntime" and d["device"] == "cpu"
+    assert d["threads"] == 2 and d["graph_optimization_level"] == "basic"
+    assert d["active_providers"] == ["CPUExecutionProvider"]
+
+
+def test_missing_file_and_garbage_file(tmp_path):
+    with pytest.raises(DeployKitError, match="nope.onnx: ONNX file not found"):
+        OnnxRuntimeRunner(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"definitely not protobuf")
+    r = OnnxRuntimeRunner(bad)
+    with pytest.raises(DeployKitError, match="bad.onnx: ONNX Runtime cannot load it"):
+        r.activate()
+    assert not r.is_active
+
+
+def test_bad_options(onnx_path):
+    with pytest.raises(DeployKitError, match="graph optimisation level 'max'"):
+        OnnxRuntimeRunner(onnx_path, graph_optimization_level="max")
+    with pytest.raises(DeployKitError, match="threads must be at least 1"):
+        OnnxRuntimeRunner(onnx_path, threads=0)
+    with pytest.raises(DeployKitError, match="'FooExecutionProvider' is not available"):
+        OnnxRuntimeRunner(onnx_path, providers=("FooExecutionProvider",))
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime-gpu is installed")
+def test_cuda_provider_without_onnxruntime_gpu_names_the_extra(onnx_path):
+    with pytest.raises(MissingExtraError, match=r"onnxruntime-gpu.*pip install 'deploykit\[gpu\]'"):
+        OnnxRuntimeRunner(onnx_path, providers=providers_for_device("cuda"))
+
+
+def test_device_names():
+    assert providers_for_device("cpu") == ("CPUExecutionProvider",)
+    assert providers_for_device("cuda:0")[0] == "CUDAExecutionProvider"
+    with pytest.raises(DeployKitError, match="device 'tpu'"):
+        providers_for_device("tpu")
+
+
+@pytest.mark.gpu
+def test_cuda_provider_runs_when_available(onnx_path):
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed")
+    x = np.ones((2, 3, SIZE, SIZE), np.float32)
+    with OnnxRuntimeRunner(onnx_path) as cpu, OnnxRuntimeRunner(onnx_path, providers=providers_for_device("cuda")) as gpu:
+        np.testing.assert_allclose(gpu.infer({"input": x})["logits"], cpu.infer({"input": x})["logits"], atol=1e-4)

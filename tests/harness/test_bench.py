@@ -1,0 +1,161 @@
+"""benchmark(): sane statistics, exact call counts, warm-up excluded, bad settings refused."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from tiny_models import tiny_artifact, tiny_onnx
+
+from deploykit.backends import make_runner
+from deploykit.backends.base import Runner
+from deploykit.errors import DeployKitError
+from deploykit.harness.bench import LatencyStats, benchmark, describe_machine, machine_slug, make_feeds
+
+
+class CountingRunner(Runner):
+    """A runner whose first call is slow and later calls are fast, counting every call."""
+
+    backend = "fake"
+
+    def __init__(self, first_s: float = 0.02, fixed_batch: int | None = None) -> None:
+        super().__init__("fake", "cpu")
+        self.calls = 0
+        self.first_s = first_s
+        self.batch_dim = fixed_batch if fixed_batch is not None else "batch"
+
+    def _activate(self) -> None:
+        self.calls = 0
+
+    def _deactivate(self) -> None:
+        pass
+
+    def _input_metadata(self):
+        return {"x": (np.dtype(np.float32), (self.batch_dim, 4))}
+
+    def _output_names(self):
+        return ["y"]
+
+    def _infer(self, feeds):
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(self.first_s)
+        return {"y": feeds["x"] * 2}
+
+
+def test_stats_of_a_known_sample():
+    s = LatencyStats.from_ns([i * 1_000_000 for i in range(1, 101)])  # 1..100 ms
+    assert s.p50 == pytest.approx(50.5) and s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+    assert s.min == 1 and s.max == 100 and s.mean == pytest.approx(50.5)
+
+
+def test_counts_match_and_warmup_is_excluded():
+    r = CountingRunner(first_s=0.3)
+    res = benchmark(r, [1, 4], warmup=3, iters=40, machine={})
+    assert [b.batch for b in res.batches] == [1, 4]
+    for b in res.batches:
+        assert b.iterations == 40 and b.warmup == 3
+        assert b.latency_ms.max < 300  # the slow first call is not among the timed samples
+    assert res.batches[0].first_inference_ms >= 300
+    assert r.calls == 2 * (3 + 40)  # per batch size: warm-up (first call included) + timed iterations
+    assert not r.is_active  # benchmark deactivates a runner it activated
+
+
+def test_statistics_on_a_tiny_onnx_model_are_sane(tmp_path):
+    r = make_runner(tiny_onnx(tmp_path / "m.onnx"), threads=1)
+    res = benchmark(r, [1, 2], warmup=5, iters=120, machine={})
+    for b in res.batches:
+        lat = b.latency_ms
+        assert 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max
+        assert lat.min <= lat.mean <= lat.max
+        assert b.iterations == 120 and b.p99_reliable
+        assert b.throughput == pytest.approx(b.batch * 1000 / lat.mean)
+        assert b.peak_rss_mb is not None and b.peak_rss_mb > 10
+        assert b.gpu_peak_mb is None
+        assert b.total_s * 1000 >= lat.mean * b.iterations * 0.99
+    assert res.runner["backend"] == "onnxruntime" and res.runner["threads"] == 1
+    assert res.settings["iters"] == 120 and res.settings["warmup"] == 5
+
+
+def test_duration_mode_runs_for_the_duration():
+    r = CountingRunner(first_s=0)
+    t0 = time.perf_counter()
+    res = benchmark(r, [1], warmup=0, duration=0.2, min_iters=5, machine={})
+    assert time.perf_counter() - t0 >= 0.2
+    b = res.batches[0]
+    assert b.iterations >= 5 and b.total_s >= 0.2
+    assert res.settings["duration_s"] == 0.2 and res.settings["iters"] is None
+
+
+def test_default_is_enough_for_p99():
+    res = benchmark(CountingRunner(first_s=0), [1], warmup=0, machine={})
+    assert res.batches[0].iterations >= 200 and res.batches[0].p99_reliable
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"iters": 10, "duration": 1.0}, "either iters or duration"),
+        ({"iters": 0}, "iters 0 must be at least 1"),
+        ({"duration": -1.0}, "duration -1.0 must be positive"),
+        ({"warmup": -1}, "warmup -1 must not be negative"),
+        ({"batch_sizes": [0]}, "batch size 0 must be at least 1"),
+    ],
+)
+def test_bad_settings(kwargs, message):
+    with pytest.raises(DeployKitError, match=message):
+        benchmark(CountingRunner(), **{"batch_sizes": [1], **kwargs})
+
+
+def test_fixed_batch_model_refuses_other_batch_sizes():
+    r = CountingRunner(fixed_batch=1).activate()
+    assert make_feeds(r, 1)["x"].shape == (1, 4)
+    with pytest.raises(DeployKitError, match="batch 2 requested but input 'x' has a fixed batch of 1"):
+        make_feeds(r, 2)
+
+
+def test_artifact_profile_is_checked(tmp_path):
+    art = tiny_artifact(tmp_path / "art")
+    r = make_runner(art.path)
+    with pytest.raises(DeployKitError, match="batch 9 is outside its profile \\[1, 8\\]"):
+        benchmark(r, [1, 9], iters=2, machine={})
+    res = benchmark(r, [8], warmup=1, iters=3, machine={})
+    assert res.batches[0].latency_ms.p50 > 0
+
+
+def test_real_feeds_are_used():
+    r = CountingRunner(first_s=0)
+    seen = []
+    orig = r._infer
+
+    def spy(feeds):
+        seen.append(feeds["x"])
+        return orig(feeds)
+
+    r._infer = spy  # type: ignore[method-assign]
+    x = np.full((2, 4), 7, np.float32)
+    benchmark(r, [2], warmup=1, iters=2, feeds={2: {"x": x}}, machine={})
+    assert all((s == 7).all() for s in seen) and len(seen) == 3
+
+
+def test_machine_description():
+    m = describe_machine()
+    assert m["cpu"] and m["logical_cores"] >= 1 and "torch" in m["versions"] and "onnxruntime" in m["versions"]
+    assert m["threads"]["torch_intra_op"] >= 1
+    slug = machine_slug(m)
+    assert slug and all(c.isalnum() or c == "-" for c in slug)
+    assert machine_slug({"gpu": {"name": "NVIDIA H100 80GB HBM3"}}) == "nvidia-h100-80gb-hbm3"
+
+
+def test_time_limit_cuts_a_slow_row_but_keeps_min_iters():
+    class Slow(CountingRunner):
+        def _infer(self, feeds):
+            time.sleep(0.01)
+            return super()._infer(feeds)
+
+    res = benchmark(Slow(first_s=0), [1], warmup=0, iters=1000, time_limit=0.1, min_iters=15, machine={})
+    assert 15 <= res.batches[0].iterations < 1000
+    assert res.settings["time_limit_s"] == 0.1 and res.settings["iters"] == 1000
+    with pytest.raises(DeployKitError, match="time_limit"):
+        benchmark(Slow(), [1], duration=1.0, time_limit=0.5)

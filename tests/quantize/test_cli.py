@@ -1,0 +1,44 @@
+"""``deploykit quantize`` through click: exit codes, messages, the artifact it prints."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from deploykit.artifact import Artifact
+from deploykit.cli import cli
+
+
+def test_quantize_command_writes_an_int8_artifact(fp32_artifact, tmp_path):
+    out = tmp_path / "q"
+    res = CliRunner().invoke(cli, [
+        "quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:64]",
+        "--val", "fashion-mnist:test[:300]", "--method", "max", "--out", str(out),
+        "--report", str(tmp_path / "r.json"), "--num-images", "64",
+    ])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().endswith(str(out))
+    assert Artifact.load(out).manifest.precision == "int8"
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_failed_gate_exits_non_zero(sensitive_artifact, tmp_path):
+    res = CliRunner().invoke(cli, [
+        "quantize", str(sensitive_artifact.path), "--calib", "fashion-mnist:train[:64]",
+        "--val", "fashion-mnist:test[:300]", "--method", "max", "--profile", "tensorrt",
+        "--max-fallbacks", "0", "--num-images", "64", "--out", str(tmp_path / "q"),
+    ])
+    assert res.exit_code == 1
+    assert "Error: INT8 top-1" in res.output and "under the gate" in res.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_bad_arguments_are_named(fp32_artifact, tmp_path):
+    r = CliRunner()
+    res = r.invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", "x", "--val", "y", "--gate", "1.5"])
+    assert res.exit_code == 2 and "1.5 must be in (0, 1]" in res.output
+    res = r.invoke(cli, ["quantize", str(tmp_path / "nope"), "--calib", "fashion-mnist:train[:64]",
+                         "--val", "fashion-mnist:test[:10]"])
+    assert res.exit_code == 1 and "artifact directory not found" in res.output
+    res = r.invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:8]",
+                         "--val", "fashion-mnist:test[:10]", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 1 and "at least 32 are needed" in res.output

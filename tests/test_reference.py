@@ -1,0 +1,148 @@
+"""Reference checkpoints: a tiny recipe trains, is cached, loads with its data config, beats chance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deploykit import reference
+from deploykit.errors import DeployKitError
+from deploykit.reference import Recipe, checkpoint_path, get_recipe, reference_checkpoint
+
+# resnet18 at 32x32, one epoch over 1,000 images, scored on 500 test images: a few seconds.
+TINY = dict(epochs=1, limit=1000, eval_limit=500, batch_size=64, optimizer="adamw", lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deploykit-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DEPLOYKIT_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tiny(cache):
+    torch.set_num_threads(1)
+    recipe = get_recipe("resnet18", **TINY)
+    calls = []
+    real = reference.train_reference
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(reference, "train_reference", counting)
+    path = reference_checkpoint("resnet18", recipe=recipe, progress=False)
+    yield recipe, path, calls
+    mp.undo()
+
+
+def test_recipe_hash_changes_with_every_field():
+    base = Recipe("resnet18")
+    assert base.hash == Recipe("resnet18").hash
+    changed = {
+        "image_size": 48, "epochs": 2, "batch_size": 64, "optimizer": "adamw", "lr": 0.05,
+        "weight_decay": 0.0, "warmup_pct": 0.3, "label_smoothing": 0.0, "pad": 5, "hflip": False,
+        "seed": 1, "limit": 1000, "eval_limit": 500, "bf16": False, "channels_last": False,
+        "interpolation": "bicubic",
+    }
+    assert set(changed) | {"model"} == set(base.to_dict()), "a new field needs a hash test"
+    hashes = {base.replace(**{k: v}).hash for k, v in changed.items()}
+    assert len(hashes) == len(changed) and base.hash not in hashes
+    assert Recipe("resnet50").hash != base.hash
+
+
+def test_override_gives_a_separate_cache_entry(cache):
+    default = get_recipe("resnet18")
+    smoke = get_recipe("resnet18", epochs=1, limit=1000)
+    assert smoke.epochs == 1 and smoke.limit == 1000
+    assert checkpoint_path(smoke) != checkpoint_path(default)
+    assert checkpoint_path(smoke).parent == cache / "reference"
+    assert get_recipe("resnext50").model == "resnext50_32x4d"  # aliases resolve
+
+
+def test_bad_recipes_are_one_line_errors():
+    with pytest.raises(DeployKitError, match="epochs 0"):
+        Recipe("resnet18", epochs=0)
+    with pytest.raises(DeployKitError, match="optimizer 'lamb'"):
+        Recipe("resnet18", optimizer="lamb")
+    with pytest.raises(DeployKitError, match="unknown model"):
+        get_recipe("resnet19x")
+
+
+def test_missing_checkpoint_without_training_says_how(cache):
+    with pytest.raises(DeployKitError, match="deploykit train-reference resnet18"):
+        reference_checkpoint("resnet18", recipe=get_recipe("resnet18", seed=123),
+                             train_if_missing=False)
+
+
+def test_training_resize_matches_eval_preprocessing(cache):
+    """The uint8 training tensors, normalised, equal what preprocessing feeds at evaluation."""
+    from deploykit.data.datasets import fashion_mnist
+    from deploykit.data.transforms import preprocess_batch
+
+    recipe = get_recipe("resnet18", image_size=40)
+    pixels, labels = reference.prepare_split("test", recipe, limit=16)
+    x = reference._normalise(torch.from_numpy(pixels).unsqueeze(1), recipe.data_config().mean[0],
+                             recipe.data_config().std[0], channels_last=False).numpy()
+    images, want_labels = fashion_mnist("test").arrays()
+    want = preprocess_batch(list(images[:16]), recipe.data_config())
+    assert x.shape == want.shape == (16, 3, 40, 40)
+    np.testing.assert_allclose(x, want, atol=1e-5)
+    np.testing.assert_array_equal(labels, want_labels[:16])
+
+
+def test_tiny_recipe_trains_once_and_is_cached(tiny):
+    recipe, path, calls = tiny
+    assert len(calls) == 1
+    sidecar = path.with_suffix(".json")
+    assert path.is_file() and sidecar.is_file()
+    mtime = path.stat().st_mtime_ns
+    again = reference_checkpoint("resnet18", recipe=recipe, progress=False)
+    assert again == path and len(calls) == 1, "a cached checkpoint was trained again"
+    assert path.stat().st_mtime_ns == mtime
+    record = json.loads(sidecar.read_text())
+    assert record["recipe_hash"] == recipe.hash and record["train_images"] == 1000
+    assert record["test_images"] == 500 and len(record["epochs"]) == 1
+    assert record["train_seconds"] > 0 and record["machine"]["cores"] >= 1
+    assert not list(path.parent.glob("*.tmp")), "temporary files left behind"
+
+
+def test_checkpoint_metadata_and_load_model(tiny):
+    from deploykit.models.weights import load_model, read_checkpoint_metadata
+
+    recipe, path, _ = tiny
+    meta = read_checkpoint_metadata(path)
+    assert meta["deploykit.model"] == "resnet18"
+    assert meta["deploykit.recipe"] == recipe.hash
+    cfg = json.loads(meta["deploykit.data_config"])
+    assert cfg["input_size"] == [3, 32, 32] and cfg["crop_pct"] == 1.0 and cfg["num_classes"] == 10
+    assert cfg["labels"][0] == "T-shirt/top" and len(set(cfg["mean"])) == 1
+    model = load_model("resnet18", weights=path)
+    assert model.data_config == recipe.data_config()
+    assert not model.training
+
+
+def test_loaded_checkpoint_beats_chance_on_test_slice(tiny):
+    """Scored independently through open_dataset + iter_batches, and equal to the sidecar's score."""
+    from deploykit.data.specs import open_dataset
+    from deploykit.data.transforms import iter_batches
+    from deploykit.models.weights import load_model
+
+    recipe, path, _ = tiny
+    model = load_model("resnet18", weights=path)
+    ds = open_dataset("fashion-mnist:test[:500]")
+    correct = 0
+    with torch.inference_mode():
+        for x, y in iter_batches(ds, model.data_config, batch_size=100):
+            correct += int((model(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
+    top1 = correct / len(ds)
+    assert top1 > 0.3, f"top-1 {top1:.3f} is not well above chance (0.1)"
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert top1 == pytest.approx(record["test_top1"], abs=1e-4)
