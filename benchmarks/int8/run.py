@@ -44,6 +44,10 @@ def session(path_or_model: Any, threads: int = 2):
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # Several sessions stay alive while variants are interleaved: spinning worker threads of the
+    # idle ones would steal the 2 cores from the one being timed (measured: +37% on whichever
+    # variant ran second), so workers sleep when idle.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     src = str(path_or_model) if isinstance(path_or_model, (str, Path)) else path_or_model.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
@@ -208,9 +212,9 @@ def speed_markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# INT8 speed: resnet50 224x224, ONNX Runtime CPU, batch 1",
         "",
-        f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads; CPU shared with other jobs, variants "
-        f"interleaved over {doc['rounds']} rounds x {doc['per_round']} runs). Random weights: speed does not "
-        "depend on them.",
+        f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads, no thread spinning; CPU shared with other "
+        f"jobs, variants interleaved over {doc['rounds']} rounds x >= {doc['per_round']} runs). Random weights: "
+        "speed does not depend on them.",
         "",
         "| variant | median ms | p90 ms | speed-up vs FP32 | size MB |",
         "|---|---:|---:|---:|---:|",

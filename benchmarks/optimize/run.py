@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = bench_model(name, MODELS[name], rounds, args.threads, progress)
     payload = {
         "machine": machine(),
-        "command": "python benchmarks/optimize/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python benchmarks/optimize/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started": started,
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "load_start": load_start,

@@ -103,17 +103,31 @@ def test_tensorrt_pooling_passes_the_scale_through(x_res):
     assert producer_of_input(q, pool.name, 0).op_type == "DequantizeLinear"
 
 
-def test_concat_inputs_and_output_share_one_scale(x_cat):
-    for profile in ("tensorrt", "onnxruntime"):
-        m, plan, q = quantise(concat_block(), profile, x_cat)
-        cat = next(n for n in m.graph.node if n.op_type == "Concat")
-        scales = qdq_scales(q)
-        members = list(cat.input) + [cat.output[0]]
-        assert all(t in scales for t in members), profile
-        assert len({scales[t] for t in members}) == 1, profile
-        # the branches really differ: separate scales would not be equal
-        if profile == "tensorrt":
-            assert plan.groups[cat.input[0]] == plan.groups[cat.input[1]]
+def test_tensorrt_concat_inputs_and_output_share_one_scale(x_cat):
+    m, plan, q = quantise(concat_block(), "tensorrt", x_cat)
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    scales = qdq_scales(q)
+    members = list(cat.input) + [cat.output[0]]
+    assert all(t in scales for t in members)
+    assert len({scales[t] for t in members}) == 1
+    assert plan.groups[cat.input[0]] == plan.groups[cat.input[1]]
+    # the average pool after it passes that same scale through
+    pool = next(n for n in m.graph.node if n.op_type == "AveragePool")
+    assert scales[pool.output[0]] == scales[cat.output[0]]
+
+
+def test_onnxruntime_concat_keeps_each_input_range_and_fuses(x_cat):
+    m, plan, q = quantise(concat_block(), "onnxruntime", x_cat)
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    scales = qdq_scales(q)
+    assert all(t in scales for t in list(cat.input) + [cat.output[0]])
+    assert scales[cat.input[0]] != scales[cat.input[1]]  # branch b has 5x the range: own scale
+    from deploykit.quantize.placement import ort_fusion
+
+    fused = ort_fusion(q)
+    assert fused.get("QLinearConcat") == 1 and fused.get("QLinearAveragePool") == 1, fused
+    assert fused.get("QLinearConv") == 2, fused  # the last conv writes the FP32 model output
+    assert not any(fused.get(op, 0) for op in ("FusedConv", "AveragePool", "Relu")), fused
 
 
 def test_onnxruntime_profile_layout_and_fusion(x_res, tmp_path):
