@@ -25,23 +25,13 @@ import torch
 
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.export.to_onnx import DEFAULT_OPSET, export_onnx
+from deploykit.harness.bench import cpu_model
 from deploykit.harness.parity import check_gate, compare_outputs, parity_inputs
 from deploykit.models import create_model, list_models
 
 HERE = Path(__file__).parent
 SIZES = {"inception_v3": 75}  # its minimum; everything else runs at --size
 EXPORTERS = ("torchscript", "dynamo")
-
-
-def cpu_name() -> str:
-    """The CPU model string, for naming the machine in the results."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def one(name: str, size: int, exporter: str, tmp: Path) -> dict:
@@ -91,7 +81,7 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
     load = f"load average (5 min) {load_before:.1f} at start, {os.getloadavg()[1]:.1f} at end"
-    machine = (f"{platform.platform()}, {cpu_name()}, {os.cpu_count()} cores, "
+    machine = (f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} cores, "
                f"{torch.get_num_threads()} torch thread; {load}")
     totals = {ex: round(sum(r.get("seconds", 0) for r in rows if r["exporter"] == ex), 2)
               for ex in EXPORTERS}
@@ -106,7 +96,7 @@ def main() -> None:
         f"Machine: {machine}; torch {torch.__version__}, onnx {onnx.__version__}, "
         f"onnxruntime {ort.__version__}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
         "",
-        f"First export in the process (resnet18, includes exporter start-up): "
+        "First export in the process (resnet18, includes exporter start-up): "
         + ", ".join(f"{ex} {s} s" for ex, s in warmup.items()) + ".",
         "Seconds below are warm (start-up excluded); parity = ONNX Runtime vs PyTorch, FP32 gate.",
         "",
@@ -122,7 +112,7 @@ def main() -> None:
         lines.append(f"| {name} | {ts['input']} | {ts.get('seconds', 'FAIL')} | "
                      f"{dy.get('seconds', 'FAIL')} | {ratio} | {ts.get('nodes', '-')} | "
                      f"{dy.get('nodes', '-')} | {ok} |")
-    lines += ["", f"Total: " + ", ".join(f"{ex} {s} s" for ex, s in totals.items()) + "."]
+    lines += ["", "Total: " + ", ".join(f"{ex} {s} s" for ex, s in totals.items()) + "."]
     errors = [r for r in rows if not r["ok"]]
     if errors:
         lines += ["", "Failures:", ""] + [

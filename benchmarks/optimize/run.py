@@ -142,13 +142,9 @@ def build_variants(name: str, plain: onnx.ModelProto, workdir: Path) -> tuple[di
 
 
 def session(path: Path, threads: int, optimize: bool = True) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from deploykit.optimize.verify import make_session
+
+    return make_session(str(path), optimize=optimize, threads=threads)
 
 
 def ort_reorders(path: Path, workdir: Path) -> int:

@@ -29,6 +29,7 @@ import torchvision
 from torchvision import models as tvm
 
 from deploykit._io import atomic_write_json, atomic_write_text
+from deploykit.harness.bench import cpu_model
 from deploykit.models import list_models
 from deploykit.models.weights import load_model
 
@@ -39,17 +40,6 @@ TV_KWARGS = {
     "googlenet": {"aux_logits": False, "transform_input": False, "init_weights": True},
     "inception_v3": {"aux_logits": True, "transform_input": False, "init_weights": True},
 }
-
-
-def cpu_name() -> str:
-    """The CPU model string, for naming the machine in the results."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def randomise_bn(model: torch.nn.Module, size: int, gen: torch.Generator) -> None:
@@ -123,7 +113,7 @@ def main() -> int:
 
     machine = {
         "platform": platform.platform(),
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -320,7 +320,8 @@ class _progress:
 
 
 # -- machine -----------------------------------------------------------------------------------
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model string, for naming the machine a result came from."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -358,7 +359,7 @@ def describe_machine() -> dict[str, Any]:
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         affinity = os.cpu_count()
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": affinity,
         "os": f"{platform.system()} {platform.release()}",

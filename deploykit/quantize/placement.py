@@ -246,7 +246,6 @@ def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = ()
     if unknown:
         raise DeployKitError(f"layers to keep in FP32 not found in the model: {', '.join(sorted(unknown))}")
     layers = [lay for lay in weighted_layers(model) if lay.name not in kept]
-    layer_by_node = {lay.name: lay for lay in layers}
     edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
     uf = _UnionFind()
 
