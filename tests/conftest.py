@@ -16,6 +16,18 @@ def _cuda_available() -> bool:
         return False
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op torch thread per test process: the suite runs two workers on two cores, and
+    extra OpenMP threads only spin against each other (an order of magnitude slower when busy)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     has_cuda = _cuda_available()
     has_trt = importlib.util.find_spec("tensorrt") is not None

@@ -109,7 +109,7 @@ def sqnr_png(attempt: Attempt, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(rows) + 2), 4))
     ax.bar(range(len(rows)), vals, color=colors)
     ax.set_xlabel("quantised layer (graph order)")
-    ax.set_ylabel("output SQNR vs FP32 (dB), all layers INT8")
+    ax.set_ylabel("SQNR vs FP32 (dB)\nall layers INT8")
     ax.set_title(title + "  (red: returned to FP32)")
     if len(rows) <= 40:
         ax.set_xticks(range(len(rows)))

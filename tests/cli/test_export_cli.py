@@ -13,17 +13,6 @@ from deploykit.cli import cli
 SMALL = ["--num-classes", "10", "--input-size", "32", "-q"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(*args: str):
     return CliRunner().invoke(cli, ["export", *args])
 

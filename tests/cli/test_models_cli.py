@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
 from click.testing import CliRunner
 
 from deploykit.cli import cli
 from deploykit.models import create_model, list_models
 from deploykit.models.weights import save_weights
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(*args: str):

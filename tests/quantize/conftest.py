@@ -108,8 +108,6 @@ def sensitive_artifact(tiny_model, tmp_path_factory):
     import copy
     import warnings
 
-    import torch
-
     m = make_sensitive(copy.deepcopy(tiny_model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
