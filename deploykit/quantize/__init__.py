@@ -151,22 +151,10 @@ def _overlap(calib: _Source, val: _Source, calib_limit: int) -> int:
 
 
 def _fold_batchnorm(model):
-    """Fold Conv->BatchNormalization with ONNX Runtime's basic (standard-ops-only) optimiser."""
-    import tempfile
+    """Fold Conv->BatchNormalization so each conv is quantised with its final weights."""
+    from deploykit.optimize import optimize_model
 
-    import onnx
-    import onnxruntime as ort
-
-    prod = {o: n.op_type for n in model.graph.node for o in n.output}
-    if not any(n.op_type == "BatchNormalization" and prod.get(n.input[0]) == "Conv" for n in model.graph.node):
-        return model
-    with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return onnx.load(so.optimized_model_filepath)
+    return optimize_model(model, passes=["fold_batchnorm"]).model
 
 
 def _float_tensors(model) -> list[str]:
