@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import click
 
-from deploykit.errors import DeployKitError
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
@@ -81,16 +79,3 @@ def load_model_from_options(name: str, weights: str | None, num_classes: int | N
 
     return load_model(name, weights=weights, num_classes=num_classes,
                       overrides=data_overrides(input_size, mean, std, labels))
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn a DeployKitError raised inside a command into click's one-line error."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DeployKitError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import handle_errors
 
 
 def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -35,7 +34,6 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Also write the report JSON (and its _sqnr.png) here.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
-@handle_errors
 def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str | None, gate: float | None,
                  recipe: str | None, num_images: int | None, keep_fp32: tuple[str, ...],
                  max_fallbacks: int | None, out: str | None, force: bool, report: str | None,

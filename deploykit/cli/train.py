@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import handle_errors
 
 
 def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
@@ -32,7 +31,6 @@ def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> i
               help="CPU threads for training, or 'auto': all cores while the machine is otherwise "
                    "idle, 1 while it is busy (default: torch's choice).")
 @click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a progress bar.")
-@handle_errors
 def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_limit: int | None,
                         force: bool, threads: int | str | None, no_progress: bool) -> None:
     """Train MODEL on Fashion-MNIST with its reference recipe, once; print the cached checkpoint.

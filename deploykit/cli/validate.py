@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import data_overrides, handle_errors, model_options
+from deploykit.cli.options import data_overrides, model_options
 
 
 @click.command("validate")
@@ -24,7 +24,6 @@ from deploykit.cli.options import data_overrides, handle_errors, model_options
               help="Also draw per-class accuracy and the confusion matrix to this PNG.")
 @click.option("--no-record", is_flag=True, help="Do not store the accuracy in the artifact's manifest.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@handle_errors
 def validate_cmd(target: str, data: str, weights: str | None, num_classes: int | None, input_size,
                  mean, std, labels: str | None, batch_size: int, limit: int | None, gate: float,
                  threads: int | None, json_path: str | None, plot_path: str | None, no_record: bool,
