@@ -62,6 +62,15 @@ class Recipe:
     bf16: bool = True  # bfloat16 autocast for the forward pass; weights stay float32
     channels_last: bool = True
     interpolation: str = "bilinear"
+    # Start every residual branch at zero (its last BatchNorm scale 0), so a deep Bottleneck net
+    # begins as a shallow one; short schedules of ResNet-50/ResNeXt-50 train much faster with it.
+    zero_init_residual: bool = False
+    # "model" keeps the architecture's own initialisation (torchvision's); "kaiming" re-draws every
+    # convolution He-normal and every linear layer with PyTorch's default. Inception-v3's own init
+    # (truncated normal, std 0.1 for every conv and the classifier) is several times larger than
+    # He's, which under BatchNorm shrinks the effective learning rate, and its classifier starts
+    # with logits of std ~3, so a short schedule spends its first epoch undoing the init.
+    init: str = "model"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -73,6 +82,8 @@ class Recipe:
             v = getattr(self, field)
             if v is not None and v < 1:
                 raise DeployKitError(f"recipe {field} {v} must be at least 1")
+        if self.init not in ("model", "kaiming"):
+            raise DeployKitError(f"recipe init '{self.init}' is not one of: model, kaiming")
         if self.pad < 0:
             raise DeployKitError(f"recipe pad {self.pad} must not be negative")
 
@@ -86,8 +97,14 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """Short sha256 of the fields and the trainer version: the cache key."""
-        payload = json.dumps({"trainer": TRAINER_VERSION, **self.to_dict()}, sort_keys=True)
+        """Short sha256 of the fields and the trainer version: the cache key.
+
+        Fields added after the first release are left out while at their default, so adding one
+        keeps every existing recipe's key (and its cached checkpoint) valid.
+        """
+        fields = {k: v for k, v in self.to_dict().items()
+                  if not (k in _HASH_OPTIONAL_DEFAULTS and v == _HASH_OPTIONAL_DEFAULTS[k])}
+        payload = json.dumps({"trainer": TRAINER_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def data_config(self) -> DataConfig:
@@ -103,29 +120,36 @@ class Recipe:
         )
 
 
-# Sizes and epochs chosen from measured training speed on a 2-core CPU (benchmarks/reference):
-# the smallest input that leaves each network's last stages a few pixels to work on (ResNet,
-# ResNeXt and DenseNet keep 8x8 after their stride-4 stem at 32x32; GoogLeNet's extra pooling
-# needs 48x48 for the same), and few epochs of a one-cycle schedule. ResNet-18 at 32x32 reached
-# 89.1% after 3 epochs with 4-pixel crops, hence the 5-6 epochs and lighter crops here. The deep
-# Bottleneck nets use the linear-scaling rate for batch 128 (0.05): at 0.1 ResNet-50 still had
-# loss 2.2 and 53% train top-1 after its first epoch (ResNet-18: 1.0 and 77%).
+# Recipe fields added after the first release, with the default that leaves them out of the hash.
+_HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {"zero_init_residual": False, "init": "model"}
+
+
+# Sizes and epochs chosen from measured training speed on a 2-core CPU and a recipe sweep on a GPU
+# (benchmarks/reference/sweep.py; results in benchmarks/reference/README.md): the smallest input
+# that leaves each network's last stages a few pixels to work on (ResNet, ResNeXt and DenseNet keep
+# 8x8 after their stride-4 stem at 32x32; GoogLeNet's extra pooling needs 48x48 for the same), and
+# few epochs of a one-cycle schedule. The Bottleneck nets start each residual branch at zero
+# (zero_init_residual): without it ResNet-50 reached 85.8-89.1% in 5 epochs, with it 91.1%.
+# Inception-v3 is re-initialised He-normal: its own init left it at 84% after 4 epochs.
 RECIPES: dict[str, Recipe] = {
     "resnet18": Recipe("resnet18", image_size=32, epochs=6),
     "resnet34": Recipe("resnet34", image_size=32, epochs=6),
-    "resnet50": Recipe("resnet50", image_size=32, epochs=5, lr=0.05),
-    "resnet101": Recipe("resnet101", image_size=32, epochs=5, lr=0.05),
-    "resnet152": Recipe("resnet152", image_size=32, epochs=5, lr=0.05),
-    "resnext50_32x4d": Recipe("resnext50_32x4d", image_size=32, epochs=5, lr=0.05),
-    "resnext101_32x8d": Recipe("resnext101_32x8d", image_size=32, epochs=5, lr=0.05),
-    "resnext101_64x4d": Recipe("resnext101_64x4d", image_size=32, epochs=5, lr=0.05),
+    "resnet50": Recipe("resnet50", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
+    "resnet101": Recipe("resnet101", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
+    "resnet152": Recipe("resnet152", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
+    "resnext50_32x4d": Recipe("resnext50_32x4d", image_size=32, epochs=5, lr=0.1,
+                              zero_init_residual=True),
+    "resnext101_32x8d": Recipe("resnext101_32x8d", image_size=32, epochs=5, lr=0.1,
+                               zero_init_residual=True),
+    "resnext101_64x4d": Recipe("resnext101_64x4d", image_size=32, epochs=5, lr=0.1,
+                               zero_init_residual=True),
     "densenet121": Recipe("densenet121", image_size=32, epochs=5),
     "densenet161": Recipe("densenet161", image_size=32, epochs=5),
     "densenet169": Recipe("densenet169", image_size=32, epochs=5),
     "densenet201": Recipe("densenet201", image_size=32, epochs=5),
     "googlenet": Recipe("googlenet", image_size=48, epochs=5, pad=3),
     # Inception-v3's valid-padded stem needs at least 75x75 (its last stage is then 1x1).
-    "inception_v3": Recipe("inception_v3", image_size=75, epochs=4, pad=4, lr=0.05),
+    "inception_v3": Recipe("inception_v3", image_size=75, epochs=4, pad=4, lr=0.05, init="kaiming"),
 }
 
 
@@ -328,12 +352,15 @@ def evaluate(model, recipe: Recipe, batch_size: int = 256,
 
 def train_reference(name: str, recipe: Recipe | None = None, progress: bool = True,
                     force: bool = False, threads: int | str | None = None,
-                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    log: Callable[[str], None] | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
     """Train a model with its recipe, score it on the test split and cache the checkpoint.
 
     Returns the sidecar record (path, test top-1, training seconds, machine). An existing
     cached checkpoint is reused unless ``force``. ``threads="auto"`` uses every core while the
     machine is otherwise idle and one thread while it is busy (re-checked as training runs).
+    ``device="cuda"`` trains on a GPU; augmentation still draws from the same CPU generator, so
+    the recipe sees the same batches wherever it runs. Scoring always runs on the CPU in FP32.
     """
     import torch
     from torch import nn
@@ -345,10 +372,11 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
         cached = read_result(recipe)
         if cached is not None:
             return cached
-    adapt = threads == "auto"
+    dev = _training_device(device)
+    adapt = threads == "auto" and dev.type == "cpu"
     if adapt:
         torch.set_num_threads(_auto_threads(torch.get_num_threads()))
-    elif threads is not None:
+    elif threads is not None and threads != "auto":
         if not isinstance(threads, int) or threads < 1:
             raise DeployKitError(f"threads {threads!r} must be a positive integer or 'auto'")
         torch.set_num_threads(threads)
@@ -367,8 +395,21 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
     cfg = recipe.data_config()
     # Auxiliary heads (GoogLeNet, Inception-v3) are not trained: they exist only in training, and
     # Inception-v3's does not fit inputs as small as 75x75.
-    kwargs = {"aux_logits": False} if get_spec(recipe.model).auxiliary_prefixes else {}
+    kwargs: dict[str, Any] = {"aux_logits": False} if get_spec(recipe.model).auxiliary_prefixes else {}
+    if recipe.zero_init_residual:
+        if get_spec(recipe.model).family not in ("resnet", "resnext"):
+            raise DeployKitError(f"recipe zero_init_residual applies to ResNet/ResNeXt, not {recipe.model}")
+        kwargs["zero_init_residual"] = True
     model = create_model(recipe.model, data_config=cfg, **kwargs)
+    if recipe.init == "kaiming":
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                m.reset_parameters()
+    model = model.to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
@@ -391,7 +432,8 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
 
     say(f"training {recipe.model} (recipe {recipe.hash}): {n} images at "
         f"{recipe.image_size}x{recipe.image_size}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
-        f"{recipe.optimizer} lr {recipe.lr}, {torch.get_num_threads()} threads")
+        f"{recipe.optimizer} lr {recipe.lr}, "
+        + (f"{torch.get_num_threads()} threads" if dev.type == "cpu" else _device_name(dev)))
     bar = _bar(progress)
     task = bar.add_task("epoch", total=total_steps, info="") if bar else None
     epochs_log: list[dict[str, Any]] = []
@@ -408,10 +450,10 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
                 idx = perm[step * recipe.batch_size:(step + 1) * recipe.batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single image
                     continue
-                xb = _augment(x_all[idx], recipe.pad, recipe.hflip, gen)
+                xb = _augment(x_all[idx], recipe.pad, recipe.hflip, gen).to(dev, non_blocking=True)
                 xb = _normalise(xb, mean, std, recipe.channels_last)
-                yb = y_all[idx]
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+                yb = y_all[idx].to(dev, non_blocking=True)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=recipe.bf16):
                     logits, aux = _main_logits(model(xb))
                 loss = criterion(logits.float(), yb)
                 for a in aux:  # only when a model is built with auxiliary heads
@@ -453,6 +495,7 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
     train_seconds = time.perf_counter() - t_train
 
     model.eval()
+    model = model.to("cpu")
     if recipe.channels_last:
         model = model.to(memory_format=torch.contiguous_format)
     t_eval = time.perf_counter()
@@ -471,6 +514,7 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
         "eval_seconds": round(eval_seconds, 1),
         "epochs": epochs_log,
         "threads": "auto" if adapt else torch.get_num_threads(),
+        "device": _device_name(dev),
         "machine": machine_info(),
         # Other work on the machine slows training; the load average says how busy it was.
         "load_average": {"start": load_start, "end": _loadavg()},
@@ -513,6 +557,27 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def _training_device(device: str):
+    """The torch device to train on; a clear error when CUDA is asked for and absent."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeployKitError(f"device '{device}' is not a torch device (use cpu or cuda)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeployKitError(f"device '{device}': reference training runs on cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeployKitError(f"device '{device}': this torch build sees no CUDA GPU")
+    return dev
+
+
+def _device_name(dev) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def _auto_threads(current: int) -> int:

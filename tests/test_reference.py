@@ -50,12 +50,55 @@ def test_recipe_hash_changes_with_every_field():
         "image_size": 48, "epochs": 2, "batch_size": 64, "optimizer": "adamw", "lr": 0.05,
         "weight_decay": 0.0, "warmup_pct": 0.3, "label_smoothing": 0.0, "pad": 5, "hflip": False,
         "seed": 1, "limit": 1000, "eval_limit": 500, "bf16": False, "channels_last": False,
-        "interpolation": "bicubic",
+        "interpolation": "bicubic", "zero_init_residual": True,
+        "init": "kaiming",
     }
     assert set(changed) | {"model"} == set(base.to_dict()), "a new field needs a hash test"
     hashes = {base.replace(**{k: v}).hash for k, v in changed.items()}
     assert len(hashes) == len(changed) and base.hash not in hashes
     assert Recipe("resnet50").hash != base.hash
+
+
+def test_fields_added_later_keep_existing_cache_keys():
+    """A field left at its default is not hashed, so checkpoints cached before it existed stay valid."""
+    base = Recipe("resnet18")
+    payload = {k: v for k, v in base.to_dict().items() if k not in ("zero_init_residual", "init")}
+    import hashlib
+
+    legacy = hashlib.sha256(json.dumps({"trainer": reference.TRAINER_VERSION, **payload},
+                                       sort_keys=True).encode()).hexdigest()[:12]
+    assert base.hash == legacy
+    assert base.replace(zero_init_residual=True).hash != legacy
+
+
+def test_zero_init_residual_is_refused_for_other_families(cache):
+    with pytest.raises(DeployKitError, match="zero_init_residual applies to ResNet/ResNeXt, not densenet121"):
+        reference.train_reference("densenet121", recipe=get_recipe("densenet121", zero_init_residual=True,
+                                                                   limit=8, epochs=1), progress=False)
+
+
+def test_unknown_or_missing_device_is_a_one_line_error(cache):
+    recipe = get_recipe("resnet18", **TINY, seed=7)
+    with pytest.raises(DeployKitError, match="device 'tpu'"):
+        reference.train_reference("resnet18", recipe=recipe, progress=False, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeployKitError, match="sees no CUDA GPU"):
+            reference.train_reference("resnet18", recipe=recipe, progress=False, device="cuda")
+    assert not checkpoint_path(recipe).exists()
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_saves_a_cpu_checkpoint(cache):
+    from deploykit.models.weights import load_model
+
+    # Two epochs over 2,000 images: one epoch of 16 steps left BatchNorm's running statistics too
+    # unsettled on a GPU (zero-init variant: 15.4% on an H200) for a stable above-chance check.
+    recipe = get_recipe("resnet18", **{**TINY, "epochs": 2, "limit": 2000})
+    record = reference.train_reference("resnet18", recipe=recipe, progress=False, device="cuda")
+    assert record["device"] != "cpu" and record["test_images"] == 500
+    assert record["test_top1"] > 0.2, "two epochs on 2,000 images should beat chance on a GPU too"
+    model = load_model("resnet18", weights=checkpoint_path(recipe))
+    assert next(model.parameters()).device.type == "cpu"
 
 
 def test_override_gives_a_separate_cache_entry(cache):
@@ -70,6 +113,8 @@ def test_override_gives_a_separate_cache_entry(cache):
 def test_bad_recipes_are_one_line_errors():
     with pytest.raises(DeployKitError, match="epochs 0"):
         Recipe("resnet18", epochs=0)
+    with pytest.raises(DeployKitError, match="init 'xavier'"):
+        Recipe("resnet18", init="xavier")
     with pytest.raises(DeployKitError, match="optimizer 'lamb'"):
         Recipe("resnet18", optimizer="lamb")
     with pytest.raises(DeployKitError, match="unknown model"):

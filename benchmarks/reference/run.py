@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=_threads, default="auto",
                     help="torch threads for training, or 'auto' (all cores while the machine is idle, "
                          "1 while it is busy)")
+    ap.add_argument("--device", default="cpu", help="train on cpu or cuda (scoring stays on the CPU)")
     ap.add_argument("--no-train", action="store_true", help="only collect cached checkpoints")
     ap.add_argument("--no-progress", action="store_true", help="one line per epoch (for logs)")
     ap.add_argument("--out", type=Path, default=HERE, help="folder for results.json/.md")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if record is None:
             try:
                 record = train_reference(name, recipe=recipe, progress=not args.no_progress,
-                                         threads=args.threads)
+                                         threads=args.threads, device=args.device)
             except DeployKitError as e:
                 print(f"{recipe.model}: {e}", file=sys.stderr)
                 continue
@@ -106,6 +107,7 @@ def _row(record: dict) -> dict:
         "optimizer": f"{r['optimizer']} lr {r['lr']}",
         "train_images": record["train_images"],
         "threads": record["threads"],
+        "device": record.get("device", "cpu"),
         "load_average": record.get("load_average"),
         "machine": record["machine"],
         "recipe_hash": record["recipe_hash"],

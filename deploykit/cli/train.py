@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 
-
 def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
     if value is None or value == "auto":
         return value
@@ -30,9 +29,11 @@ def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 @click.option("--threads", callback=_threads, default=None,
               help="CPU threads for training, or 'auto': all cores while the machine is otherwise "
                    "idle, 1 while it is busy (default: torch's choice).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Train on cpu or cuda[:N]; the recipe, and so the cache entry, is the same.")
 @click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a progress bar.")
 def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_limit: int | None,
-                        force: bool, threads: int | str | None, no_progress: bool) -> None:
+                        force: bool, threads: int | str | None, device: str, no_progress: bool) -> None:
     """Train MODEL on Fashion-MNIST with its reference recipe, once; print the cached checkpoint.
 
     The checkpoint path is the only thing on stdout; accuracy and timing go to stderr.
@@ -42,7 +43,7 @@ def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_
     recipe = get_recipe(model, epochs=epochs, limit=limit, eval_limit=eval_limit)
     cached = None if force else read_result(recipe)
     record = cached or train_reference(model, recipe=recipe, progress=not no_progress,
-                                       force=force, threads=threads)
+                                       force=force, threads=threads, device=device)
     status = "cached" if cached else "trained"
     # Only the path goes to stdout, so a script can do: W=$(deploykit train-reference resnet18)
     click.echo(f"{record['checkpoint']}")
