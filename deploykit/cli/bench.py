@@ -92,11 +92,14 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG of latency and throughput against batch size here.")
+@click.option("--record", is_flag=True,
+              help="Store the latency summary in the artifact's manifest (TARGET must be an artifact dir).")
 @model_options
 def bench_cmd(target: str, backends: list[str], device: str, precisions: list[str] | None, batches: list[int],
               threads: int | None, warmup: int, iters: int | None, duration: float | None, channels_last: bool,
               cuda_graph: bool, compile_: bool, json_path: str | None, md_path: str | None, plot_path: str | None,
-              weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any, labels: Any) -> None:
+              record: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
+              labels: Any) -> None:
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
     from deploykit.backends import make_runner
     from deploykit.harness.bench import benchmark, describe_machine
@@ -105,6 +108,13 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
 
     if iters is not None and duration is not None:
         raise click.UsageError("give --iters or --duration, not both")
+    artifact = None
+    if record:
+        from deploykit.artifact import Artifact, is_artifact_dir
+
+        if not is_artifact_dir(target):
+            raise DeployKitError(f"{target}: --record needs an artifact directory (one with a manifest.json)")
+        artifact = Artifact.load(target)  # verified now, so a bad artifact fails before the timing
     obj = _load_target(target, weights, num_classes, input_size, mean, std, labels)
     torch_opts = {k: v for k, v in (("channels_last", channels_last), ("cuda_graph", cuda_graph),
                                     ("compile", compile_)) if v}
@@ -137,6 +147,25 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
         write_markdown(bench_markdown(doc), md_path)
     if plot_path:
         plot_latency(doc, plot_path)
+    if artifact is not None:
+        artifact.record_result("latency", latency_summary(doc))
+        console.print(f"recorded latency of {len(results)} run(s) in {artifact.manifest_path}", highlight=False)
+
+
+def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's compact form of a bench report: per run and batch size, the percentiles."""
+    from deploykit.harness.report import machine_line
+
+    def one(b: dict[str, Any]) -> dict[str, Any]:
+        lat = b["latency_ms"]
+        return {"p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "mean_ms": lat["mean"],
+                "throughput_per_s": b["throughput"], "iterations": b["iterations"]}
+
+    return {
+        "created": doc["created"],
+        "machine": machine_line(doc["machine"]),
+        "runs": {run["label"]: {str(b["batch"]): one(b) for b in run["batches"]} for run in doc["runs"]},
+    }
 
 
 @click.command("compare")

@@ -16,6 +16,11 @@ from deploykit.cli.options import data_overrides, model_options
               help="Fixed batch size (default: dynamic batch).")
 @click.option("--dynamic-batch", is_flag=True, default=False,
               help="Symbolic batch dimension (the default; excludes --batch).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="Largest batch the dynamic artifact promises (default 32): engine builds and "
+                   "benchmarks use it.")
+@click.option("--opt-batch", type=click.IntRange(min=1), default=None,
+              help="Batch size engines are tuned for (default 1).")
 @click.option("--fp16", is_flag=True, help="Write an FP16 model (float32 inputs/outputs kept).")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 inputs and outputs too.")
 @click.option("--no-optimize", "no_optimize", is_flag=True, help="Skip the graph optimiser.")
@@ -29,13 +34,15 @@ from deploykit.cli.options import data_overrides, model_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
                labels: str | None, opset: int | None, batch: int | None, dynamic_batch: bool,
-               fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
+               max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
                exporter: str, force: bool, quiet: bool) -> None:
     """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate)."""
     from deploykit.export.api import export_model
 
     if batch is not None and dynamic_batch:
         raise click.UsageError("--batch and --dynamic-batch exclude each other; give one")
+    if batch is not None and (max_batch is not None or opt_batch is not None):
+        raise click.UsageError("--max-batch/--opt-batch apply to a dynamic batch, not with --batch")
     if fp16_io and not fp16:
         raise click.UsageError("--fp16-io needs --fp16")
     artifact = export_model(
@@ -43,7 +50,7 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
         overrides=data_overrides(input_size, mean, std, labels) or None,
         out=out, opset=opset, batch=batch, dynamic_batch=True if batch is None else False,
         fp16=fp16, optimize=not no_optimize, data=data, force=force, progress=not quiet,
-        fp16_io=fp16_io, exporter=exporter,
+        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch,
     )
     click.echo(summary(artifact))
 

@@ -51,6 +51,8 @@ def export_model(
     fp16_io: bool = False,
     exporter: str = "auto",
     data_limit: int = DATA_LIMIT,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
 ) -> Artifact:
     """Export a zoo model to a verified ONNX artifact directory and return it.
 
@@ -63,8 +65,9 @@ def export_model(
 
     spec = get_spec(name)  # unknown model: one-line error with suggestions, before any work
     opset = check_opset(opset)
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise DeployKitError(f"batch {batch!r} must be a positive integer")
+    from deploykit.export.to_onnx import batch_profile
+
+    batch_profile(batch, dynamic_batch, opt_batch, max_batch)  # bad sizes fail before any work
     if fp16_io and not fp16:
         raise DeployKitError("float16 inputs/outputs (fp16_io) need fp16=True")
     out_dir = Path(out) if out is not None else default_out_dir(spec.name, fp16)
@@ -75,7 +78,8 @@ def export_model(
     try:
         with ui, ArtifactWriter(out_dir, force=force) as writer:
             return _build(writer, spec, weights, num_classes, overrides, opset, batch, dynamic_batch,
-                          fp16, fp16_io, optimize, data, data_limit, exporter, precision, ui)
+                          fp16, fp16_io, optimize, data, data_limit, exporter, precision, ui,
+                          opt_batch, max_batch)
     except BaseException:
         _remove_empty(created_parent)
         raise
@@ -103,7 +107,8 @@ class _Ref:
 def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | None,
            overrides: dict[str, Any] | None, opset: int, batch: int | None, dynamic_batch: bool,
            fp16: bool, fp16_io: bool, optimize: bool, data: str | None, data_limit: int,
-           exporter: str, precision: str, ui: "_Progress") -> Artifact:
+           exporter: str, precision: str, ui: "_Progress", opt_batch: int | None = None,
+           max_batch: int | None = None) -> Artifact:
     import onnx
 
     from deploykit.export.to_onnx import check_onnx, export_onnx, save_onnx
@@ -126,7 +131,8 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
     main = writer.dir / MAIN_FILE
     with ui.step(f"exporting ONNX (opset {opset})"):
         info = export_onnx(model, cfg, main, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
-                           exporter=exporter, model_name=spec.name, precision="fp32")
+                           exporter=exporter, model_name=spec.name, precision="fp32",
+                           opt_batch=opt_batch, max_batch=max_batch)
     ui.done(f"exported with the {info.exporter} exporter in {info.seconds:.1f} s")
 
     with ui.step("running PyTorch on the parity inputs"):

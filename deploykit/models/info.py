@@ -45,6 +45,51 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
     return counter.get_total_flops() // 2
 
 
+def _runs_at(model: nn.Module, meta: dict[str, torch.Tensor], c: int, h: int, w: int) -> str | None:
+    """None when an eval-mode forward at (1, c, h, w) works on meta tensors, else the reason."""
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(model, meta, (torch.empty(1, c, h, w, device="meta"),))
+    except RuntimeError as e:
+        text = str(e).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+    return None
+
+
+def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
+    """Refuse an input too small for the network, naming the smallest square size that works.
+
+    Strided stems and pools shrink the feature map; below some size a kernel no longer fits and
+    export or inference would fail deep inside torch. The check runs on meta tensors (shapes only),
+    so it costs milliseconds.
+    """
+    c, h, w = (int(v) for v in input_size)
+    meta = {k: torch.empty_like(v, device="meta")
+            for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    was_training = model.training
+    model.eval()
+    try:
+        reason = _runs_at(model, meta, c, h, w)
+        if reason is None:
+            return
+        lo, hi = max(h, w), 1024  # the smallest square side that runs lies in (lo, hi]
+        if _runs_at(model, meta, c, hi, hi) is not None:
+            smallest = None
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if _runs_at(model, meta, c, mid, mid) is None:
+                    hi = mid
+                else:
+                    lo = mid
+            smallest = hi
+    finally:
+        model.train(was_training)
+    name = getattr(model, "model_name", type(model).__name__)
+    need = f"; it needs at least {smallest}x{smallest}" if smallest else ""
+    raise DeployKitError(f"{name}: a {h}x{w} input is too small for this network{need} ({reason})")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One top-level stage: its name, the block type it repeats, how many, and its parameters."""

@@ -126,6 +126,10 @@ def load_model(
     cfg = apply_overrides(cfg, overrides)
 
     model = create_model(spec.name, data_config=cfg, **kwargs)
+    if cfg.input_size != spec.data_config.input_size:
+        from deploykit.models.info import check_input_size
+
+        check_input_size(model, cfg.input_size)  # before loading weights or exporting anything
     if state_dict is not None:
         _apply_state_dict(model, state_dict, Path(weights))  # type: ignore[arg-type]
     model.weights_path = str(weights) if weights is not None else None

@@ -41,6 +41,23 @@ def test_bench_writes_json_markdown_and_plot(run, tmp_path):
         assert img.format == "PNG"
 
 
+def test_bench_record_stores_latency_in_the_manifest(run, tmp_path):
+    from deploykit.artifact import Artifact
+
+    art = tiny_artifact(tmp_path / "art")
+    res = run("bench", art.path, "--batch", "1,2", "--iters", "5", "--warmup", "1", "--threads", "1", "--record")
+    assert res.exit_code == 0, res.output
+    lat = Artifact.load(art.path).manifest.results["latency"]  # loads with hashes verified
+    (label, per_batch), = lat["runs"].items()
+    assert label.startswith("onnxruntime[") and set(per_batch) == {"1", "2"}
+    b1 = per_batch["1"]
+    assert 0 < b1["p50_ms"] <= b1["p90_ms"] <= b1["p99_ms"] and b1["iterations"] == 5
+    assert b1["throughput_per_s"] > 0 and lat["machine"]
+    onnx_file = tiny_onnx(tmp_path / "m.onnx")
+    res = CliRunner().invoke(cli, ["bench", str(onnx_file), "--record"])
+    assert res.exit_code == 1 and "--record needs an artifact directory" in res.output
+
+
 def test_bench_duration_mode(run, tmp_path):
     res = run("bench", tiny_onnx(tmp_path / "m.onnx"), "--duration", "0.1", "--warmup", "0", "--json", tmp_path / "d.json")
     assert res.exit_code == 0, res.output

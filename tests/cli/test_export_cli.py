@@ -50,6 +50,26 @@ def test_fixed_batch_without_optimiser_then_force(tmp_path):
     assert Artifact.load(out).manifest.inputs[0].shape == [2, 3, 32, 32]  # untouched
 
 
+def test_max_batch_is_recorded_and_conflicts_with_a_fixed_batch(tmp_path):
+    out = tmp_path / "r18"
+    r = run("resnet18", *SMALL, "--no-optimize", "--max-batch", "128", "--opt-batch", "8", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    b = Artifact.load(out).manifest.batch
+    assert (b.min, b.opt, b.max, b.dynamic) == (1, 8, 128, True)
+    r = run("resnet18", *SMALL, "--batch", "2", "--max-batch", "8", "--out", str(tmp_path / "x"))
+    assert r.exit_code == 2 and "--max-batch/--opt-batch apply to a dynamic batch" in r.output
+    r = run("resnet18", *SMALL, "--opt-batch", "64", "--out", str(tmp_path / "y"))
+    assert r.exit_code == 1 and "opt batch 64 is larger than max batch 32" in error_line(r)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_input_too_small_is_refused_before_export(tmp_path):
+    r = run("inception_v3", "--num-classes", "10", "--input-size", "64", "-q", "--out", str(tmp_path / "x"))
+    assert r.exit_code == 1
+    assert "inception_v3: a 64x64 input is too small for this network; it needs at least 75x75" in error_line(r)
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_model_suggests(tmp_path):
     r = run("resnet19", "--out", str(tmp_path / "x"))
     assert r.exit_code == 1

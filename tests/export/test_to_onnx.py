@@ -175,3 +175,20 @@ def test_bn_is_folded_and_output_still_matches(tiny, tmp_path):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "BatchNormalization" not in ops and ops.count("Conv") == 2
     assert np.isfinite(parity_inputs(tiny.data_config, 1)).all()
+
+
+def test_batch_profile_defaults_and_limits():
+    from deploykit.export.to_onnx import DEFAULT_MAX_BATCH, batch_profile
+
+    p = batch_profile(None, True)
+    assert (p.min, p.opt, p.max, p.dynamic) == (1, 1, DEFAULT_MAX_BATCH, True)
+    p = batch_profile(None, True, opt_batch=8, max_batch=256)
+    assert (p.min, p.opt, p.max, p.dynamic) == (1, 8, 256, True)
+    p = batch_profile(4, False)
+    assert (p.min, p.opt, p.max, p.dynamic) == (4, 4, 4, False)
+    with pytest.raises(DeployKitError, match="opt batch 64 is larger than max batch 16"):
+        batch_profile(None, True, opt_batch=64, max_batch=16)
+    with pytest.raises(DeployKitError, match="apply to a dynamic batch"):
+        batch_profile(4, False, max_batch=8)
+    with pytest.raises(DeployKitError, match="max batch 0 must be a positive integer"):
+        batch_profile(None, True, max_batch=0)

@@ -78,3 +78,17 @@ def test_zoo_summary() -> None:
     assert round(rows["googlenet"]["macs"] / 1e9, 2) == 1.50
     with pytest.raises(DeployKitError, match="unknown model family 'resnets'; did you mean resnet"):
         zoo_summary("resnets")
+
+
+@pytest.mark.parametrize("name, size, smallest", [("inception_v3", 64, 75), ("densenet121", 16, 29)])
+def test_too_small_input_names_the_smallest_that_works(name, size, smallest):
+    from deploykit.models.info import check_input_size
+    from deploykit.models.registry import create_model
+
+    model = create_model(name, num_classes=10, **({"aux_logits": False} if name == "inception_v3" else {}))
+    with pytest.raises(DeployKitError, match=f"{name}: a {size}x{size} input is too small for this network; "
+                                             f"it needs at least {smallest}x{smallest}") as e:
+        check_input_size(model, (3, size, size))
+    assert "\n" not in str(e.value)
+    check_input_size(model, (3, smallest, smallest))  # the size it names really runs
+    assert model.training, "the check left the model's mode as it found it"
