@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -28,21 +29,30 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
     MACs = FLOPs / 2 over convolutions and matrix products, the usual convention.
     """
     c, h, w = (int(v) for v in input_size)
-    meta = {k: torch.empty_like(v, device="meta")
+    counter = FlopCounterMode(display=False)
+    with _eval_mode(model), counter:
+        reason = _runs_at(model, _meta_state(model), c, h, w)
+    if reason is not None:  # the feature map vanished: the input is too small for this network
+        name = getattr(model, "model_name", type(model).__name__)
+        raise DeployKitError(f"{name} cannot run on a {c}x{h}x{w} input ({reason})")
+    return counter.get_total_flops() // 2
+
+
+def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's parameters and buffers as meta tensors: shapes only, no memory, no arithmetic."""
+    return {k: torch.empty_like(v, device="meta")
             for k, v in [*model.named_parameters(), *model.named_buffers()]}
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block, then the mode the caller had."""
     was_training = model.training
     model.eval()
     try:
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            torch.func.functional_call(model, meta, (torch.empty(1, c, h, w, device="meta"),))
-    except RuntimeError as e:  # the feature map vanished: the input is too small for this network
-        name = getattr(model, "model_name", type(model).__name__)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DeployKitError(f"{name} cannot run on a {c}x{h}x{w} input ({reason})") from None
+        yield
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
 
 
 def _runs_at(model: nn.Module, meta: dict[str, torch.Tensor], c: int, h: int, w: int) -> str | None:
@@ -64,18 +74,14 @@ def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
     so it costs milliseconds.
     """
     c, h, w = (int(v) for v in input_size)
-    meta = {k: torch.empty_like(v, device="meta")
-            for k, v in [*model.named_parameters(), *model.named_buffers()]}
-    was_training = model.training
-    model.eval()
-    try:
+    meta = _meta_state(model)
+    with _eval_mode(model):
         reason = _runs_at(model, meta, c, h, w)
         if reason is None:
             return
         lo, hi = max(h, w), 1024  # the smallest square side that runs lies in (lo, hi]
-        if _runs_at(model, meta, c, hi, hi) is not None:
-            smallest = None
-        else:
+        smallest: int | None = None
+        if _runs_at(model, meta, c, hi, hi) is None:
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 if _runs_at(model, meta, c, mid, mid) is None:
@@ -83,8 +89,6 @@ def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
                 else:
                     lo = mid
             smallest = hi
-    finally:
-        model.train(was_training)
     name = getattr(model, "model_name", type(model).__name__)
     need = f"; it needs at least {smallest}x{smallest}" if smallest else ""
     raise DeployKitError(f"{name}: a {h}x{w} input is too small for this network{need} ({reason})")
