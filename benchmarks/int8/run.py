@@ -248,7 +248,7 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 
 
 def accuracy_mode(args) -> dict[str, Any]:
-    from deploykit.quantize import quantize_artifact
+    from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
     from deploykit.quantize.gate import top1
 
@@ -293,8 +293,18 @@ def accuracy_mode(args) -> dict[str, Any]:
             q, _, stats = deploykit_int8(art.main_path, calib, meth, stats=stats)
             row["calibrators"][meth] = top1(q, val, args.threads)
         t0 = time.perf_counter()
-        dk_art = quantize_artifact(art.path, args.calib, args.val, out=tmp / f"{name}-int8", force=True,
-                                   threads=args.threads)
+        try:
+            dk_art = quantize_artifact(art.path, args.calib, args.val, out=tmp / f"{name}-int8", force=True,
+                                       threads=args.threads)
+        except GateFailedError as e:  # a result, not a crash: record it and go on to the next family
+            best = e.report.best
+            row["default_recipe"] = {"seconds": time.perf_counter() - t0, "method": e.report.chosen,
+                                     "top1": best.top1_final, "fallbacks": [f.layer for f in best.fallbacks],
+                                     "passed": False, "error": str(e)}
+            row["relative_top1"] = best.top1_final / fp32_top1 if fp32_top1 else None
+            rows.append(row)
+            print(f"{name}: {e}", file=sys.stderr)
+            continue
         row["default_recipe"] = {
             "seconds": time.perf_counter() - t0,
             "method": dk_art.report.chosen, "top1": dk_art.report.best.top1_final,
@@ -361,6 +371,12 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["models"]:
         c = r["calibrators"]
+        if "latency" not in r:  # the default recipe failed its gate: no INT8 artifact to time
+            d = r["default_recipe"]
+            lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
+                         f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} "
+                         f"({len(d['fallbacks'])}) GATE FAILED | | | | | |")
+            continue
         lat = {b: r["latency"][b] for b in ("1", "32")}
         fmt = lambda d: " / ".join(f"{d[k]['median_ms']:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))  # noqa: E731
         size = " / ".join(f"{r['size_bytes'][k] / 1e6:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))
@@ -371,6 +387,10 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "Targets, per family (default recipe):", ""]
     for r in doc["models"]:
         d, rel = r["default_recipe"], r["relative_top1"]
+        if "latency" not in r:
+            lines.append(f"- {r['model']}: INT8/FP32 = {rel:.4f}: the default recipe failed its gate "
+                         f"({d.get('error', '')}).")
+            continue
         vs = r.get("vs_quantize_static")
         acc = ("at least as accurate as quantize_static" if vs and vs["difference_images"] >= 0 else
                f"{-vs['difference_images']} images behind quantize_static (McNemar p = {vs['mcnemar_p']}: "
@@ -406,7 +426,7 @@ def accuracy_plot(doc: dict[str, Any], path: Path) -> None:
     for j, k in enumerate(keys):
         vals = []
         for r in rows:
-            v = (r["default_recipe"]["top1"] if k == "default" else r["ort_quantize_static_top1"]
+            v = (r["default_recipe"]["top1"] if k == "default" else r.get("ort_quantize_static_top1", 0.0)
                  if k == "quantize_static" else r["calibrators"][k])
             vals.append(v / r["fp32_top1"] if r["fp32_top1"] else 0)
         ax.bar(np.arange(len(rows)) + j * w, vals, w, label=k)
