@@ -91,4 +91,5 @@ def test_info_bad_weights_one_line_error(tmp_path: Path) -> None:
 def test_info_input_too_small() -> None:
     result = _run("info", "inception_v3", "--input-size", "64")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: inception_v3 cannot run on a 3x64x64 input")
+    assert result.output.startswith(
+        "Error: inception_v3: a 64x64 input is too small for this network; it needs at least 75x75")
