@@ -250,7 +250,7 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 def accuracy_mode(args) -> dict[str, Any]:
     from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
-    from deploykit.quantize.gate import top1
+    from deploykit.quantize.gate import correct_predictions, top1
 
     try:
         from deploykit.reference import reference_checkpoint
@@ -312,8 +312,8 @@ def accuracy_mode(args) -> dict[str, Any]:
         }
         qs = ort_quantize_static(art.main_path, calib, tmp / f"{name}-qs.onnx")
         # Per-image correctness of both INT8 models, for a paired test of their difference.
-        dk_ok = correct_mask(dk_art.main_path, val, args.threads)
-        qs_ok = correct_mask(qs, val, args.threads)
+        dk_ok = correct_predictions(open_model(dk_art.main_path), val, args.threads)
+        qs_ok = correct_predictions(open_model(qs), val, args.threads)
         row["ort_quantize_static_top1"] = float(qs_ok.mean())
         row["vs_quantize_static"] = paired_comparison(dk_ok, qs_ok)
         variants = {"fp32": art.main_path, "deploykit_int8": dk_art.main_path, "ort_quantize_static": qs}
@@ -329,13 +329,6 @@ def accuracy_mode(args) -> dict[str, Any]:
     return {"mode": "accuracy", "calibration": args.calib, "validation": args.val, "threads": args.threads,
             "machine": machine(), "models": rows, "skipped": skipped,
             "target": "INT8 top-1 >= 0.995 x FP32 on every family with the default recipe"}
-
-
-def correct_mask(path: Path, val, threads: int) -> np.ndarray:
-    """Whether each validation image is classified correctly (ORT CPU, full graph optimisation)."""
-    sess = session(path, threads)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x})[0].argmax(1) == y for x, y in val])
 
 
 def paired_comparison(a_ok: np.ndarray, b_ok: np.ndarray) -> dict[str, Any]:

@@ -73,18 +73,12 @@ def machine() -> dict:
 def export(name: str, size: int, workdir: Path) -> onnx.ModelProto:
     from deploykit.export.to_onnx import export_onnx
     from deploykit.models import create_model, get_spec
+    from deploykit.optimize.verify import randomise_batchnorm
 
     torch.manual_seed(0)
     cfg = get_spec(name).data_config.replace(input_size=(3, size, size))
     model = create_model(name, data_config=cfg).eval()
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():  # non-trivial statistics so BN folding is really tested
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    randomise_batchnorm(model, seed=0)  # non-trivial statistics so BN folding is really tested
     path = workdir / f"{name}.onnx"
     with torch.no_grad():
         export_onnx(model, cfg, path)

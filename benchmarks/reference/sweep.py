@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     recipes = [parse_variant(v) for v in args.variants]  # fail on a typo before any training
     # Resize each input size once here, so the workers share the cached arrays.
-    for size in sorted({(r.image_size, r.interpolation) for r in recipes}):
-        prepare_split("train", recipes[[(r.image_size, r.interpolation) for r in recipes].index(size)])
+    for recipe in {(r.image_size, r.interpolation): r for r in recipes}.values():
+        prepare_split("train", recipe)
 
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}

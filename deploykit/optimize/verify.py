@@ -126,3 +126,22 @@ def check_parity(
     refs = ref_sess.run(names, feeds)
     outs = opt_sess.run(names, feeds)
     return ParityCheck([compare(r, o, n) for n, r, o in zip(names, refs, outs)], batch=batch, seed=seed)
+
+
+def randomise_batchnorm(model: Any, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial statistics and affine terms, in place, from a fixed seed.
+
+    A fresh model's BatchNorm is the identity (mean 0, variance 1, scale 1, shift 0), so a wrong
+    BatchNorm fold would still match; these values make the folding checks able to fail.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)

@@ -58,6 +58,13 @@ class Attempt:
 
 def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None) -> float:
     """Top-1 accuracy of an ONNX model on (x, y) batches, with ORT's full graph optimisation."""
+    correct = correct_predictions(model, batches, threads)
+    return float(correct.mean()) if correct.size else 0.0
+
+
+def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                        threads: int | None = None) -> np.ndarray:
+    """Whether each image is classified correctly, in order (for paired comparisons of models)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -68,12 +75,9 @@ def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int |
     data = model if isinstance(model, bytes) else model.SerializeToString()
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    correct = total = 0
-    for x, y in batches:
-        logits = sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-        correct += int((logits.reshape(len(y), -1).argmax(1) == y).sum())
-        total += len(y)
-    return correct / total if total else 0.0
+    hits = [sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0].reshape(len(y), -1).argmax(1) == y
+            for x, y in batches]
+    return np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
 
 
 def meets(int8_top1: float, fp32_top1: float, gate: float) -> bool:

@@ -9,23 +9,11 @@ import torch
 
 from deploykit.models import create_model, get_spec, list_models
 from deploykit.optimize import optimize_model
-from deploykit.optimize.verify import MAX_REL_ERR, check_parity
+from deploykit.optimize.verify import MAX_REL_ERR, check_parity, randomise_batchnorm
 
 
 def _size(name: str) -> int:
     return 75 if name == "inception_v3" else 32
-
-
-def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial running statistics, so BatchNorm folding has something to get wrong."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 @pytest.mark.slow
@@ -39,7 +27,7 @@ def test_pipeline_preserves_outputs(name, tmp_path):
     size = _size(name)
     cfg = get_spec(name).data_config.replace(input_size=(3, size, size), num_classes=10)
     model = create_model(name, num_classes=10, data_config=cfg).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     path = tmp_path / f"{name}.onnx"
     with torch.no_grad():
         export_onnx(model, cfg, path)
