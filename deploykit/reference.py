@@ -71,6 +71,9 @@ class Recipe:
     # He's, which under BatchNorm shrinks the effective learning rate, and its classifier starts
     # with logits of std ~3, so a short schedule spends its first epoch undoing the init.
     init: str = "model"
+    # Dropout before the classifier of the nets that have one (GoogLeNet 0.2, Inception-v3 0.5);
+    # None keeps the architecture's default.
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -86,6 +89,8 @@ class Recipe:
             raise DeployKitError(f"recipe init '{self.init}' is not one of: model, kaiming")
         if self.pad < 0:
             raise DeployKitError(f"recipe pad {self.pad} must not be negative")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise DeployKitError(f"recipe dropout {self.dropout} must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -121,7 +126,7 @@ class Recipe:
 
 
 # Recipe fields added after the first release, with the default that leaves them out of the hash.
-_HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {"zero_init_residual": False, "init": "model"}
+_HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {"zero_init_residual": False, "init": "model", "dropout": None}
 
 
 # Sizes and epochs chosen from measured training speed on a 2-core CPU and a recipe sweep on a GPU
@@ -401,6 +406,10 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
         if get_spec(recipe.model).family not in ("resnet", "resnext"):
             raise DeployKitError(f"recipe zero_init_residual applies to ResNet/ResNeXt, not {recipe.model}")
         kwargs["zero_init_residual"] = True
+    if recipe.dropout is not None:
+        if get_spec(recipe.model).family != "inception":
+            raise DeployKitError(f"recipe dropout applies to GoogLeNet/Inception-v3, not {recipe.model}")
+        kwargs["dropout"] = recipe.dropout
     model = create_model(recipe.model, data_config=cfg, **kwargs)
     if recipe.init == "kaiming":
         for m in model.modules():

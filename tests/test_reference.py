@@ -51,7 +51,7 @@ def test_recipe_hash_changes_with_every_field():
         "weight_decay": 0.0, "warmup_pct": 0.3, "label_smoothing": 0.0, "pad": 5, "hflip": False,
         "seed": 1, "limit": 1000, "eval_limit": 500, "bf16": False, "channels_last": False,
         "interpolation": "bicubic", "zero_init_residual": True,
-        "init": "kaiming",
+        "init": "kaiming", "dropout": 0.0,
     }
     assert set(changed) | {"model"} == set(base.to_dict()), "a new field needs a hash test"
     hashes = {base.replace(**{k: v}).hash for k, v in changed.items()}
@@ -62,19 +62,23 @@ def test_recipe_hash_changes_with_every_field():
 def test_fields_added_later_keep_existing_cache_keys():
     """A field left at its default is not hashed, so checkpoints cached before it existed stay valid."""
     base = Recipe("resnet18")
-    payload = {k: v for k, v in base.to_dict().items() if k not in ("zero_init_residual", "init")}
+    payload = {k: v for k, v in base.to_dict().items() if k not in ("zero_init_residual", "init", "dropout")}
     import hashlib
 
     legacy = hashlib.sha256(json.dumps({"trainer": reference.TRAINER_VERSION, **payload},
                                        sort_keys=True).encode()).hexdigest()[:12]
     assert base.hash == legacy
     assert base.replace(zero_init_residual=True).hash != legacy
+    assert base.replace(dropout=0.5).hash != legacy
 
 
 def test_zero_init_residual_is_refused_for_other_families(cache):
     with pytest.raises(DeployKitError, match="zero_init_residual applies to ResNet/ResNeXt, not densenet121"):
         reference.train_reference("densenet121", recipe=get_recipe("densenet121", zero_init_residual=True,
                                                                    limit=8, epochs=1), progress=False)
+    with pytest.raises(DeployKitError, match="dropout applies to GoogLeNet/Inception-v3, not resnet18"):
+        reference.train_reference("resnet18", recipe=get_recipe("resnet18", dropout=0.1, limit=8, epochs=1),
+                                  progress=False)
 
 
 def test_unknown_or_missing_device_is_a_one_line_error(cache):
@@ -115,6 +119,8 @@ def test_bad_recipes_are_one_line_errors():
         Recipe("resnet18", epochs=0)
     with pytest.raises(DeployKitError, match="init 'xavier'"):
         Recipe("resnet18", init="xavier")
+    with pytest.raises(DeployKitError, match=r"dropout 1.0 must be in \[0, 1\)"):
+        Recipe("googlenet", dropout=1.0)
     with pytest.raises(DeployKitError, match="optimizer 'lamb'"):
         Recipe("resnet18", optimizer="lamb")
     with pytest.raises(DeployKitError, match="unknown model"):

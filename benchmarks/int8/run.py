@@ -68,15 +68,20 @@ def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: 
         # latencies are not decided by a handful of samples
         reps[k] = int(min(200, max(per_round, round(0.2 / max(time.perf_counter() - t0, 1e-6)))))
     times: dict[str, list[float]] = {k: [] for k in sess}
+    round_medians: dict[str, list[float]] = {k: [] for k in sess}
     for r in range(rounds):
         order = list(sess) if r % 2 == 0 else list(reversed(list(sess)))
         for k in order:
+            this_round = []
             for _ in range(reps[k]):
                 t0 = time.perf_counter()
                 sess[k].run(None, {names[k]: x})
-                times[k].append((time.perf_counter() - t0) * 1e3)
+                this_round.append((time.perf_counter() - t0) * 1e3)
+            times[k] += this_round
+            round_medians[k].append(statistics.median(this_round))
     return {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)),
-                "min_ms": min(v), "samples": len(v)} for k, v in times.items()}
+                "min_ms": min(v), "samples": len(v), "round_medians_ms": round_medians[k]}
+            for k, v in times.items()}
 
 
 def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
@@ -250,6 +255,7 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 def accuracy_mode(args) -> dict[str, Any]:
     from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
+    from deploykit.harness.significance import median_ratio_ci
     from deploykit.quantize.gate import correct_predictions, top1
 
     try:
@@ -320,8 +326,11 @@ def accuracy_mode(args) -> dict[str, Any]:
         row["size_bytes"] = {k: Path(v).stat().st_size for k, v in variants.items()}
         row["latency"] = {}
         for b in (1, 32):
-            row["latency"][str(b)] = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
-                                                          args.per_round if b == 1 else 2, args.threads)
+            lat = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
+                                      args.per_round if b == 1 else 2, args.threads)
+            row["latency"][str(b)] = lat
+            row.setdefault("latency_vs_quantize_static", {})[str(b)] = median_ratio_ci(
+                lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]).to_dict()
         row["relative_top1"] = row["default_recipe"]["top1"] / fp32_top1 if fp32_top1 else None
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("model", "fp32_top1", "calibrators", "default_recipe",
@@ -332,19 +341,12 @@ def accuracy_mode(args) -> dict[str, Any]:
 
 
 def paired_comparison(a_ok: np.ndarray, b_ok: np.ndarray) -> dict[str, Any]:
-    """Exact McNemar test on the images where two models disagree about correctness.
+    """Exact McNemar test of deploykit's (a) against quantize_static's (b) per-image correctness."""
+    from deploykit.harness.significance import mcnemar_exact
 
-    Two quantised models scored on the same 10,000 images differ by a handful of images by chance;
-    only the discordant images carry information, and under "equally accurate" each one is a fair
-    coin. The p-value says how surprising the observed split is.
-    """
-    from math import comb
-
-    a_only, b_only = int((a_ok & ~b_ok).sum()), int((b_ok & ~a_ok).sum())
-    n, k = a_only + b_only, min(a_only, b_only)
-    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
-    return {"deploykit_only_correct": a_only, "quantize_static_only_correct": b_only,
-            "difference_images": a_only - b_only, "mcnemar_p": round(p, 4)}
+    t = mcnemar_exact(a_ok, b_ok)
+    return {"deploykit_only_correct": t.a_only, "quantize_static_only_correct": t.b_only,
+            "difference_images": t.difference, "mcnemar_p": round(t.p_value, 4)}
 
 
 def open_model(path):
@@ -388,15 +390,24 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
         acc = ("at least as accurate as quantize_static" if vs and vs["difference_images"] >= 0 else
                f"{-vs['difference_images']} images behind quantize_static (McNemar p = {vs['mcnemar_p']}: "
                f"{'not ' if vs['mcnemar_p'] >= 0.05 else ''}a significant difference)" if vs else "no paired data")
-        b1 = r["latency"]["1"]
-        ratio = b1["deploykit_int8"]["median_ms"] / b1["ort_quantize_static"]["median_ms"]
-        speed = f"batch-1 median latency {ratio:.2f}x quantize_static's ({'faster' if ratio < 1 else 'slower'})"
+        speed = "; ".join(_speed(r, b) for b in ("1", "32"))
         lines.append(f"- {r['model']}: INT8/FP32 = {rel:.4f} ({'meets' if rel >= 0.995 else 'misses'} 0.995); "
                      f"{acc}; {speed}.")
     if doc["skipped"]:
         lines += ["", "Skipped (no reference checkpoint yet):", ""]
         lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _speed(r: dict[str, Any], batch: str) -> str:
+    """'batch-1 latency 0.98x quantize_static's (96% CI 0.95-1.01 ...: no measurable difference)'."""
+    p = r.get("latency_vs_quantize_static", {}).get(batch)
+    if p is None:  # results recorded before the paired ratio existed
+        lat = r["latency"][batch]
+        ratio = lat["deploykit_int8"]["median_ms"] / lat["ort_quantize_static"]["median_ms"]
+        return f"batch-{batch} median latency {ratio:.2f}x quantize_static's"
+    return (f"batch-{batch} latency {p['median_ratio']:.2f}x quantize_static's "
+            f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} rounds: {p['verdict']})")
 
 
 def _paired(r: dict[str, Any]) -> str:
@@ -442,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val", default=VAL_SPEC)
     ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--per-round", type=int, default=3)
     ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")
     ap.add_argument("--allow-random", action="store_true",
