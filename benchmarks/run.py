@@ -8,7 +8,8 @@ torch.compile, ONNX Runtime on the plain export, on onnxslim's output, on deploy
 graph, ONNX Runtime ``quantize_static`` INT8 (QDQ, per-channel, U8S8) and deploykit INT8. With a
 CUDA GPU: torch CUDA FP32 (the GPU baseline), FP16 channels-last, FP16 + CUDA graph, ONNX Runtime
 CUDA (with onnxruntime-gpu) and TensorRT FP16 (with tensorrt). Every ratio is p50(baseline) /
-p50(row), both measured in this run on this machine. Weights are random (seeded): latency does not
+p50(row), both measured in this run on this machine, the rows of one model and device interleaved
+round by round, with a 95% interval from the per-round ratios. Weights are random (seeded): latency does not
 depend on their values; INT8 calibration uses real Fashion-MNIST train images resized to the
 model's input size.
 """
@@ -31,10 +32,10 @@ import numpy as np
 
 MODELS = ("googlenet", "inception_v3", "resnet50", "resnext50_32x4d", "densenet121")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-# Full run: 200 timed calls per row, cut short after 30 s of timing but never under 100 calls (the
-# count each row got is in the JSON); 10 warm-up calls; 16 calibration images.
-FULL = {"warmup": 10, "iters": 200, "min_iters": 100, "row_seconds": 30.0, "calib": 16}
-QUICK = {"warmup": 1, "iters": 5, "min_iters": 5, "row_seconds": None, "calib": 4}
+# Full run: the rows of one model and device are timed interleaved, 10 rounds of 15 calls each
+# (150 calls per row, enough for a p99); 10 warm-up calls; 16 calibration images.
+FULL = {"warmup": 10, "rounds": 10, "iters_per_round": 15, "calib": 16}
+QUICK = {"warmup": 1, "rounds": 2, "iters_per_round": 2, "calib": 4}
 # torch.compile costs a minute or more per model on 2 cores: when the time left, shared among the models
 # still to run (this one included), is under this, the compile row is skipped with that reason.
 COMPILE_RESERVE_S = 120.0
@@ -55,10 +56,12 @@ class Row:
     reason: str | None = None
     p50_ms: float | None = None
     speedup: float | None = None
+    speedup_ci: tuple[float, float] | None = None  # 95% interval of the per-round ratio
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "variant": self.variant, "device": self.device, "status": self.status,
-                "reason": self.reason, "p50_ms": self.p50_ms, "speedup_vs_baseline": self.speedup}
+                "reason": self.reason, "p50_ms": self.p50_ms, "speedup_vs_baseline": self.speedup,
+                "speedup_ci": list(self.speedup_ci) if self.speedup_ci else None}
 
 
 def _first_line(e: BaseException) -> str:
@@ -170,7 +173,8 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner
     from deploykit.backends.torch import TorchRunner
     from deploykit.export.to_onnx import export_onnx
-    from deploykit.harness.bench import benchmark
+    from deploykit.harness.bench import benchmark_interleaved, make_feeds
+    from deploykit.harness.significance import median_ratio_ci
     from deploykit.models.weights import load_model
 
     from deploykit.models.registry import get_spec
@@ -240,7 +244,7 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
                 f = files[key]
                 if isinstance(f, Exception):
                     raise f
-                runner = OnnxRuntimeRunner(f, providers=providers, threads=threads, name=f"{name}:{key}")
+                runner = OnnxRuntimeRunner(f, providers=providers, threads=threads, name=f"{name}:{key}", spin=False)
                 runner.precision = "int8" if "int8" in key else "fp32"
                 return runner
             return make
@@ -256,44 +260,87 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
         ]
         variants += _gpu_variants(model, name, files, has_cuda, args, tmp)
 
-        baselines: dict[str, float] = {}
-        for variant, device, make in variants:
-            row = Row(model=name, variant=variant, device=device, status="ok")
-            t0 = time.perf_counter()
-            runner = None
-            try:
-                runner = make()
-                res = benchmark(runner, [args.batch], warmup=counts["warmup"], iters=counts["iters"],
-                                time_limit=counts["row_seconds"], min_iters=counts["min_iters"],
-                                progress=sys.stdout.isatty(), label=variant, model=name, machine=machine)
-                res.runner["variant"] = variant
-                results.append(res)
-                row.p50_ms = res.batches[0].latency_ms.p50
-            except Skip as e:
-                row.status, row.reason = "skipped", str(e)
-            except Exception as e:  # noqa: BLE001
-                skip_kind = variant == "torch.compile"
-                row.status = "skipped" if skip_kind else "failed"
-                row.reason = ("torch.compile does not work on this machine: " if skip_kind else "") + _first_line(e)
-                if args.verbose:
-                    traceback.print_exc()
-            finally:
-                if runner is not None:
-                    with contextlib.suppress(Exception):
-                        runner.deactivate()
-                runner = None
-                gc.collect()
-            timings[f"{name}/bench/{variant}"] = round(time.perf_counter() - t0, 2)
-            if variant in (CPU_BASELINE, GPU_BASELINE) and row.p50_ms:
-                baselines[device] = row.p50_ms
-            base = baselines.get(device)
-            if row.p50_ms and base:
-                row.speedup = base / row.p50_ms
+        # Build and warm every runner first (torch.compile compiles here); a row that cannot run
+        # is recorded with its reason. Then the rows of each device are timed interleaved, round
+        # after round, so the machine's load hits them all alike.
+        built: dict[str, Any] = {}
+        row_of: dict[str, Row] = {}
+        device_of: dict[str, str] = {}
+        try:
+            for variant, device, make in variants:
+                row_of[variant] = Row(model=name, variant=variant, device=device, status="ok")
+                device_of[variant] = device
+                t0 = time.perf_counter()
+                try:
+                    runner = make().activate()
+                    runner.infer(make_feeds(runner, args.batch))
+                    built[variant] = runner
+                except Exception as e:  # noqa: BLE001 - one broken row must not sink the suite
+                    _fail(row_of[variant], e, args.verbose)
+                timings[f"{name}/build/{variant}"] = round(time.perf_counter() - t0, 2)
+            for device in ("cpu", "cuda"):
+                group = {v: r for v, r in built.items() if device_of[v] == device}
+                if not group:
+                    continue
+                t0 = time.perf_counter()
+                _log(f"  timing {len(group)} {device} rows interleaved ({counts['rounds']} rounds x "
+                     f"{counts['iters_per_round']} calls)")
+                try:
+                    timed = benchmark_interleaved(group, batch=args.batch, rounds=counts["rounds"],
+                                                  iters_per_round=counts["iters_per_round"], warmup=counts["warmup"],
+                                                  progress=sys.stdout.isatty(), model=name, machine=machine)
+                except Exception as e:  # noqa: BLE001
+                    for v in group:
+                        _fail(row_of[v], e, args.verbose)
+                    continue
+                timings[f"{name}/bench/{device}"] = round(time.perf_counter() - t0, 2)
+                for v, res in timed.items():
+                    res.runner["variant"] = v
+                    results.append(res)
+                    row_of[v].p50_ms = res.batches[0].latency_ms.p50
+        finally:
+            for runner in built.values():
+                with contextlib.suppress(Exception):
+                    runner.deactivate()
+            built.clear()
+            gc.collect()
+        baselines = {d: _result_of(results, name, v) for d, v in (("cpu", CPU_BASELINE), ("cuda", GPU_BASELINE))}
+        for variant, _, _ in variants:
+            row = row_of[variant]
+            base = baselines.get(row.device)
+            mine = _result_of(results, name, variant)
+            if base is not None and mine is not None and row.p50_ms:
+                row.speedup = base.batches[0].latency_ms.p50 / row.p50_ms
+                ci = median_ratio_ci(base.batches[0].round_p50_ms, mine.batches[0].round_p50_ms)
+                if ci.coverage >= 0.95:  # 6 rounds or more; a quick run's 2 rounds give no real interval
+                    row.speedup_ci = (ci.ci_low, ci.ci_high)
             rows.append(row)
             shown = f"{row.p50_ms:.2f} ms" if row.p50_ms else row.status
-            speed = f" ({row.speedup:.2f}x)" if row.speedup else ""
+            speed = f" ({row.speedup:.2f}x" if row.speedup else ""
+            if row.speedup_ci:
+                speed += f", 95% CI {row.speedup_ci[0]:.2f}-{row.speedup_ci[1]:.2f}"
+            speed += ")" if row.speedup else ""
             _log(f"  {variant:<28} {shown}{speed}" + (f"  [{row.reason}]" if row.reason else ""))
         _log(f"  calibration images: {calib_src}")
+
+
+def _fail(row: Row, e: BaseException, verbose: bool) -> None:
+    """Record why a row did not run: a Skip (or torch.compile not working here) is a skip, else a failure."""
+    if isinstance(e, Skip):
+        row.status, row.reason = "skipped", str(e)
+        return
+    compile_row = row.variant == "torch.compile"
+    row.status = "skipped" if compile_row else "failed"
+    row.reason = ("torch.compile does not work on this machine: " if compile_row else "") + _first_line(e)
+    if verbose:
+        traceback.print_exc()
+
+
+def _result_of(results: list, model: str, variant: str) -> Any:
+    for res in results:
+        if res.model == model and res.runner.get("variant") == variant:
+            return res
+    return None
 
 
 def _compiled(model: Any, threads: int, disabled: bool, budget_left_s: float) -> Any:
@@ -366,7 +413,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(MODELS), help="comma list (default: the five suite models)")
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke test; writes to a temp dir")
-    p.add_argument("--iters", type=int, default=None, help=f"timed calls per row (default {FULL['iters']})")
+    p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {FULL['rounds']})")
+    p.add_argument("--iters-per-round", type=int, default=None,
+                   help=f"timed calls per row and round (default {FULL['iters_per_round']})")
     p.add_argument("--warmup", type=int, default=None, help=f"warm-up calls per row (default {FULL['warmup']})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every CPU row")
@@ -389,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     from deploykit.models.registry import resolve_name
 
     counts = dict(QUICK if args.quick else FULL)
-    if args.iters is not None:
-        counts["iters"] = args.iters
+    if args.rounds is not None:
+        counts["rounds"] = args.rounds
+    if args.iters_per_round is not None:
+        counts["iters_per_round"] = args.iters_per_round
     if args.warmup is not None:
         counts["warmup"] = args.warmup
     models = [resolve_name(m) for m in args.models.split(",") if m.strip()]
@@ -419,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": f"PyTorch eager FP32 on the same device ({CPU_BASELINE} / {GPU_BASELINE})",
         "settings": {"models": models, "batch": args.batch, "threads": args.threads, **counts,
                      "quick": args.quick, "weights": "random (torch.manual_seed(0))", "total_s": round(total, 1),
-                     "ratio": "p50(baseline) / p50(row), same process, same run",
+                     "ratio": "p50(baseline) / p50(row), same process, rows interleaved round by round; "
+                              "speedup_ci: 95% interval of the per-round ratio (order statistics)",
                      "load_average_start": load_start, "load_average_end": _load(), "timings_s": timings},
         "rows": [r.to_dict() for r in rows],
     }

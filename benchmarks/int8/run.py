@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -36,52 +35,26 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "int8"
 # ----------------------------------------------------------------------------------- helpers
 
 
-def session(path_or_model: Any, threads: int = 2):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    # Several sessions stay alive while variants are interleaved: spinning worker threads of the
-    # idle ones would steal the 2 cores from the one being timed (measured: +37% on whichever
-    # variant ran second), so workers sleep when idle.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    src = str(path_or_model) if isinstance(path_or_model, (str, Path)) else path_or_model.SerializeToString()
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-
 def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: int, per_round: int,
-                        threads: int = 2, warmup: int = 3) -> dict[str, dict[str, float]]:
-    """Median/p90 ms per variant; each round runs every variant ``per_round`` times in turn."""
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    sess = {k: session(v, threads) for k, v in models.items()}
-    names = {k: s.get_inputs()[0].name for k, s in sess.items()}
-    reps = {}
-    for k, s in sess.items():
-        for _ in range(warmup):
-            s.run(None, {names[k]: x})
-        t0 = time.perf_counter()
-        s.run(None, {names[k]: x})
-        # fast variants get more runs per round (about 0.2 s each), so sub-millisecond
-        # latencies are not decided by a handful of samples
-        reps[k] = int(min(200, max(per_round, round(0.2 / max(time.perf_counter() - t0, 1e-6)))))
-    times: dict[str, list[float]] = {k: [] for k in sess}
-    round_medians: dict[str, list[float]] = {k: [] for k in sess}
-    for r in range(rounds):
-        order = list(sess) if r % 2 == 0 else list(reversed(list(sess)))
-        for k in order:
-            this_round = []
-            for _ in range(reps[k]):
-                t0 = time.perf_counter()
-                sess[k].run(None, {names[k]: x})
-                this_round.append((time.perf_counter() - t0) * 1e3)
-            times[k] += this_round
-            round_medians[k].append(statistics.median(this_round))
-    return {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)),
-                "min_ms": min(v), "samples": len(v), "round_medians_ms": round_medians[k]}
-            for k, v in times.items()}
+                        threads: int = 2, warmup: int = 3) -> dict[str, dict[str, Any]]:
+    """Median/p90 ms per variant and the median of every round, the variants interleaved round by round.
+
+    Several sessions stay alive while variants are interleaved: spinning worker threads of the idle
+    ones would steal the 2 cores from the one being timed (measured: +37% on whichever variant ran
+    second), so the sessions do not spin.
+    """
+    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
+    from deploykit.harness.bench import benchmark_interleaved
+
+    runners = {k: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False) for k, v in models.items()}
+    timed = benchmark_interleaved(runners, batch=shape[0], rounds=rounds, iters_per_round=per_round,
+                                  warmup=warmup, machine={})
+    out = {}
+    for k, res in timed.items():
+        b = res.batches[0]
+        out[k] = {"median_ms": b.latency_ms.p50, "p90_ms": b.latency_ms.p90, "min_ms": b.latency_ms.min,
+                  "samples": b.iterations, "round_medians_ms": b.round_p50_ms}
+    return out
 
 
 def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
@@ -218,7 +191,7 @@ def speed_markdown(doc: dict[str, Any]) -> str:
         "# INT8 speed: resnet50 224x224, ONNX Runtime CPU, batch 1",
         "",
         f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads, no thread spinning; CPU shared with other "
-        f"jobs, variants interleaved over {doc['rounds']} rounds x >= {doc['per_round']} runs). Random weights: "
+        f"jobs, variants interleaved over {doc['rounds']} rounds x {doc['per_round']} runs). Random weights: "
         "speed does not depend on them.",
         "",
         "| variant | median ms | p90 ms | speed-up vs FP32 | size MB |",
@@ -327,7 +300,7 @@ def accuracy_mode(args) -> dict[str, Any]:
         row["latency"] = {}
         for b in (1, 32):
             lat = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
-                                      args.per_round if b == 1 else 2, args.threads)
+                                      args.per_round if b == 1 else max(2, args.per_round // 5), args.threads)
             row["latency"][str(b)] = lat
             row.setdefault("latency_vs_quantize_static", {})[str(b)] = median_ratio_ci(
                 lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]).to_dict()
@@ -454,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--per-round", type=int, default=3)
+    ap.add_argument("--per-round", type=int, default=20, help="timed calls per variant and round at batch 1 "
+                                                                  "(a fifth of that at batch 32)")
     ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")
     ap.add_argument("--allow-random", action="store_true",
                     help="accuracy mode without reference checkpoints: random weights (smoke run, not a result)")

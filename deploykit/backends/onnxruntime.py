@@ -74,6 +74,7 @@ class OnnxRuntimeRunner(Runner):
         inter_op_threads: int | None = None,
         provider_options: Sequence[dict] | None = None,
         name: str | None = None,
+        spin: bool = True,
     ) -> None:
         if graph_optimization_level not in OPT_LEVELS:
             raise DeployKitError(
@@ -102,6 +103,9 @@ class OnnxRuntimeRunner(Runner):
         self.inter_op_threads = inter_op_threads
         self.graph_optimization_level = graph_optimization_level
         self.provider_options = list(provider_options) if provider_options else None
+        # ORT's worker threads spin between calls; with several sessions alive (an interleaved
+        # benchmark) the idle ones would steal the cores from the one being timed.
+        self.spin = spin
         self.session: Any = None
 
     def _activate(self) -> None:
@@ -113,6 +117,9 @@ class OnnxRuntimeRunner(Runner):
             so.intra_op_num_threads = self.threads
         if self.inter_op_threads is not None:
             so.inter_op_num_threads = self.inter_op_threads
+        if not self.spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3  # errors only: a fallback warning is turned into our own error below
         src = str(self.path) if self.path is not None else self._model_bytes
         where = str(self.path) if self.path is not None else self.name
@@ -153,6 +160,7 @@ class OnnxRuntimeRunner(Runner):
             "graph_optimization_level": self.graph_optimization_level,
             "threads": self.threads,
             "inter_op_threads": self.inter_op_threads,
+            "spin": self.spin,
         }
         if self.session is not None:
             opts["threads"] = self._so.intra_op_num_threads or "default"

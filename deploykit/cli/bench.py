@@ -103,8 +103,8 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
     from deploykit.backends import make_runner
     from deploykit.harness.bench import benchmark, describe_machine
-    from deploykit.harness.report import (bench_columns, bench_report, bench_rows, bench_markdown, machine_line,
-                                          plot_latency, write_json, write_markdown)
+    from deploykit.harness.report import (bench_columns, bench_markdown, bench_report, bench_rows, latency_summary,
+                                          machine_line, plot_latency, write_json, write_markdown)
 
     if iters is not None and duration is not None:
         raise click.UsageError("give --iters or --duration, not both")
@@ -150,22 +150,6 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
     if artifact is not None:
         artifact.record_result("latency", latency_summary(doc))
         console.print(f"recorded latency of {len(results)} run(s) in {artifact.manifest_path}", highlight=False)
-
-
-def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's compact form of a bench report: per run and batch size, the percentiles."""
-    from deploykit.harness.report import machine_line
-
-    def one(b: dict[str, Any]) -> dict[str, Any]:
-        lat = b["latency_ms"]
-        return {"p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "mean_ms": lat["mean"],
-                "throughput_per_s": b["throughput"], "iterations": b["iterations"]}
-
-    return {
-        "created": doc["created"],
-        "machine": machine_line(doc["machine"]),
-        "runs": {run["label"]: {str(b["batch"]): one(b) for b in run["batches"]} for run in doc["runs"]},
-    }
 
 
 @click.command("compare")

@@ -64,6 +64,8 @@ class BatchResult:
     rss_scope: str  # "batch" when the peak was reset before this batch, else "process"
     gpu_peak_mb: float | None = None
     p99_reliable: bool = True  # False when fewer than RELIABLE_P99_ITERS samples back the p99
+    # Interleaved runs only: the median of each round, for paired ratios against the other runners.
+    round_p50_ms: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,6 +252,90 @@ def benchmark(
                   "timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"},
         machine=machine if machine is not None else describe_machine(),
     )
+
+
+def benchmark_interleaved(
+    runners: dict[str, Runner],
+    batch: int = 1,
+    rounds: int = 10,
+    iters_per_round: int = 20,
+    warmup: int = DEFAULT_WARMUP,
+    *,
+    feeds: dict[str, dict[str, np.ndarray]] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    model: str | None = None,
+    machine: dict[str, Any] | None = None,
+) -> dict[str, BenchResult]:
+    """Time several runners in turn, round after round, so a shared machine's load hits all alike.
+
+    Run one after another, two variants can differ by 10-30% on a busy 2-core machine just because
+    one ran while something else did. Here every round times ``iters_per_round`` calls of each
+    runner, the order reversed every other round, and each runner's ``round_p50_ms`` keeps the
+    median of every round, so a ratio can be taken round by round
+    (``deploykit.harness.significance.median_ratio_ci``). Every runner stays active for the whole
+    run; ORT sessions should not spin idle threads (``OnnxRuntimeRunner(spin=False)``), or the
+    idle sessions steal the cores from the one being timed.
+    """
+    if not runners:
+        raise DeployKitError("benchmark_interleaved needs at least one runner")
+    if rounds < 1 or iters_per_round < 1:
+        raise DeployKitError(f"rounds ({rounds}) and iters_per_round ({iters_per_round}) must be at least 1")
+    if warmup < 0:
+        raise DeployKitError(f"warmup {warmup} must not be negative")
+    clock = time.perf_counter_ns
+    labels = list(runners)
+    activated = [k for k in labels if not runners[k].is_active]
+    samples: dict[str, list[int]] = {k: [] for k in labels}
+    medians: dict[str, list[float]] = {k: [] for k in labels}
+    first_ms: dict[str, float] = {}
+    try:
+        inputs = {}
+        for k in labels:
+            runner = runners[k].activate()
+            check_batch_sizes(runner, [batch])
+            inputs[k] = (feeds or {}).get(k) or make_feeds(runner, batch, seed)
+            t0 = clock()
+            runner.infer(inputs[k])
+            runner.synchronize()
+            first_ms[k] = (clock() - t0) / 1e6
+            for _ in range(max(0, warmup - 1)):
+                runner.infer(inputs[k])
+            runner.synchronize()
+        start = clock()
+        with _progress(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
+            for r in range(rounds):
+                for k in (labels if r % 2 == 0 else labels[::-1]):
+                    runner, x, this_round = runners[k], inputs[k], []
+                    for _ in range(iters_per_round):
+                        t = clock()
+                        runner.infer(x)
+                        this_round.append(clock() - t)
+                    samples[k] += this_round
+                    medians[k].append(float(np.median(this_round)) / 1e6)
+                advance()
+        loop_s = (clock() - start) / 1e9
+        descs = {k: runners[k].describe() for k in labels}
+    finally:
+        for k in activated:
+            runners[k].deactivate()
+    machine = machine if machine is not None else describe_machine()
+    out = {}
+    for k in labels:
+        stats = LatencyStats.from_ns(samples[k])
+        res = BatchResult(
+            batch=batch, iterations=len(samples[k]), warmup=warmup, latency_ms=stats,
+            throughput=batch * 1000.0 / stats.mean, first_inference_ms=first_ms[k], total_s=loop_s,
+            peak_rss_mb=peak_rss_mb(), rss_scope="process", gpu_peak_mb=None,
+            p99_reliable=len(samples[k]) >= RELIABLE_P99_ITERS, round_p50_ms=medians[k],
+        )
+        out[k] = BenchResult(
+            label=k, model=model, runner=descs[k], batches=[res], machine=machine,
+            settings={"warmup": warmup, "iters": rounds * iters_per_round, "duration_s": None,
+                      "rounds": rounds, "iters_per_round": iters_per_round, "interleaved": labels,
+                      "timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"},
+        )
+    return out
 
 
 def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, duration: float | None,

@@ -38,6 +38,7 @@ _BATCH = {
         "rss_scope": {"enum": ["batch", "process"]},
         "gpu_peak_mb": _num_or_null,
         "p99_reliable": {"type": "boolean"},
+        "round_p50_ms": {"type": ["array", "null"], "items": {"type": "number", "minimum": 0}},
     },
 }
 _MACHINE = {
@@ -73,6 +74,7 @@ _SUITE_ROW = {
         "reason": {"type": ["string", "null"]},
         "p50_ms": _num_or_null,
         "speedup_vs_baseline": _num_or_null,
+        "speedup_ci": {"type": ["array", "null"], "items": _num, "minItems": 2, "maxItems": 2},
     },
 }
 BENCH_SCHEMA: dict[str, Any] = {
@@ -139,6 +141,21 @@ def bench_report(results: Sequence[BenchResult], machine: dict[str, Any] | None 
     if suite is not None:
         doc["suite"] = suite
     return doc
+
+
+def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's compact form of a bench report: per run and batch size, the percentiles."""
+
+    def one(b: dict[str, Any]) -> dict[str, Any]:
+        lat = b["latency_ms"]
+        return {"p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "mean_ms": lat["mean"],
+                "throughput_per_s": b["throughput"], "iterations": b["iterations"]}
+
+    return {
+        "created": doc["created"],
+        "machine": machine_line(doc["machine"]),
+        "runs": {run["label"]: {str(b["batch"]): one(b) for b in run["batches"]} for run in doc["runs"]},
+    }
 
 
 def compare_report(result: Any, machine: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -241,7 +258,7 @@ def bench_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-SUITE_COLUMNS = ("model", "variant", "p50 ms", "speedup vs baseline", "status")
+SUITE_COLUMNS = ("model", "variant", "p50 ms", "speedup vs baseline (95% CI)", "status")
 
 
 def suite_rows(doc: dict[str, Any]) -> list[list[str]]:
@@ -250,6 +267,8 @@ def suite_rows(doc: dict[str, Any]) -> list[list[str]]:
     for row in doc["suite"]["rows"]:
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
         speed = "-" if row["speedup_vs_baseline"] is None else f"{row['speedup_vs_baseline']:.2f}x"
+        if row.get("speedup_ci"):
+            speed += f" ({row['speedup_ci'][0]:.2f}-{row['speedup_ci'][1]:.2f})"
         out.append([row["model"], row["variant"], _f(row["p50_ms"]), speed, status])
     return out
 

@@ -159,3 +159,56 @@ def test_time_limit_cuts_a_slow_row_but_keeps_min_iters():
     assert res.settings["time_limit_s"] == 0.1 and res.settings["iters"] == 1000
     with pytest.raises(DeployKitError, match="time_limit"):
         benchmark(Slow(), [1], duration=1.0, time_limit=0.5)
+
+
+class SleepyRunner(CountingRunner):
+    """Sleeps a fixed time per call and logs its name, to check interleaving order and ratios."""
+
+    def __init__(self, name: str, sleep_s: float, log: list[str]) -> None:
+        super().__init__(first_s=0.0)
+        self.name, self.sleep_s, self.log = name, sleep_s, log
+
+    def _infer(self, feeds):
+        self.log.append(self.name)
+        time.sleep(self.sleep_s)
+        return {"y": feeds["x"]}
+
+
+def test_interleaved_rounds_alternate_order_and_keep_round_medians():
+    from deploykit.harness.bench import benchmark_interleaved
+
+    log: list[str] = []
+    runners = {"a": SleepyRunner("a", 0.0, log), "b": SleepyRunner("b", 0.0, log)}
+    out = benchmark_interleaved(runners, batch=2, rounds=4, iters_per_round=3, warmup=2, machine={})
+    timed = log[4:]  # two warm-up calls each come first
+    assert log[:4] == ["a", "a", "b", "b"]
+    assert timed == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    for k in "ab":
+        b = out[k].batches[0]
+        assert b.iterations == 12 and b.batch == 2 and len(b.round_p50_ms) == 4
+        assert out[k].settings["interleaved"] == ["a", "b"] and out[k].settings["rounds"] == 4
+        assert not runners[k].is_active
+
+
+def test_interleaved_ratio_finds_the_slower_runner():
+    from deploykit.harness.bench import benchmark_interleaved
+    from deploykit.harness.significance import median_ratio_ci
+
+    log: list[str] = []
+    out = benchmark_interleaved({"fast": SleepyRunner("fast", 0.0, log), "slow": SleepyRunner("slow", 0.003, log)},
+                                rounds=8, iters_per_round=3, warmup=1, machine={})
+    r = median_ratio_ci(out["slow"].batches[0].round_p50_ms, out["fast"].batches[0].round_p50_ms)
+    assert r.verdict == "slower" and r.median_ratio > 2
+
+
+def test_interleaved_report_passes_the_schema_and_bad_settings_are_refused(tmp_path):
+    from deploykit.harness.bench import benchmark_interleaved
+    from deploykit.harness.report import bench_report, validate_report
+
+    runners = {"one": make_runner(tiny_onnx(tmp_path / "m.onnx"), threads=1)}
+    out = benchmark_interleaved(runners, rounds=2, iters_per_round=2, warmup=1)
+    validate_report(bench_report(list(out.values())))
+    with pytest.raises(DeployKitError, match="at least one runner"):
+        benchmark_interleaved({})
+    with pytest.raises(DeployKitError, match="rounds"):
+        benchmark_interleaved(runners, rounds=0)
