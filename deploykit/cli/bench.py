@@ -85,6 +85,9 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed calls per batch size (default 200).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds of timed calls per batch size, instead of --iters.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Time every backend/precision interleaved over this many rounds (per batch size) and print "
+                   "each one's speed-up over the first with a 95% interval; --iters is then the total per run.")
 @click.option("--channels-last", is_flag=True, help="torch: channels-last memory format.")
 @click.option("--cuda-graph", is_flag=True, help="torch on CUDA: capture once, replay a CUDA graph.")
 @click.option("--compile", "compile_", is_flag=True, help="torch: run through torch.compile.")
@@ -96,18 +99,22 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
               help="Store the latency summary in the artifact's manifest (TARGET must be an artifact dir).")
 @model_options
 def bench_cmd(target: str, backends: list[str], device: str, precisions: list[str] | None, batches: list[int],
-              threads: int | None, warmup: int, iters: int | None, duration: float | None, channels_last: bool,
+              threads: int | None, warmup: int, iters: int | None, duration: float | None, rounds: int | None,
+              channels_last: bool,
               cuda_graph: bool, compile_: bool, json_path: str | None, md_path: str | None, plot_path: str | None,
               record: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
               labels: Any) -> None:
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
     from deploykit.backends import make_runner
+    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
     from deploykit.harness.bench import benchmark, describe_machine
     from deploykit.harness.report import (bench_columns, bench_markdown, bench_report, bench_rows, latency_summary,
                                           machine_line, plot_latency, write_json, write_markdown)
 
     if iters is not None and duration is not None:
         raise click.UsageError("give --iters or --duration, not both")
+    if rounds is not None and duration is not None:
+        raise click.UsageError("--rounds counts calls; give it with --iters, not --duration")
     artifact = None
     if record:
         from deploykit.artifact import Artifact, is_artifact_dir
@@ -120,16 +127,23 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
                                     ("compile", compile_)) if v}
     machine = describe_machine()
     console = _console()
-    results = []
+    model_name = getattr(obj, "model_name", None) or str(target)
+    runners = []
     for backend, precision in product(backends, precisions or [None]):
         opts = torch_opts if backend in ("torch", "pytorch") else {}
         if not opts and torch_opts and len(backends) == 1:
             raise DeployKitError(f"--channels-last/--cuda-graph/--compile apply to the torch backend, not {backend}")
         runner = make_runner(obj, backend=backend, device=device, threads=threads, batch_sizes=batches,
                              precision=precision, **opts)
-        results.append(benchmark(runner, batches, warmup=warmup, iters=iters, duration=duration,
-                                 progress=console.is_terminal, machine=machine,
-                                 model=getattr(obj, "model_name", None) or str(target)))
+        if rounds is not None and isinstance(runner, OnnxRuntimeRunner):
+            runner.spin = False  # idle sessions must not take the cores from the one being timed
+        runners.append((runner, precision))
+    if rounds is not None:
+        results = _interleaved(runners, batches, rounds, iters, warmup, console, machine, model_name)
+    else:
+        results = [benchmark(runner, batches, warmup=warmup, iters=iters, duration=duration,
+                             progress=console.is_terminal, machine=machine, model=model_name)
+                   for runner, _ in runners]
     doc = bench_report(results, machine=machine)
     columns = bench_columns(doc)
     keep = [i for i, c in enumerate(columns) if c not in ("backend", "device")]  # both are in the run label
@@ -137,6 +151,9 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
                               [columns[i].replace(" ms", "") for i in keep],
                               [[row[i] for i in keep] for row in bench_rows(doc)]))
     console.print(f"machine: {machine_line(machine)}", highlight=False)
+    if rounds is not None:
+        for line in _speedup_lines(results):
+            console.print(line, highlight=False, soft_wrap=True)
     for b in (b for r in results for b in r.batches if not b.p99_reliable):
         console.print(f"note: batch {b.batch} p99 rests on {b.iterations} samples; use --iters 200 or more to trust it",
                       highlight=False)
@@ -150,6 +167,43 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
     if artifact is not None:
         artifact.record_result("latency", latency_summary(doc))
         console.print(f"recorded latency of {len(results)} run(s) in {artifact.manifest_path}", highlight=False)
+
+
+def _interleaved(runners: list[tuple[Any, str | None]], batches: list[int], rounds: int, iters: int | None,
+                 warmup: int, console: Any, machine: dict[str, Any], model: str) -> list[Any]:
+    """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
+    from deploykit.harness.bench import DEFAULT_ITERS, BenchResult, benchmark_interleaved
+
+    labels: dict[str, Any] = {}
+    for runner, precision in runners:
+        label = runner.name if runner.name not in labels else f"{runner.name} {precision or len(labels)}"
+        labels[label] = runner
+    per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
+    by_batch = {b: benchmark_interleaved(labels, batch=b, rounds=rounds, iters_per_round=per_round, warmup=warmup,
+                                         progress=console.is_terminal, model=model, machine=machine)
+                for b in batches}
+    results = []
+    for label in labels:
+        first = by_batch[batches[0]][label]
+        results.append(BenchResult(label=label, model=model, runner=first.runner, settings=first.settings,
+                                   machine=machine, batches=[by_batch[b][label].batches[0] for b in batches]))
+    return results
+
+
+def _speedup_lines(results: list[Any]) -> list[str]:
+    """Each interleaved run's per-round speed-up over the first run, with its 95% interval."""
+    from deploykit.harness.significance import median_ratio_ci
+
+    lines = []
+    base = results[0]
+    for other in results[1:]:
+        for mine, ref in zip(other.batches, base.batches):
+            ci = median_ratio_ci(ref.round_p50_ms, mine.round_p50_ms)
+            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.coverage >= 0.95
+                        else "too few rounds for a 95% interval: use --rounds 6 or more")
+            lines.append(f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up "
+                         f"({interval})")
+    return lines
 
 
 @click.command("compare")

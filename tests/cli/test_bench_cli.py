@@ -166,3 +166,22 @@ def test_zoo_model_bench_on_two_backends(run, tmp_path):
 def test_unknown_zoo_model(run):
     res = run("bench", "resnet5O")
     assert res.exit_code == 1 and "unknown model 'resnet5O'" in res.output
+
+
+def test_bench_rounds_interleaves_backends_and_prints_speedup_intervals(run, tmp_path):
+    res = run("bench", "resnet18", "--input-size", "32", "--backend", "torch,onnxruntime", "--rounds", "6",
+              "--iters", "12", "--warmup", "1", "--threads", "1", "--batch", "1,2", "--json", tmp_path / "i.json")
+    assert res.exit_code == 0, res.output
+    assert res.output.count("vs torch") == 2 and "95% CI" in res.output
+    doc = json.loads((tmp_path / "i.json").read_text())
+    torch_run, ort_run = doc["runs"]
+    for run_doc in (torch_run, ort_run):
+        assert [b["batch"] for b in run_doc["batches"]] == [1, 2]
+        assert all(b["iterations"] == 12 and len(b["round_p50_ms"]) == 6 for b in run_doc["batches"])
+        assert run_doc["settings"]["interleaved"] == [torch_run["label"], ort_run["label"]]
+    assert ort_run["runner"]["spin"] is False
+
+
+def test_bench_rounds_with_duration_is_a_usage_error(run, tmp_path):
+    res = run("bench", tiny_onnx(tmp_path / "m.onnx"), "--rounds", "4", "--duration", "1")
+    assert res.exit_code == 2 and "give it with --iters, not --duration" in res.output
