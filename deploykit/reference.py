@@ -135,8 +135,8 @@ _HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {"zero_init_residual": False, "init": 
 # 8x8 after their stride-4 stem at 32x32; GoogLeNet's extra pooling needs 48x48 for the same), and
 # few epochs of a one-cycle schedule. The Bottleneck nets start each residual branch at zero
 # (zero_init_residual): without it ResNet-50 reached 85.8-89.1% in 5 epochs, with it 91.1%.
-# Inception-v3 is re-initialised He-normal (its own init starts the classifier with logits of std ~3);
-# it still reaches only 82-84% in 4 epochs at 75x75, short of the 90% target.
+# Inception-v3 is re-initialised He-normal (its own init starts the classifier with logits of std ~3)
+# and trained at 107x107 with AdamW: 92.77% in 4 epochs, where 75x75 with SGD needs 8 epochs for 90.32%.
 RECIPES: dict[str, Recipe] = {
     "resnet18": Recipe("resnet18", image_size=32, epochs=6),
     "resnet34": Recipe("resnet34", image_size=32, epochs=6),
@@ -155,7 +155,8 @@ RECIPES: dict[str, Recipe] = {
     "densenet201": Recipe("densenet201", image_size=32, epochs=5),
     "googlenet": Recipe("googlenet", image_size=48, epochs=5, pad=3),
     # Inception-v3's valid-padded stem needs at least 75x75 (its last stage is then 1x1).
-    "inception_v3": Recipe("inception_v3", image_size=75, epochs=4, pad=4, lr=0.05, init="kaiming"),
+    "inception_v3": Recipe("inception_v3", image_size=107, epochs=4, pad=5, optimizer="adamw", lr=0.002,
+                           weight_decay=0.05, init="kaiming"),
 }
 
 
