@@ -264,6 +264,7 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
         # is recorded with its reason. Then the rows of each device are timed interleaved, round
         # after round, so the machine's load hits them all alike.
         built: dict[str, Any] = {}
+        result_of: dict[str, Any] = {}
         row_of: dict[str, Row] = {}
         device_of: dict[str, str] = {}
         try:
@@ -297,6 +298,7 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
                 for v, res in timed.items():
                     res.runner["variant"] = v
                     results.append(res)
+                    result_of[v] = res
                     row_of[v].p50_ms = res.batches[0].latency_ms.p50
         finally:
             for runner in built.values():
@@ -304,22 +306,19 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
                     runner.deactivate()
             built.clear()
             gc.collect()
-        baselines = {d: _result_of(results, name, v) for d, v in (("cpu", CPU_BASELINE), ("cuda", GPU_BASELINE))}
+        baselines = {"cpu": result_of.get(CPU_BASELINE), "cuda": result_of.get(GPU_BASELINE)}
         for variant, _, _ in variants:
             row = row_of[variant]
-            base = baselines.get(row.device)
-            mine = _result_of(results, name, variant)
-            if base is not None and mine is not None and row.p50_ms:
+            base, mine = baselines.get(row.device), result_of.get(variant)
+            speed = ""
+            if base is not None and mine is not None:
                 row.speedup = base.batches[0].latency_ms.p50 / row.p50_ms
-                ci = median_ratio_ci(base.batches[0].round_p50_ms, mine.batches[0].round_p50_ms)
-                if ci.coverage >= 0.95:  # 6 rounds or more; a quick run's 2 rounds give no real interval
-                    row.speedup_ci = (ci.ci_low, ci.ci_high)
+                # None with a quick run's 2 rounds: too few for a real interval
+                row.speedup_ci = median_ratio_ci(base.batches[0].round_p50_ms, mine.batches[0].round_p50_ms).interval
+                ci = f", 95% CI {row.speedup_ci[0]:.2f}-{row.speedup_ci[1]:.2f}" if row.speedup_ci else ""
+                speed = f" ({row.speedup:.2f}x{ci})"
             rows.append(row)
             shown = f"{row.p50_ms:.2f} ms" if row.p50_ms else row.status
-            speed = f" ({row.speedup:.2f}x" if row.speedup else ""
-            if row.speedup_ci:
-                speed += f", 95% CI {row.speedup_ci[0]:.2f}-{row.speedup_ci[1]:.2f}"
-            speed += ")" if row.speedup else ""
             _log(f"  {variant:<28} {shown}{speed}" + (f"  [{row.reason}]" if row.reason else ""))
         _log(f"  calibration images: {calib_src}")
 
@@ -334,13 +333,6 @@ def _fail(row: Row, e: BaseException, verbose: bool) -> None:
     row.reason = ("torch.compile does not work on this machine: " if compile_row else "") + _first_line(e)
     if verbose:
         traceback.print_exc()
-
-
-def _result_of(results: list, model: str, variant: str) -> Any:
-    for res in results:
-        if res.model == model and res.runner.get("variant") == variant:
-            return res
-    return None
 
 
 def _compiled(model: Any, threads: int, disabled: bool, budget_left_s: float) -> Any:

@@ -374,11 +374,7 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
 
 def _speed(r: dict[str, Any], batch: str) -> str:
     """'batch-1 latency 0.98x quantize_static's (96% CI 0.95-1.01 ...: no measurable difference)'."""
-    p = r.get("latency_vs_quantize_static", {}).get(batch)
-    if p is None:  # results recorded before the paired ratio existed
-        lat = r["latency"][batch]
-        ratio = lat["deploykit_int8"]["median_ms"] / lat["ort_quantize_static"]["median_ms"]
-        return f"batch-{batch} median latency {ratio:.2f}x quantize_static's"
+    p = r["latency_vs_quantize_static"][batch]
     return (f"batch-{batch} latency {p['median_ratio']:.2f}x quantize_static's "
             f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} rounds: {p['verdict']})")
 

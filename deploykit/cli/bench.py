@@ -199,7 +199,7 @@ def _speedup_lines(results: list[Any]) -> list[str]:
     for other in results[1:]:
         for mine, ref in zip(other.batches, base.batches):
             ci = median_ratio_ci(ref.round_p50_ms, mine.round_p50_ms)
-            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.coverage >= 0.95
+            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.interval
                         else "too few rounds for a 95% interval: use --rounds 6 or more")
             lines.append(f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up "
                          f"({interval})")

@@ -25,6 +25,8 @@ from deploykit.errors import DeployKitError
 DEFAULT_ITERS = 200  # p99 of 200 samples sits between the 2nd and 3rd slowest call
 DEFAULT_WARMUP = 10
 RELIABLE_P99_ITERS = 100
+# How every call is timed; recorded in each report's settings.
+TIMING_METHOD = {"timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"}
 
 
 @dataclass
@@ -248,8 +250,7 @@ def benchmark(
         runner=desc,
         batches=results,
         settings={"warmup": warmup, "iters": iters, "duration_s": duration, "min_iters": min_iters,
-                  "time_limit_s": time_limit,
-                  "timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"},
+                  "time_limit_s": time_limit, **TIMING_METHOD},
         machine=machine if machine is not None else describe_machine(),
     )
 
@@ -295,13 +296,7 @@ def benchmark_interleaved(
             runner = runners[k].activate()
             check_batch_sizes(runner, [batch])
             inputs[k] = (feeds or {}).get(k) or make_feeds(runner, batch, seed)
-            t0 = clock()
-            runner.infer(inputs[k])
-            runner.synchronize()
-            first_ms[k] = (clock() - t0) / 1e6
-            for _ in range(max(0, warmup - 1)):
-                runner.infer(inputs[k])
-            runner.synchronize()
+            first_ms[k] = _warm_up(runner, inputs[k], warmup)
         start = clock()
         with _progress(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
             for r in range(rounds):
@@ -320,22 +315,12 @@ def benchmark_interleaved(
         for k in activated:
             runners[k].deactivate()
     machine = machine if machine is not None else describe_machine()
-    out = {}
-    for k in labels:
-        stats = LatencyStats.from_ns(samples[k])
-        res = BatchResult(
-            batch=batch, iterations=len(samples[k]), warmup=warmup, latency_ms=stats,
-            throughput=batch * 1000.0 / stats.mean, first_inference_ms=first_ms[k], total_s=loop_s,
-            peak_rss_mb=peak_rss_mb(), rss_scope="process", gpu_peak_mb=None,
-            p99_reliable=len(samples[k]) >= RELIABLE_P99_ITERS, round_p50_ms=medians[k],
-        )
-        out[k] = BenchResult(
-            label=k, model=model, runner=descs[k], batches=[res], machine=machine,
-            settings={"warmup": warmup, "iters": rounds * iters_per_round, "duration_s": None,
-                      "rounds": rounds, "iters_per_round": iters_per_round, "interleaved": labels,
-                      "timer": "time.perf_counter_ns", "scope": "host numpy in -> host numpy out"},
-        )
-    return out
+    settings = {"warmup": warmup, "iters": rounds * iters_per_round, "duration_s": None, "rounds": rounds,
+                "iters_per_round": iters_per_round, "interleaved": labels, **TIMING_METHOD}
+    return {k: BenchResult(label=k, model=model, runner=descs[k], machine=machine, settings=dict(settings),
+                           batches=[_batch_result(samples[k], batch, warmup, first_ms[k], loop_s, "process",
+                                                  round_p50_ms=medians[k])])
+            for k in labels}
 
 
 def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, duration: float | None,
@@ -343,14 +328,7 @@ def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, durat
     scope = "batch" if _reset_peak_rss() else "process"
     gpu = _gpu_reset(runner.device)
     clock = time.perf_counter_ns
-
-    t0 = clock()
-    runner.infer(feeds)
-    runner.synchronize()
-    first_ms = (clock() - t0) / 1e6
-    for _ in range(max(0, warmup - 1)):
-        runner.infer(feeds)
-    runner.synchronize()
+    first_ms = _warm_up(runner, feeds, warmup)
 
     samples: list[int] = []
     total = iters if iters is not None else None
@@ -367,19 +345,39 @@ def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, durat
             if deadline is not None and clock() >= deadline and len(samples) >= min_iters:
                 break
         loop_s = (clock() - start) / 1e9
-    stats = LatencyStats.from_ns(samples)
+    return _batch_result(samples, batch, warmup, first_ms, loop_s, scope, gpu_peak_mb=_gpu_peak_mb() if gpu else None)
+
+
+def _warm_up(runner: Runner, feeds: dict[str, np.ndarray], warmup: int) -> float:
+    """Untimed warm-up calls; returns the first one's time in ms, reported as the first-inference cost."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    runner.infer(feeds)
+    runner.synchronize()
+    first_ms = (clock() - t0) / 1e6
+    for _ in range(max(0, warmup - 1)):
+        runner.infer(feeds)
+    runner.synchronize()
+    return first_ms
+
+
+def _batch_result(samples_ns: list[int], batch: int, warmup: int, first_ms: float, loop_s: float, rss_scope: str,
+                  gpu_peak_mb: float | None = None, round_p50_ms: list[float] | None = None) -> BatchResult:
+    """Statistics of one batch size's timed calls, as every benchmark path reports them."""
+    stats = LatencyStats.from_ns(samples_ns)
     return BatchResult(
         batch=batch,
-        iterations=len(samples),
+        iterations=len(samples_ns),
         warmup=warmup,
         latency_ms=stats,
         throughput=batch * 1000.0 / stats.mean,
         first_inference_ms=first_ms,
         total_s=loop_s,
         peak_rss_mb=peak_rss_mb(),
-        rss_scope=scope,
-        gpu_peak_mb=_gpu_peak_mb() if gpu else None,
-        p99_reliable=len(samples) >= RELIABLE_P99_ITERS,
+        rss_scope=rss_scope,
+        gpu_peak_mb=gpu_peak_mb,
+        p99_reliable=len(samples_ns) >= RELIABLE_P99_ITERS,
+        round_p50_ms=round_p50_ms,
     )
 
 

@@ -60,6 +60,12 @@ class RatioResult:
     ci_high: float
     coverage: float  # the interval's actual coverage (order statistics give discrete levels)
     rounds: int
+    level: float  # the coverage asked for
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(low, high) when the rounds allow the requested level; None when there are too few."""
+        return (self.ci_low, self.ci_high) if self.coverage >= self.level else None
 
     @property
     def verdict(self) -> str:
@@ -98,4 +104,4 @@ def median_ratio_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95)
         lo, hi, coverage = ratios[0], ratios[-1], 1.0 - 2 / 2 ** n
     else:
         lo, hi, coverage = ratios[j - 1], ratios[n - j], 1.0 - 2 * tail
-    return RatioResult(statistics.median(ratios), lo, hi, coverage, n)
+    return RatioResult(statistics.median(ratios), lo, hi, coverage, n, level)

@@ -41,6 +41,7 @@ def test_ratio_interval_uses_binomial_order_statistics():
     assert r.ci_low == pytest.approx(0.95) and r.ci_high == pytest.approx(1.04)
     assert r.coverage == pytest.approx(0.9586, abs=1e-4)
     assert r.median_ratio == pytest.approx(0.995)
+    assert r.interval == (r.ci_low, r.ci_high)
     assert r.verdict == "no measurable difference"
 
 
@@ -59,6 +60,7 @@ def test_ratio_verdict_follows_the_interval_not_the_median():
 def test_ratio_with_few_rounds_falls_back_to_the_full_range():
     r = median_ratio_ci([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
     assert (r.ci_low, r.ci_high) == (1.0, 3.0) and r.coverage == pytest.approx(0.75)
+    assert r.interval is None  # 75% coverage falls short of the 95% asked for
     assert r.verdict == "no measurable difference"
 
 
