@@ -426,12 +426,27 @@ def _version(pkg: str) -> str | None:
 
 
 def _nvidia_driver() -> str | None:
+    """The kernel module's version, else nvidia-smi's (sandboxed kernels have no /proc/driver/nvidia)."""
     try:
         with open("/proc/driver/nvidia/version") as fh:
             m = re.search(r"Kernel Module\s+([\d.]+)", fh.read())
-            return m.group(1) if m else None
+            if m:
+                return m.group(1)
     except OSError:
+        pass
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
         return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[:1]
+    return first[0].strip() if first and re.fullmatch(r"[\d.]+", first[0].strip()) else None
 
 
 def describe_machine() -> dict[str, Any]:

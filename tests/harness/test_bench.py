@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,21 @@ def test_machine_description():
     slug = machine_slug(m)
     assert slug and all(c.isalnum() or c == "-" for c in slug)
     assert machine_slug({"gpu": {"name": "NVIDIA H100 80GB HBM3"}}) == "nvidia-h100-80gb-hbm3"
+
+
+@pytest.mark.skipif(Path("/proc/driver/nvidia/version").exists(), reason="the kernel module answers first here")
+@pytest.mark.parametrize(("printed", "expected"), [("580.159.04\n", "580.159.04"), ("No devices were found\n", None)])
+def test_driver_version_falls_back_to_nvidia_smi(tmp_path, monkeypatch, printed, expected):
+    """Sandboxed kernels (gVisor) have no /proc/driver/nvidia: nvidia-smi still names the driver."""
+    from deploykit.harness.bench import _nvidia_driver
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\nprintf '{printed.strip()}\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _nvidia_driver() == expected
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert _nvidia_driver() is None
 
 
 def test_time_limit_cuts_a_slow_row_but_keeps_min_iters():
