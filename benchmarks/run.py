@@ -7,9 +7,9 @@ Rows per model (batch 1, 2 intra-op threads for every CPU row): PyTorch eager (t
 torch.compile, ONNX Runtime on the plain export, on onnxslim's output, on deploykit's optimised
 graph, ONNX Runtime ``quantize_static`` INT8 (QDQ, per-channel, U8S8) and deploykit INT8. With a
 CUDA GPU: torch CUDA FP32 (the GPU baseline), FP16 channels-last, FP16 + CUDA graph, ONNX Runtime
-CUDA (with onnxruntime-gpu) and TensorRT FP16 (with tensorrt). Every ratio is p50(baseline) /
-p50(row), both measured in this run on this machine, the rows of one model and device interleaved
-round by round, with a 95% interval from the per-round ratios. Weights are random (seeded): latency does not
+CUDA (with onnxruntime-gpu) and TensorRT FP16 (with tensorrt). Every ratio is the median over
+rounds of p50(baseline) / p50(row) within the round, both measured in this run on this machine,
+the rows of one model and device interleaved round by round, with its 95% interval. Weights are random (seeded): latency does not
 depend on their values; INT8 calibration uses real Fashion-MNIST train images resized to the
 model's input size.
 """
@@ -312,9 +312,11 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
             base, mine = baselines.get(row.device), result_of.get(variant)
             speed = ""
             if base is not None and mine is not None:
-                row.speedup = base.batches[0].latency_ms.p50 / row.p50_ms
-                # None with a quick run's 2 rounds: too few for a real interval
-                row.speedup_ci = median_ratio_ci(base.batches[0].round_p50_ms, mine.batches[0].round_p50_ms).interval
+                # the median of the per-round ratios, so the point sits inside its own interval
+                # (the ratio of pooled p50s can fall outside it); the interval is None with a quick
+                # run's 2 rounds: too few for a real one
+                ratio = median_ratio_ci(base.batches[0].round_p50_ms, mine.batches[0].round_p50_ms)
+                row.speedup, row.speedup_ci = ratio.median_ratio, ratio.interval
                 ci = f", 95% CI {row.speedup_ci[0]:.2f}-{row.speedup_ci[1]:.2f}" if row.speedup_ci else ""
                 speed = f" ({row.speedup:.2f}x{ci})"
             rows.append(row)
@@ -462,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": f"PyTorch eager FP32 on the same device ({CPU_BASELINE} / {GPU_BASELINE})",
         "settings": {"models": models, "batch": args.batch, "threads": args.threads, **counts,
                      "quick": args.quick, "weights": "random (torch.manual_seed(0))", "total_s": round(total, 1),
-                     "ratio": "p50(baseline) / p50(row), same process, rows interleaved round by round; "
-                              "speedup_ci: 95% interval of the per-round ratio (order statistics)",
+                     "ratio": "median over rounds of p50(baseline) / p50(row) within the round, same process, "
+                              "rows interleaved round by round; speedup_ci: its 95% interval (order statistics)",
                      "load_average_start": load_start, "load_average_end": _load(), "timings_s": timings},
         "rows": [r.to_dict() for r in rows],
     }

@@ -36,24 +36,31 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "int8"
 
 
 def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: int, per_round: int,
-                        threads: int = 2, warmup: int = 3) -> dict[str, dict[str, Any]]:
-    """Median/p90 ms per variant and the median of every round, the variants interleaved round by round.
+                        threads: int = 2, warmup: int = 3, sessions: int = 1) -> dict[str, dict[str, Any]]:
+    """Median/p90 ms per variant and the medians of every round, variants interleaved round by round,
+    in ``sessions`` blocks of fresh ORT sessions (``rounds`` rounds per block).
 
-    Several sessions stay alive while variants are interleaved: spinning worker threads of the idle
-    ones would steal the 2 cores from the one being timed (measured: +37% on whichever variant ran
-    second), so the sessions do not spin.
+    One session keeps its memory placement for its life, which alone moves latency by a few
+    percent, so a comparison of two files needs several sessions of each. Several sessions stay
+    alive while variants are interleaved: spinning worker threads of the idle ones would steal the
+    2 cores from the one being timed (measured: +37% on whichever variant ran second), so the
+    sessions do not spin.
     """
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner
-    from deploykit.harness.bench import benchmark_interleaved
+    from deploykit.harness.bench import benchmark_sessions
 
-    runners = {k: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False) for k, v in models.items()}
-    timed = benchmark_interleaved(runners, batch=shape[0], rounds=rounds, iters_per_round=per_round,
-                                  warmup=warmup, machine={})
+    factories = {k: (lambda k=k, v=v: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False))
+                 for k, v in models.items()}
+    timed = benchmark_sessions(factories, sessions=sessions, batch=shape[0], rounds=rounds,
+                               iters_per_round=per_round, warmup=warmup, machine={})
     out = {}
-    for k, res in timed.items():
-        b = res.batches[0]
-        out[k] = {"median_ms": b.latency_ms.p50, "p90_ms": b.latency_ms.p90, "min_ms": b.latency_ms.min,
-                  "samples": b.iterations, "round_medians_ms": b.round_p50_ms}
+    for k, blocks in timed.items():
+        round_ms = [b.batches[0].round_p50_ms for b in blocks]
+        flat = np.array([x for blk in round_ms for x in blk])
+        out[k] = {"median_ms": float(np.median(flat)), "p90_ms": float(np.percentile(flat, 90)),
+                  "min_ms": min(b.batches[0].latency_ms.min for b in blocks),
+                  "samples": sum(b.batches[0].iterations for b in blocks),
+                  "round_medians_ms": round_ms}  # [session][round]
     return out
 
 
@@ -150,6 +157,7 @@ def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[P
 def speed_only(args) -> dict[str, Any]:
     import torch
 
+    from deploykit.harness.significance import session_ratio_ci
     from deploykit.models.registry import create_model
 
     torch.set_num_threads(1)
@@ -169,15 +177,20 @@ def speed_only(args) -> dict[str, Any]:
     qs = ort_quantize_static(fp32, calib, tmp / "resnet50-ort-quantize-static.onnx")
     t_qs = time.perf_counter() - t0
     variants = {"fp32": fp32, "deploykit_int8": dk, "ort_quantize_static": qs}
-    lat = interleaved_latency(variants, (1, *cfg.input_size), args.rounds, args.per_round, args.threads)
+    lat = interleaved_latency(variants, (1, *cfg.input_size), args.rounds, args.per_round, args.threads,
+                              sessions=args.sessions)
     base = lat["fp32"]["median_ms"]
     doc = {
         "mode": "speed-only", "model": "resnet50", "weights": "random", "input": list(cfg.input_size),
-        "batch": 1, "threads": args.threads, "rounds": args.rounds, "per_round": args.per_round,
+        "batch": 1, "threads": args.threads, "sessions": args.sessions, "rounds": args.rounds,
+        "per_round": args.per_round,
         "calibration_images": len(calib), "machine": machine(),
         "quantize_seconds": {"deploykit_int8": t_dk, "ort_quantize_static": t_qs},
         "latency": lat,
         "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
+        # FP32 / INT8 per session block, with its interval over the blocks
+        "speedup_ci": {k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
+                       for k, v in lat.items() if k != "fp32"},
         "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()},
         "target": "deploykit INT8 >= 3x faster than FP32 at batch 1",
     }
@@ -191,14 +204,17 @@ def speed_markdown(doc: dict[str, Any]) -> str:
         "# INT8 speed: resnet50 224x224, ONNX Runtime CPU, batch 1",
         "",
         f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads, no thread spinning; CPU shared with other "
-        f"jobs, variants interleaved over {doc['rounds']} rounds x {doc['per_round']} runs). Random weights: "
+        f"jobs, variants interleaved in {doc.get('sessions', 1)} blocks of fresh sessions x {doc['rounds']} "
+        f"rounds x {doc['per_round']} runs). Random weights: "
         "speed does not depend on them.",
         "",
-        "| variant | median ms | p90 ms | speed-up vs FP32 | size MB |",
+        "| variant | median ms | p90 ms | speed-up vs FP32 (interval over sessions) | size MB |",
         "|---|---:|---:|---:|---:|",
     ]
     for k, v in doc["latency"].items():
-        lines.append(f"| {k} | {v['median_ms']:.1f} | {v['p90_ms']:.1f} | {doc['speedup_vs_fp32'][k]:.2f}x | "
+        ci = doc.get("speedup_ci", {}).get(k)
+        interval = f" ({ci['ci_low']:.2f}-{ci['ci_high']:.2f})" if ci else ""
+        lines.append(f"| {k} | {v['median_ms']:.1f} | {v['p90_ms']:.1f} | {doc['speedup_vs_fp32'][k]:.2f}x{interval} | "
                      f"{doc['size_bytes'][k] / 1e6:.1f} |")
     lines += ["", f"Target (deploykit INT8 >= 3x FP32): {'met' if doc['target_met'] else 'NOT met'}.", ""]
     return "\n".join(lines)
@@ -228,8 +244,8 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 def accuracy_mode(args) -> dict[str, Any]:
     from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
-    from deploykit.harness.significance import median_ratio_ci
-    from deploykit.quantize.gate import correct_predictions, top1
+    from deploykit.harness.significance import session_ratio_ci
+    from deploykit.quantize.gate import predictions, top1
 
     try:
         from deploykit.reference import reference_checkpoint
@@ -291,18 +307,24 @@ def accuracy_mode(args) -> dict[str, Any]:
         }
         qs = ort_quantize_static(art.main_path, calib, tmp / f"{name}-qs.onnx")
         # Per-image correctness of both INT8 models, for a paired test of their difference.
-        dk_ok = correct_predictions(open_model(dk_art.main_path), val, args.threads)
-        qs_ok = correct_predictions(open_model(qs), val, args.threads)
-        row["ort_quantize_static_top1"] = float(qs_ok.mean())
-        row["vs_quantize_static"] = paired_comparison(dk_ok, qs_ok)
+        fp_pred, labels = predictions(open_model(art.main_path), val, args.threads)
+        dk_pred, _ = predictions(open_model(dk_art.main_path), val, args.threads)
+        qs_pred, _ = predictions(open_model(qs), val, args.threads)
+        row["ort_quantize_static_top1"] = float((qs_pred == labels).mean())
+        row["vs_quantize_static"] = paired_comparison(dk_pred == labels, qs_pred == labels)
+        # agreement with FP32's top-1: what quantisation alone changed, free of label noise
+        row["fp32_agreement"] = {"deploykit_int8": float((dk_pred == fp_pred).mean()),
+                                 "ort_quantize_static": float((qs_pred == fp_pred).mean()),
+                                 **paired_comparison(dk_pred == fp_pred, qs_pred == fp_pred)}
         variants = {"fp32": art.main_path, "deploykit_int8": dk_art.main_path, "ort_quantize_static": qs}
         row["size_bytes"] = {k: Path(v).stat().st_size for k, v in variants.items()}
         row["latency"] = {}
         for b in (1, 32):
             lat = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
-                                      args.per_round if b == 1 else max(2, args.per_round // 5), args.threads)
+                                      args.per_round if b == 1 else max(2, args.per_round // 5), args.threads,
+                                      sessions=args.sessions)
             row["latency"][str(b)] = lat
-            row.setdefault("latency_vs_quantize_static", {})[str(b)] = median_ratio_ci(
+            row.setdefault("latency_vs_quantize_static", {})[str(b)] = session_ratio_ci(
                 lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]).to_dict()
         row["relative_top1"] = row["default_recipe"]["top1"] / fp32_top1 if fp32_top1 else None
         rows.append(row)
@@ -334,16 +356,16 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
              f"Machine: {m.get('cpu', m)}; ORT CPU, {doc['threads']} threads. Calibration {doc['calibration']}, "
              f"validation {doc['validation']}.", "",
              "| model | FP32 | max | percentile | entropy | mse | default recipe (fallbacks) | quantize_static |"
-             " dk vs qs: images only dk / only qs right (McNemar p) |"
+             " dk vs qs: images only dk / only qs right (McNemar p) | agrees with FP32 dk / qs (McNemar p) |"
              " b1 FP32 / dk / qs ms | b32 FP32 / dk / qs ms | size MB FP32 / dk / qs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["models"]:
         c = r["calibrators"]
         if "latency" not in r:  # the default recipe failed its gate: no INT8 artifact to time
             d = r["default_recipe"]
             lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
                          f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} "
-                         f"({len(d['fallbacks'])}) GATE FAILED | | | | | |")
+                         f"({len(d['fallbacks'])}) GATE FAILED | | | | | | |")
             continue
         lat = {b: r["latency"][b] for b in ("1", "32")}
         fmt = lambda d: " / ".join(f"{d[k]['median_ms']:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))  # noqa: E731
@@ -351,7 +373,8 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
         d = r["default_recipe"]
         lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
                      f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} ({len(d['fallbacks'])}) | "
-                     f"{r['ort_quantize_static_top1']:.4f} | {_paired(r)} | {fmt(lat['1'])} | {fmt(lat['32'])} | {size} |")
+                     f"{r['ort_quantize_static_top1']:.4f} | {_paired(r)} | {_agreement(r)} | {fmt(lat['1'])} | "
+                     f"{fmt(lat['32'])} | {size} |")
     lines += ["", "Targets, per family (default recipe):", ""]
     for r in doc["models"]:
         d, rel = r["default_recipe"], r["relative_top1"]
@@ -363,6 +386,10 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
         acc = ("at least as accurate as quantize_static" if vs and vs["difference_images"] >= 0 else
                f"{-vs['difference_images']} images behind quantize_static (McNemar p = {vs['mcnemar_p']}: "
                f"{'not ' if vs['mcnemar_p'] >= 0.05 else ''}a significant difference)" if vs else "no paired data")
+        agree = r.get("fp32_agreement")
+        if agree:
+            acc += (f"; agrees with FP32's top-1 on {agree['deploykit_int8']:.2%} of images against "
+                    f"quantize_static's {agree['ort_quantize_static']:.2%} (McNemar p = {agree['mcnemar_p']})")
         speed = "; ".join(_speed(r, b) for b in ("1", "32"))
         lines.append(f"- {r['model']}: INT8/FP32 = {rel:.4f} ({'meets' if rel >= 0.995 else 'misses'} 0.995); "
                      f"{acc}; {speed}.")
@@ -376,7 +403,15 @@ def _speed(r: dict[str, Any], batch: str) -> str:
     """'batch-1 latency 0.98x quantize_static's (96% CI 0.95-1.01 ...: no measurable difference)'."""
     p = r["latency_vs_quantize_static"][batch]
     return (f"batch-{batch} latency {p['median_ratio']:.2f}x quantize_static's "
-            f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} rounds: {p['verdict']})")
+            f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} fresh sessions: "
+            f"{p['verdict']})")
+
+
+def _agreement(r: dict[str, Any]) -> str:
+    a = r.get("fp32_agreement")
+    if not a:
+        return "n/a"
+    return f"{a['deploykit_int8']:.4f} / {a['ort_quantize_static']:.4f} (p={a['mcnemar_p']:.2f})"
 
 
 def _paired(r: dict[str, Any]) -> str:
@@ -422,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val", default=VAL_SPEC)
     ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--sessions", type=int, default=6,
+                    help="blocks of fresh ORT sessions per comparison (6 give a 97%% interval)")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per session block")
     ap.add_argument("--per-round", type=int, default=20, help="timed calls per variant and round at batch 1 "
                                                                   "(a fifth of that at batch 32)")
     ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")

@@ -15,7 +15,7 @@ import re
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -321,6 +321,42 @@ def benchmark_interleaved(
                            batches=[_batch_result(samples[k], batch, warmup, first_ms[k], loop_s, "process",
                                                   round_p50_ms=medians[k])])
             for k in labels}
+
+
+def benchmark_sessions(
+    factories: dict[str, Callable[[], Runner]],
+    sessions: int = 6,
+    batch: int = 1,
+    rounds: int = 4,
+    iters_per_round: int = 20,
+    warmup: int = DEFAULT_WARMUP,
+    **kwargs: Any,
+) -> dict[str, list[BenchResult]]:
+    """``benchmark_interleaved`` in ``sessions`` blocks, every runner built afresh for each block.
+
+    A runner keeps its memory placement and thread layout for its life, and that alone moves a
+    model's latency (one googlenet INT8 file in two fresh ONNX Runtime sessions, 2 cores, batch
+    1: the ratio between them ranged 0.91-1.27 over 8 pairs), more than the round-to-round noise
+    inside one session. Rounds inside a single session cannot
+    see that, so a comparison needs several sessions of each variant: compare them with
+    ``deploykit.harness.significance.session_ratio_ci``. Build order alternates between blocks.
+    """
+    if sessions < 1:
+        raise DeployKitError(f"sessions ({sessions}) must be at least 1")
+    if not factories:
+        raise DeployKitError("benchmark_sessions needs at least one runner factory")
+    out: dict[str, list[BenchResult]] = {k: [] for k in factories}
+    labels = list(factories)
+    for s in range(sessions):
+        order = labels if s % 2 == 0 else labels[::-1]
+        runners = {k: factories[k]() for k in order}
+        timed = benchmark_interleaved({k: runners[k] for k in labels}, batch=batch, rounds=rounds,
+                                      iters_per_round=iters_per_round, warmup=warmup, **kwargs)
+        for k in labels:
+            timed[k].settings["session"] = s
+            out[k].append(timed[k])
+        del runners, timed  # release the sessions before the next block builds its own
+    return out
 
 
 def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, duration: float | None,

@@ -276,7 +276,7 @@ def suite_rows(doc: dict[str, Any]) -> list[list[str]]:
 def suite_markdown(doc: dict[str, Any]) -> str:
     """Markdown table of every suite row: p50 and speed-up over the baseline measured in the same run."""
     suite = doc["suite"]
-    lines = [f"## Speed-up over {suite['baseline']} (p50 latency ratio, same run)", ""]
+    lines = [f"## Speed-up over {suite['baseline']} (median per-round p50 ratio, same run)", ""]
     lines += _table(SUITE_COLUMNS, suite_rows(doc))
     return "\n".join(lines) + "\n"
 

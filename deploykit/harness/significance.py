@@ -69,7 +69,9 @@ class RatioResult:
 
     @property
     def verdict(self) -> str:
-        """"faster"/"slower" (A against B) only when the interval excludes 1."""
+        """"faster"/"slower" (A against B) only when an interval at the asked level excludes 1."""
+        if self.interval is None:
+            return "too few rounds to tell"
         if self.ci_high < 1.0:
             return "faster"
         if self.ci_low > 1.0:
@@ -105,3 +107,18 @@ def median_ratio_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95)
     else:
         lo, hi, coverage = ratios[j - 1], ratios[n - j], 1.0 - 2 * tail
     return RatioResult(statistics.median(ratios), lo, hi, coverage, n, level)
+
+
+def session_ratio_ci(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
+                     level: float = 0.95) -> RatioResult:
+    """Paired latency comparison over several sessions of each variant (``benchmark_sessions``).
+
+    ``a[s]`` and ``b[s]`` are the per-round medians of session block ``s``. Each block gives one
+    ratio, the median of its per-round ratios; the interval is taken over blocks, so it covers
+    the spread between fresh sessions as well as the machine's noise. ``rounds`` in the result
+    counts blocks; 6 are needed for a 95% interval.
+    """
+    if len(a) != len(b) or not a:
+        raise DeployKitError(f"paired sessions need the same non-zero number of blocks, got {len(a)} and {len(b)}")
+    per_block = [median_ratio_ci(ra, rb, level).median_ratio for ra, rb in zip(a, b)]
+    return median_ratio_ci(per_block, [1.0] * len(per_block), level)

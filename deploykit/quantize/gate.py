@@ -62,9 +62,9 @@ def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int |
     return float(correct.mean()) if correct.size else 0.0
 
 
-def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
-                        threads: int | None = None) -> np.ndarray:
-    """Whether each image is classified correctly, in order (for paired comparisons of models)."""
+def predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 class, label) of every image, in order: for paired comparisons of models."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -75,9 +75,20 @@ def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
     data = model if isinstance(model, bytes) else model.SerializeToString()
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    hits = [sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0].reshape(len(y), -1).argmax(1) == y
-            for x, y in batches]
-    return np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
+    preds, labels = [], []
+    for x, y in batches:
+        preds.append(sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0].reshape(len(y), -1).argmax(1))
+        labels.append(np.asarray(y))
+    if not preds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(preds), np.concatenate(labels)
+
+
+def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                        threads: int | None = None) -> np.ndarray:
+    """Whether each image is classified correctly, in order (for paired comparisons of models)."""
+    pred, labels = predictions(model, batches, threads)
+    return pred == labels
 
 
 def meets(int8_top1: float, fp32_top1: float, gate: float) -> bool:

@@ -228,3 +228,25 @@ def test_interleaved_report_passes_the_schema_and_bad_settings_are_refused(tmp_p
         benchmark_interleaved({})
     with pytest.raises(DeployKitError, match="rounds"):
         benchmark_interleaved(runners, rounds=0)
+
+
+def test_sessions_build_every_runner_afresh_per_block_in_alternating_order():
+    from deploykit.harness.bench import benchmark_sessions
+
+    log: list[str] = []
+    built: list[str] = []
+
+    def factory(name: str, delay: float):
+        def make():
+            built.append(name)
+            return SleepyRunner(name, delay, log)
+        return make
+
+    out = benchmark_sessions({"a": factory("a", 0.0), "b": factory("b", 0.0)}, sessions=3, rounds=2,
+                             iters_per_round=2, warmup=1, machine={})
+    assert built == ["a", "b", "b", "a", "a", "b"]
+    for k in "ab":
+        assert [r.settings["session"] for r in out[k]] == [0, 1, 2]
+        assert all(len(r.batches[0].round_p50_ms) == 2 for r in out[k])
+    with pytest.raises(DeployKitError, match="sessions"):
+        benchmark_sessions({"a": factory("a", 0.0)}, sessions=0)

@@ -61,7 +61,9 @@ def test_ratio_with_few_rounds_falls_back_to_the_full_range():
     r = median_ratio_ci([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
     assert (r.ci_low, r.ci_high) == (1.0, 3.0) and r.coverage == pytest.approx(0.75)
     assert r.interval is None  # 75% coverage falls short of the 95% asked for
-    assert r.verdict == "no measurable difference"
+    assert r.verdict == "too few rounds to tell"
+    # even when every ratio is above 1: two rounds cannot support a 95% claim
+    assert median_ratio_ci([1.2, 1.3], [1.0, 1.0]).verdict == "too few rounds to tell"
 
 
 def test_ratio_bad_input_is_a_clear_error():
@@ -71,3 +73,31 @@ def test_ratio_bad_input_is_a_clear_error():
         median_ratio_ci([1.0, 0.0], [1.0, 1.0])
     with pytest.raises(DeployKitError, match="confidence level"):
         median_ratio_ci([1.0], [1.0], level=1.5)
+
+
+def test_session_ratio_takes_one_ratio_per_block_and_its_interval_over_blocks():
+    from deploykit.harness.significance import session_ratio_ci
+
+    # six blocks; inside each the ratio is steady, between blocks it moves (a session effect)
+    block_ratios = [1.04, 0.99, 1.06, 1.02, 1.05, 1.03]
+    b = [[10.0, 10.0, 10.0, 10.0]] * 6
+    a = [[10.0 * r] * 4 for r in block_ratios]
+    r = session_ratio_ci(a, b)
+    assert r.rounds == 6
+    assert r.ci_low == pytest.approx(0.99) and r.ci_high == pytest.approx(1.06)
+    assert r.median_ratio == pytest.approx(1.035)
+    assert r.verdict == "no measurable difference"
+    # the same numbers pooled as rounds of one session would claim a difference
+    pooled = median_ratio_ci([x for blk in a for x in blk], [y for blk in b for y in blk])
+    assert pooled.verdict == "slower"
+    with pytest.raises(DeployKitError, match="same non-zero number of blocks"):
+        session_ratio_ci(a, b[:5])
+
+
+def test_session_ratio_finds_a_difference_every_block_shows():
+    from deploykit.harness.significance import session_ratio_ci
+
+    a = [[11.0 + 0.1 * i, 11.2] for i in range(6)]
+    b = [[10.0, 10.0]] * 6
+    assert session_ratio_ci(a, b).verdict == "slower"
+    assert session_ratio_ci(b, a).verdict == "faster"

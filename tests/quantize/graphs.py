@@ -48,12 +48,7 @@ def residual_block(seed: int = 0):
     return build(text, w)
 
 
-def concat_block(seed: int = 0):
-    """Two conv branches of different range concatenated, then a conv and an average pool."""
-    rng = np.random.default_rng(seed)
-    text = """
-    <ir_version: 8, opset_import: ["" : 17]>
-    concat (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y) {
+_CONCAT_BODY = """
         a = Conv <pads = [1, 1, 1, 1]> (x, wa, ba)
         ra = Relu (a)
         b = Conv (x, wb, bb)
@@ -61,11 +56,55 @@ def concat_block(seed: int = 0):
         cat = Concat <axis = 1> (ra, rb)
         p = AveragePool <kernel_shape = [2, 2], strides = [2, 2]> (cat)
         y = Conv <pads = [1, 1, 1, 1]> (p, wc, bc)
+"""
+
+
+def _concat_weights(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "wa": _conv_w(rng, 4, 3), "ba": np.zeros(4, np.float32),
+        "wb": _conv_w(rng, 4, 3, 1) * 5.0, "bb": np.zeros(4, np.float32),  # a wider range than branch a
+        "wc": _conv_w(rng, 6, 8), "bc": np.zeros(6, np.float32),
+    }
+
+
+def concat_block(seed: int = 0):
+    """Two conv branches of different range concatenated, then a conv and an average pool."""
+    text = ('<ir_version: 8, opset_import: ["" : 17]>\n'
+            "concat (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y) {" + _CONCAT_BODY + "}")
+    return build(text, _concat_weights(seed))
+
+
+def concat_with_shared_branch(seed: int = 0):
+    """concat_block, but branch a is also read by a pooled side output (two readers)."""
+    text = ('<ir_version: 8, opset_import: ["" : 17]>\n'
+            "concat2 (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y, float[N, 4, 1, 1] side) {"
+            + _CONCAT_BODY + "        side = GlobalAveragePool (ra)\n}")
+    return build(text, _concat_weights(seed))
+
+
+def nested_concat(seed: int = 0):
+    """Inception-v3's split branch: Concat(a, Concat(b, c)), each branch a conv+relu."""
+    rng = np.random.default_rng(seed)
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    nested (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y) {
+        a = Conv <pads = [1, 1, 1, 1]> (x, wa, ba)
+        ra = Relu (a)
+        b = Conv (x, wb, bb)
+        rb = Relu (b)
+        c = Conv <pads = [1, 1, 1, 1]> (x, wc, bc)
+        rc = Relu (c)
+        inner = Concat <axis = 1> (rb, rc)
+        cat = Concat <axis = 1> (ra, inner)
+        p = AveragePool <kernel_shape = [2, 2], strides = [2, 2]> (cat)
+        y = Conv <pads = [1, 1, 1, 1]> (p, wy, by)
     }
     """
     w = {
         "wa": _conv_w(rng, 4, 3), "ba": np.zeros(4, np.float32),
-        "wb": _conv_w(rng, 4, 3, 1) * 5.0, "bb": np.zeros(4, np.float32),  # a wider range than branch a
-        "wc": _conv_w(rng, 6, 8), "bc": np.zeros(6, np.float32),
+        "wb": _conv_w(rng, 2, 3, 1) * 5.0, "bb": np.zeros(2, np.float32),
+        "wc": _conv_w(rng, 2, 3), "bc": np.zeros(2, np.float32),
+        "wy": _conv_w(rng, 6, 8), "by": np.zeros(6, np.float32),
     }
     return build(text, w)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,7 +16,7 @@ from deploykit.quantize.placement import (apply_plan, count_ops, plan_placement,
                                           resolve_keep)
 from deploykit.quantize.stats import collect_stats, iter_arrays
 
-from .graphs import concat_block, residual_block
+from .graphs import concat_block, concat_with_shared_branch, nested_concat, residual_block
 
 
 def quantise(model, profile, x, keep=(), method="max"):
@@ -35,6 +38,27 @@ def producer_of_input(q, node_name: str, idx: int):
     prod = {o: n for n in q.graph.node for o in n.output}
     node = next(n for n in q.graph.node if n.name == node_name)
     return prod.get(node.input[idx])
+
+
+def fused_model(q):
+    """The graph ONNX Runtime's CPU provider runs for ``q`` (extended optimisation level)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        so.optimized_model_filepath = os.path.join(tmp, "fused.onnx")
+        ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return onnx.load(so.optimized_model_filepath)
+
+
+def concat_copies(fused) -> list[bool]:
+    """Per input of the (single) QLinearConcat: True where its scale and zero point equal the
+    output's, which ORT's kernel runs as a memcpy rather than a lookup-table requantisation."""
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in fused.graph.initializer}
+    node = next(n for n in fused.graph.node if n.op_type == "QLinearConcat")
+    y_scale, y_zp = inits[node.input[0]], inits[node.input[1]]
+    triples = [node.input[i:i + 3] for i in range(2, len(node.input), 3)]
+    return [bool(inits[s] == y_scale and inits[z] == y_zp) for _, s, z in triples]
 
 
 def run(model, x, level="all"):
@@ -116,18 +140,67 @@ def test_tensorrt_concat_inputs_and_output_share_one_scale(x_cat):
     assert scales[pool.output[0]] == scales[cat.output[0]]
 
 
-def test_onnxruntime_concat_keeps_each_input_range_and_fuses(x_cat):
+def test_onnxruntime_concat_inputs_written_for_it_alone_take_its_scale(x_cat):
     m, plan, q = quantise(concat_block(), "onnxruntime", x_cat)
     cat = next(n for n in m.graph.node if n.op_type == "Concat")
     scales = qdq_scales(q)
-    assert all(t in scales for t in list(cat.input) + [cat.output[0]])
-    assert scales[cat.input[0]] != scales[cat.input[1]]  # branch b has 5x the range: own scale
-    from deploykit.quantize.placement import ort_fusion
+    members = list(cat.input) + [cat.output[0]]
+    assert all(t in scales for t in members)
+    # both branches are conv+relu read only by the Concat: the convs write at its scale
+    assert len({scales[t] for t in members}) == 1
+    assert plan.anchors == {cat.output[0]}
+    fused = fused_model(q)
+    ops = count_ops(fused)
+    assert ops.get("QLinearConcat") == 1 and ops.get("QLinearAveragePool") == 1, ops
+    assert ops.get("QLinearConv") == 2, ops  # the last conv writes the FP32 model output
+    assert not any(ops.get(op, 0) for op in ("FusedConv", "AveragePool", "Relu")), ops
+    assert concat_copies(fused) == [True, True]  # QLinearConcat copies instead of requantising
 
-    fused = ort_fusion(q)
-    assert fused.get("QLinearConcat") == 1 and fused.get("QLinearAveragePool") == 1, fused
-    assert fused.get("QLinearConv") == 2, fused  # the last conv writes the FP32 model output
-    assert not any(fused.get(op, 0) for op in ("FusedConv", "AveragePool", "Relu")), fused
+
+def test_onnxruntime_shared_scale_comes_from_the_concat_output_alone(x_cat):
+    """The group's range is the Concat output's calibrated range, not the union of its members'."""
+    from deploykit.quantize.calibrators import asymmetric_params
+
+    model = prepare_model(concat_block())
+    plan = plan_placement(model, "onnxruntime")
+    cat = next(n for n in model.graph.node if n.op_type == "Concat")
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x_cat, 8))
+    th = calibrate(stats, CalibConfig("percentile", percentile=90.0), asymmetric=True)
+    q = apply_plan(model, plan, stats, th)
+    y = cat.output[0]
+    expected, _ = asymmetric_params(max(stats[y].min, -th[y]), min(stats[y].max, th[y]))
+    union, _ = asymmetric_params(0.0, max(min(stats[t].max, th[t]) for t in plan.members(y)))
+    assert expected != pytest.approx(union)  # the test can tell the two rules apart
+    assert all(qdq_scales(q)[t] == pytest.approx(expected) for t in list(cat.input) + [y])
+
+
+def test_onnxruntime_concat_input_with_another_reader_keeps_its_own_scale(x_cat):
+    m, plan, q = quantise(concat_with_shared_branch(), "onnxruntime", x_cat)
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    ra, rb = cat.input
+    scales = qdq_scales(q)
+    assert scales[rb] == scales[cat.output[0]]  # branch b is read by the Concat alone
+    assert scales[ra] != scales[cat.output[0]]  # branch a also feeds the side output
+    assert concat_copies(fused_model(q)) == [False, True]
+    np.testing.assert_allclose(run(q, x_cat[:4]), run(m, x_cat[:4]), atol=0.25)
+
+
+def test_onnxruntime_nested_concat_shares_the_outer_scale(x_cat):
+    m, plan, q = quantise(nested_concat(), "onnxruntime", x_cat)
+    inner, outer = [n for n in m.graph.node if n.op_type == "Concat"]
+    scales = qdq_scales(q)
+    members = list(inner.input) + list(outer.input)
+    assert inner.output[0] in outer.input
+    assert len({scales[t] for t in members + [outer.output[0]]}) == 1
+    assert plan.anchors == {outer.output[0]}
+    fused = fused_model(q)
+    assert count_ops(fused).get("QLinearConcat") == 2
+    np.testing.assert_allclose(run(q, x_cat[:4]), run(m, x_cat[:4]), atol=0.25)
+
+
+def test_tensorrt_profile_has_no_anchors(x_cat):
+    _, plan, _ = quantise(concat_block(), "tensorrt", x_cat)
+    assert plan.anchors == set()
 
 
 def test_onnxruntime_profile_layout_and_fusion(x_res, tmp_path):
@@ -209,3 +282,37 @@ def test_bias_that_would_overflow_int32_widens_the_weight_scale(x_res):
     for level in ("none", "all"):
         out = run(q, x, level)
         assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 0.05, level
+
+
+def test_onnxruntime_pads_a_three_channel_input_to_four_without_changing_outputs(x_cat):
+    """VNNI multiplies 4 bytes at a time: the stem conv reads a zero-padded 4-channel input."""
+    import dataclasses
+
+    model = prepare_model(concat_block())  # input x is [N, 3, 8, 8], read by two convs
+    plan = plan_placement(model, "onnxruntime")
+    assert plan.channel_pad == {"x": 4}
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x_cat, 8))
+    th = calibrate(stats, CalibConfig("max"), asymmetric=True)
+    padded = apply_plan(model, plan, stats, th)
+    plain = apply_plan(model, dataclasses.replace(plan, channel_pad={}), stats, th)
+    pad = next(n for n in padded.graph.node if n.op_type == "Pad")
+    assert pad.input[0] == "x"
+    q = next(n for n in padded.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pad.output[0])
+    assert q is not None
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in padded.graph.initializer}
+    convs_w = [inits[n] for n in inits if n.endswith(".weight_int8") and inits[n].ndim == 4 and inits[n].shape[1] == 4]
+    assert len(convs_w) == 2 and all((w[:, 3] == 0).all() for w in convs_w)
+    np.testing.assert_array_equal(run(padded, x_cat), run(plain, x_cat))
+    assert count_ops(fused_model(padded)).get("QLinearConv") == 2
+
+
+def test_channel_padding_is_left_out_where_it_does_not_apply(x_res):
+    model = prepare_model(residual_block())  # a 4-channel input: already a multiple of 4
+    assert plan_placement(model, "onnxruntime").channel_pad == {}
+    assert plan_placement(prepare_model(concat_block()), "tensorrt").channel_pad == {}
+    model = prepare_model(concat_block())
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    kept = plan_placement(model, "onnxruntime", keep=[first_conv])
+    assert kept.channel_pad == {"x": 4}  # the other conv still reads the quantised input
+    both = [n.name for n in model.graph.node if n.op_type == "Conv"][:2]
+    assert plan_placement(model, "onnxruntime", keep=both).channel_pad == {}  # x is not quantised
