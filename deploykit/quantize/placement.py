@@ -392,7 +392,9 @@ def _ort_input_channel_pad(g: _Graph, layers: list[Layer], edges) -> dict[str, i
     """Graph inputs read only by ungrouped 2-D convs, with a channel count that is not a multiple
     of 4: the channel count to zero-pad each to (the convs' weights get zero channels to match)."""
     by_name = {lay.name: lay for lay in layers}
-    graph_inputs = {i.name for i in g.model.graph.input} - g.consts
+    # only inputs declared 4-D: the Pad needs the rank, and NCHW puts channels on axis 1
+    graph_inputs = {i.name for i in g.model.graph.input
+                    if i.type.tensor_type.HasField("shape") and len(i.type.tensor_type.shape.dim) == 4} - g.consts
     out: dict[str, int] = {}
     for t, cons in edges.items():
         if t not in graph_inputs or not cons:

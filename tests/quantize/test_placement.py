@@ -316,3 +316,9 @@ def test_channel_padding_is_left_out_where_it_does_not_apply(x_res):
     assert kept.channel_pad == {"x": 4}  # the other conv still reads the quantised input
     both = [n.name for n in model.graph.node if n.op_type == "Conv"][:2]
     assert plan_placement(model, "onnxruntime", keep=both).channel_pad == {}  # x is not quantised
+
+
+def test_channel_padding_needs_a_declared_4d_input():
+    model = prepare_model(concat_block())
+    model.graph.input[0].type.tensor_type.ClearField("shape")  # rank unknown
+    assert plan_placement(model, "onnxruntime").channel_pad == {}
