@@ -9,9 +9,9 @@ graph, ONNX Runtime ``quantize_static`` INT8 (QDQ, per-channel, U8S8) and deploy
 CUDA GPU: torch CUDA FP32 (the GPU baseline), FP16 channels-last, FP16 + CUDA graph, ONNX Runtime
 CUDA (with onnxruntime-gpu) and TensorRT FP16 (with tensorrt). Every ratio is the median over
 rounds of p50(baseline) / p50(row) within the round, both measured in this run on this machine,
-the rows of one model and device interleaved round by round, with its 95% interval. Weights are random (seeded): latency does not
-depend on their values; INT8 calibration uses real Fashion-MNIST train images resized to the
-model's input size.
+the rows of one model and device interleaved round by round, with its 95% interval. Weights are
+random (seeded): latency does not depend on their values; INT8 calibration uses real
+Fashion-MNIST train images resized to the model's input size.
 """
 
 from __future__ import annotations

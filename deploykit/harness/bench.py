@@ -337,8 +337,8 @@ def benchmark_sessions(
     A runner keeps its memory placement and thread layout for its life, and that alone moves a
     model's latency (one googlenet INT8 file in two fresh ONNX Runtime sessions, 2 cores, batch
     1: the ratio between them ranged 0.91-1.27 over 8 pairs), more than the round-to-round noise
-    inside one session. Rounds inside a single session cannot
-    see that, so a comparison needs several sessions of each variant: compare them with
+    inside one session. Rounds inside a single session cannot see that, so a comparison needs
+    several sessions of each variant: compare them with
     ``deploykit.harness.significance.session_ratio_ci``. Build order alternates between blocks.
     """
     if sessions < 1:

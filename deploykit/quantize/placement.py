@@ -368,9 +368,7 @@ def _ort_concat_sharing(g: _Graph, kept: set[str], layers: list[Layer], uf) -> s
         if p is None or p.name in kept:
             return False
         if p.op_type == "Relu":  # absorbed into the op before it when that op feeds it alone
-            src = g.producer.get(p.input[0])
-            return src is not None and len(g.consumers.get(p.input[0], [])) == 1 and \
-                written_by_requantising_op(p.input[0])
+            return len(g.consumers.get(p.input[0], [])) == 1 and written_by_requantising_op(p.input[0])
         if p.op_type == "Add":
             return len(p.input) == 2 and all(g.is_activation(x) for x in p.input)
         return p.name in requantising or p.op_type == "Concat"  # QLinearConcat writes any scale
@@ -457,10 +455,11 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
 
     # weights
     drop_inits: set[str] = set()
+    pad_extra: dict[str, int] = {}  # padded graph input -> zero channels added (the plan made it 4-D)
     for lay in plan.layers:
         w = numpy_helper.to_array(g.inits[lay.weight]).astype(np.float32)
         if lay.input in plan.channel_pad:  # zero input channels to match the padded input
-            extra = plan.channel_pad[lay.input] - w.shape[1]
+            extra = pad_extra[lay.input] = plan.channel_pad[lay.input] - w.shape[1]
             w = np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), np.float32)], axis=1)
         axis = lay.weight_axis if per_channel else None
         q, wscale = quantize_weight(w, axis=axis)
@@ -520,9 +519,7 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
         z_name = const(f"{t}_zp", np.array(zp, dtype=np.int8 if signed else np.uint8))
         src, nodes = t, []
         if t in plan.channel_pad:
-            rank = _rank_of(model, t)
-            pads = np.zeros(2 * rank, np.int64)
-            pads[rank + 1] = plan.channel_pad[t] - _channels_of(model, t, plan)
+            pads = np.array([0, 0, 0, 0, 0, pad_extra[t], 0, 0], np.int64)  # NCHW: channels, end side
             src = f"{t}_c{plan.channel_pad[t]}"
             nodes.append(helper.make_node("Pad", [t, const(f"{src}_pads", pads)], [src], name=f"{src}_Pad"))
         nodes += [
@@ -554,18 +551,6 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
     m.graph.initializer.extend(keep_inits + new_inits)
     del m.graph.value_info[:]
     return m
-
-
-def _rank_of(model, tensor: str) -> int:
-    vi = next(i for i in model.graph.input if i.name == tensor)
-    return len(vi.type.tensor_type.shape.dim)
-
-
-def _channels_of(model, tensor: str, plan: QuantPlan) -> int:
-    """The unpadded channel count of a padded graph input, read from a conv that consumes it."""
-    inits = {i.name: i for i in model.graph.initializer}
-    lay = next(lay for lay in plan.layers if lay.input == tensor)
-    return int(inits[lay.weight].dims[1])
 
 
 def count_ops(model) -> dict[str, int]:
