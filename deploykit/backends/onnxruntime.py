@@ -10,13 +10,8 @@ import numpy as np
 
 from deploykit.backends.base import Runner, RunnerError, Shape, check_feed
 from deploykit.errors import DeployKitError, MissingExtraError
+from deploykit.onnx_io import OPT_LEVELS
 
-OPT_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 DEVICE_PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
@@ -109,27 +104,13 @@ class OnnxRuntimeRunner(Runner):
         self.session: Any = None
 
     def _activate(self) -> None:
-        import onnxruntime as ort
+        from deploykit.onnx_io import ort_session
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[self.graph_optimization_level])
-        if self.threads is not None:
-            so.intra_op_num_threads = self.threads
-        if self.inter_op_threads is not None:
-            so.inter_op_num_threads = self.inter_op_threads
-        if not self.spin:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        so.log_severity_level = 3  # errors only: a fallback warning is turned into our own error below
-        src = str(self.path) if self.path is not None else self._model_bytes
+        src = self.path if self.path is not None else self._model_bytes
         where = str(self.path) if self.path is not None else self.name
-        try:
-            self.session = ort.InferenceSession(
-                src, sess_options=so, providers=self.providers, provider_options=self.provider_options
-            )
-        except Exception as e:  # ORT raises its own pybind exception types for bad files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DeployKitError(f"{where}: ONNX Runtime cannot load it ({first[:300]})") from None
+        self.session = ort_session(src, providers=self.providers, provider_options=self.provider_options,
+                                   threads=self.threads, inter_op_threads=self.inter_op_threads,
+                                   optimization=self.graph_optimization_level, spin=self.spin, where=where)
         got = self.session.get_providers()
         for p in self.providers:
             if p in GPU_PROVIDERS and p not in got:
@@ -138,7 +119,6 @@ class OnnxRuntimeRunner(Runner):
                     f"{where}: {p} could not start (no usable CUDA GPU or CUDA libraries); "
                     f"the session fell back to {', '.join(got)}"
                 )
-        self._so = so
 
     def _deactivate(self) -> None:
         self.session = None
@@ -163,8 +143,9 @@ class OnnxRuntimeRunner(Runner):
             "spin": self.spin,
         }
         if self.session is not None:
-            opts["threads"] = self._so.intra_op_num_threads or "default"
-            opts["inter_op_threads"] = self._so.inter_op_num_threads or "default"
+            so = self.session.get_session_options()
+            opts["threads"] = so.intra_op_num_threads or "default"
+            opts["inter_op_threads"] = so.inter_op_num_threads or "default"
             opts["active_providers"] = self.session.get_providers()
         return opts
 

@@ -79,3 +79,90 @@ def load_model_from_options(name: str, weights: str | None, num_classes: int | N
 
     return load_model(name, weights=weights, num_classes=num_classes,
                       overrides=data_overrides(input_size, mean, std, labels))
+
+
+# -- option groups: one spelling per concept, added to every command that has the concept -------
+def _apply(fn: Callable, options: list[Callable]) -> Callable:
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def int_list(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> list[int] | None:
+    """Comma-separated positive integers ("1,8,32")."""
+    if value is None:
+        return None
+    try:
+        vals = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
+    if not vals or min(vals) < 1:
+        raise click.BadParameter(f"'{value}' must list batch sizes of at least 1")
+    return vals
+
+
+def name_list(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> list[str] | None:
+    """Comma-separated names ("torch,onnxruntime")."""
+    if value is None:
+        return None
+    vals = [v.strip() for v in str(value).split(",") if v.strip()]
+    if not vals:
+        raise click.BadParameter("needs at least one name")
+    return vals
+
+
+def output_options(help_text: str, file_okay: bool = False) -> Callable:
+    """-o/--out and --force: where a command writes, and whether it may replace what is there."""
+    return lambda fn: _apply(fn, [
+        click.option("--out", "-o", type=click.Path(file_okay=file_okay, dir_okay=not file_okay), default=None,
+                     help=help_text),
+        click.option("--force", is_flag=True, help="Replace the output if it exists (atomically)."),
+    ])
+
+
+def quiet_option(fn: Callable) -> Callable:
+    """-q/--quiet: no progress display."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress display.")(fn)
+
+
+def threads_option(fn: Callable) -> Callable:
+    """--threads: intra-op CPU threads of PyTorch / ONNX Runtime."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="Intra-op CPU threads (default: the library's).")(fn)
+
+
+def device_option(fn: Callable) -> Callable:
+    """--device: cpu, cuda or cuda:N."""
+    return click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")(fn)
+
+
+def seed_option(fn: Callable) -> Callable:
+    """--seed: the seed of random initialisation or random inputs, recorded with the result."""
+    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                        help="Seed of random initialisation and fixed inputs.")(fn)
+
+
+def report_options(fn: Callable, plot: bool = True) -> Callable:
+    """--json/--md/--plot: write the report as JSON, Markdown and a PNG."""
+    options = [
+        click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+                     help="Write the JSON report here."),
+        click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None,
+                     help="Write the Markdown report here."),
+    ]
+    if plot:
+        options.append(click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+                                    help="Write the report's plot (PNG) here."))
+    return _apply(fn, options)
+
+
+def deprecated_alias(old: str, new: str) -> Callable:
+    """A hidden old spelling that still works for one release and says so once on stderr."""
+
+    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False, ()):
+            click.echo(f"deploykit: {old} is deprecated; use {new} (the old spelling goes in the next release)",
+                       err=True)
+        return value
+
+    return warn

@@ -294,13 +294,10 @@ def _torch_run(model: Any, x: np.ndarray, chunk: int | None) -> np.ndarray:
 
 
 def _check(path: Path, ref: _Ref, io_fp16: bool) -> _Checked:
-    import onnxruntime as ort
-
     from deploykit.harness.parity import compare_outputs
+    from deploykit.onnx_io import ort_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(path)
     in_name = sess.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:

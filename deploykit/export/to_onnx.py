@@ -28,6 +28,8 @@ from torch import nn
 from deploykit.artifact import BatchProfile, TensorSpec
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError
+from deploykit.onnx_io import EXTERNAL_DATA_THRESHOLD, weights_bytes
+from deploykit.onnx_io import save_onnx as _save_onnx
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,8 +46,6 @@ MAX_OPSET = 20
 EXPORTERS = ("auto", "torchscript", "dynamo")
 
 # protobuf cannot serialise a message over 2 GiB: past this, weights go to an external file.
-EXTERNAL_DATA_THRESHOLD = 2**31 - 2**24
-EXTERNAL_DATA_SUFFIX = ".data"
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +225,7 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, out: Path, opset: in
         model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME], dynamic_shapes=shapes, optimize=True, verbose=False,
     )
-    program.save(str(out), external_data=_weights_bytes(program.model_proto) >= EXTERNAL_DATA_THRESHOLD)
-
-
-def _weights_bytes(proto: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
+    program.save(str(out), external_data=weights_bytes(program.model_proto) >= EXTERNAL_DATA_THRESHOLD)
 
 
 def _check_io(proto: onnx.ModelProto, name: str) -> None:
@@ -268,22 +264,9 @@ def get_metadata(proto: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike,
-              threshold: int | None = None) -> str | None:
-    """Save a model; weights go to ``<name>.data`` beside it when over the 2 GB protobuf limit.
-
-    Returns the external data file name, or None when everything fits in one file.
-    """
-    path = Path(path)
-    limit = EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
-    data_name = path.name + EXTERNAL_DATA_SUFFIX
-    (path.parent / data_name).unlink(missing_ok=True)  # never append to a stale data file
-    if _weights_bytes(proto) >= limit:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-        return data_name
-    onnx.save_model(proto, str(path))
-    return None
+def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike, threshold: int | None = None) -> str | None:
+    """``onnx_io.save_onnx`` with this module's external-data threshold (tests lower it)."""
+    return _save_onnx(proto, path, EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
 
 
 def check_onnx(path: str | os.PathLike, expected_classes: int | None = None) -> None:

@@ -9,9 +9,7 @@ fewer than ``min_iters``). Latency is end to end for the caller: host numpy in, 
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
-import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ import numpy as np
 
 from deploykit.backends.base import Runner
 from deploykit.errors import DeployKitError
+from deploykit.machine import cpu_info, describe_machine, machine_slug  # noqa: F401  (re-exported)
 
 DEFAULT_ITERS = 200  # p99 of 200 samples sits between the 2nd and 3rd slowest call
 DEFAULT_WARMUP = 10
@@ -439,93 +438,6 @@ class _progress:
             self._p.stop()
 
 
-# -- machine -----------------------------------------------------------------------------------
 def cpu_model() -> str:
     """The CPU model string, for naming the machine a result came from."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(pkg: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return None
-
-
-def _nvidia_driver() -> str | None:
-    """The kernel module's version, else nvidia-smi's (sandboxed kernels have no /proc/driver/nvidia)."""
-    try:
-        with open("/proc/driver/nvidia/version") as fh:
-            m = re.search(r"Kernel Module\s+([\d.]+)", fh.read())
-            if m:
-                return m.group(1)
-    except OSError:
-        pass
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    first = out.strip().splitlines()[:1]
-    return first[0].strip() if first and re.fullmatch(r"[\d.]+", first[0].strip()) else None
-
-
-def describe_machine() -> dict[str, Any]:
-    """CPU, cores, GPU, library versions and thread settings: what a latency number depends on."""
-    import torch
-
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        affinity = os.cpu_count()
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": affinity,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "versions": {p: v for p in ("deploykit", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-                                    "onnxslim", "numpy") if (v := _version(p))},
-        "threads": {
-            "torch_intra_op": torch.get_num_threads(),
-            "torch_inter_op": torch.get_num_interop_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
-        },
-        "gpu": None,
-    }
-    if torch.cuda.is_available():
-        idx = torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(idx)
-        info["gpu"] = {
-            "name": torch.cuda.get_device_name(idx),
-            "count": torch.cuda.device_count(),
-            "memory_gb": round(props.total_memory / 2**30, 1),
-            "capability": f"{props.major}.{props.minor}",
-            "driver": _nvidia_driver(),
-            "cuda_runtime": torch.version.cuda,
-        }
-    return info
-
-
-def machine_slug(machine: dict[str, Any] | None = None) -> str:
-    """A file-name-safe machine id such as ``amd-epyc-2cpu`` or ``nvidia-h100-80gb-hbm3``."""
-    m = machine or describe_machine()
-    base = m["gpu"]["name"] if m.get("gpu") else f"{m['cpu']} {m['usable_cores']}cpu"
-    slug = re.sub(r"[^a-z0-9]+", "-", base.lower().replace("(r)", "").replace("(tm)", "")).strip("-")
-    return re.sub(r"-(processor|cpu-@.*)-", "-", slug) or "machine"
+    return cpu_info().model

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from deploykit._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from deploykit.artifact import utc_now
 from deploykit.errors import DeployKitError
-from deploykit.harness.bench import BenchResult, describe_machine
+from deploykit.harness.bench import BenchResult
+from deploykit.machine import describe_machine, machine_line  # noqa: F401  (machine_line re-exported)
 
 BENCH_SCHEMA_ID = "deploykit.bench/1"
 COMPARE_SCHEMA_ID = "deploykit.compare/1"
@@ -204,15 +205,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return lines
-
-
-def machine_line(m: dict[str, Any]) -> str:
-    """One line naming the machine a report was measured on."""
-    gpu = m.get("gpu")
-    gpu_text = f"; GPU {gpu['name']} (driver {gpu.get('driver') or '?'}, CUDA {gpu.get('cuda_runtime')})" if gpu else "; no GPU"
-    v = m.get("versions", {})
-    libs = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt") if k in v)
-    return f"{m.get('cpu')} ({m.get('usable_cores')} usable of {m.get('logical_cores')} cores){gpu_text}; {libs}"
 
 
 def _several_models(doc: dict[str, Any]) -> bool:

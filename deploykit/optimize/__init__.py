@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import onnx
 import onnx_ir as ir
 
 from deploykit.errors import DeployKitError
+from deploykit.onnx_io import load_onnx, save_onnx
 from deploykit.optimize.manager import PassManager, PassReport
 from deploykit.optimize.passes import PASSES
 
@@ -39,7 +39,6 @@ ALL_PASSES: tuple[str, ...] = (
     "fuse_concat",
     "pool_before_conv",
 )
-_PROTOBUF_LIMIT = 2**31 - 1
 
 
 @dataclass
@@ -127,49 +126,6 @@ def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
 
 
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong."""
-    from google.protobuf.message import DecodeError
-
-    p = Path(path)
-    if not p.exists():
-        raise DeployKitError(f"{p}: file not found")
-    if not p.is_file():
-        raise DeployKitError(f"{p}: not a file")
-    data = p.read_bytes()
-    if not data:
-        raise DeployKitError(f"{p}: empty file, not an ONNX model")
-    try:
-        model = onnx.load_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        kind = "truncated or corrupt ONNX protobuf" if _looks_like_onnx(data) else "not an ONNX file"
-        raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
-    if model.ir_version <= 0 or not model.HasField("graph"):
-        raise DeployKitError(f"{p}: not an ONNX file (no IR version or graph)")
-    _check_external_data(model, p)
-    if any(_has_external(t) for t in _all_tensors(model)):
-        try:
-            onnx.load_external_data_for_model(model, str(p.parent))
-        except (OSError, ValueError) as e:
-            raise DeployKitError(f"{p}: cannot read its external data ({e})") from None
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
-        raise DeployKitError(f"{p}: invalid ONNX model ({first})") from None
-    return model
-
-
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write a self-contained ONNX file atomically."""
-    from deploykit._io import atomic_write_bytes
-
-    data = model.SerializeToString()
-    if len(data) > _PROTOBUF_LIMIT:  # pragma: no cover - zoo models are far below 2 GB
-        raise DeployKitError(f"{path}: optimised model exceeds the 2 GB protobuf limit")
-    return atomic_write_bytes(path, data)
-
-
 def optimize_file(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -202,38 +158,6 @@ def verify_or_raise(original: onnx.ModelProto, optimized: onnx.ModelProto, where
             f"{MAX_REL_ERR:g} or top-1 agreement {parity.top1_agreement:.1%} < 100%); nothing written"
         )
     return parity
-
-
-def _looks_like_onnx(data: bytes) -> bool:
-    # A ModelProto starts with field 1 (ir_version, varint) or field 8 (opset_import) in practice.
-    return data[:1] in (b"\x08", b"\x42", b"\x12", b"\x1a", b"\x3a")
-
-
-def _all_tensors(model: onnx.ModelProto):
-    from onnx.external_data_helper import _get_all_tensors
-
-    return _get_all_tensors(model)
-
-
-def _has_external(tensor: onnx.TensorProto) -> bool:
-    return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
-
-
-def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
-    """External data must live inside the model's own directory (no absolute paths, no '..')."""
-    base = path.parent.resolve()
-    for tensor in _all_tensors(model):
-        if not _has_external(tensor):
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-        if not location:
-            raise DeployKitError(f"{path}: tensor '{tensor.name}' has external data with no location")
-        if os.path.isabs(location) or not (base / location).resolve().is_relative_to(base):
-            raise DeployKitError(
-                f"{path}: tensor '{tensor.name}' points to external data '{location}' outside its directory"
-            )
-        if not (base / location).is_file():
-            raise DeployKitError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
 
 
 from deploykit.optimize.stage import default_output, optimize_artifact  # noqa: E402

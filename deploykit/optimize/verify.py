@@ -67,16 +67,9 @@ class ParityCheck:
 
 def make_session(model: onnx.ModelProto | bytes | str, optimize: bool = False, threads: int = 1):
     """An ORT CPU session; ``optimize=False`` disables ORT's graph rewrites so ours are what is tested."""
-    import onnxruntime as ort
+    from deploykit.onnx_io import ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=threads, inter_op_threads=1, optimization="all" if optimize else "disable")
 
 
 def random_inputs(session, batch: int = 1, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:

@@ -65,15 +65,9 @@ def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int |
 def predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 class, label) of every image, in order: for paired comparisons of models."""
-    import onnxruntime as ort
+    from deploykit.onnx_io import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(model, threads=threads or None, inter_op_threads=1 if threads else None)
     name = sess.get_inputs()[0].name
     preds, labels = [], []
     for x, y in batches:

@@ -569,12 +569,10 @@ def ort_fusion(model) -> dict[str, int]:
     import tempfile
 
     import onnx
-    import onnxruntime as ort
+
+    from deploykit.onnx_io import ort_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.optimized_model_filepath = os.path.join(tmp, "fused.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return count_ops(onnx.load(so.optimized_model_filepath))
+        fused = os.path.join(tmp, "fused.onnx")
+        ort_session(model, optimization="extended", optimized_model_path=fused)
+        return count_ops(onnx.load(fused))

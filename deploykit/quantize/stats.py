@@ -111,15 +111,10 @@ def add_graph_outputs(model, names: Iterable[str]):
 def make_session(model, threads: int | None = None):
     """A CPU ONNX Runtime session over an in-memory model (graph optimisations off so every
     requested intermediate tensor is produced exactly as the graph defines it)."""
-    import onnxruntime as ort
+    from deploykit.onnx_io import ort_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=threads or None, inter_op_threads=1 if threads else None,
+                       optimization="disable")
 
 
 def collect_stats(

@@ -61,7 +61,7 @@ def test_describe_records_threads_and_providers(onnx_path):
 def test_spinning_can_be_turned_off_for_interleaved_sessions(onnx_path):
     with OnnxRuntimeRunner(onnx_path, threads=2, spin=False) as r:
         assert r.describe()["spin"] is False
-        assert r._so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert r.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_missing_file_and_garbage_file(tmp_path):

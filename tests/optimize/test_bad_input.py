@@ -3,7 +3,7 @@
 import numpy as np
 import onnx
 import pytest
-from conftest import ops, parse
+from .graphs import ops, parse
 
 from deploykit.errors import DeployKitError
 from deploykit.optimize import optimize_file, optimize_model

@@ -1,7 +1,7 @@
 """Clean-up pass: Identity/Dropout removal, dead nodes, unused and duplicate constants."""
 
 import numpy as np
-from conftest import ops, parse, rewrites
+from .graphs import ops, parse, rewrites
 
 GRAPH = """
 <ir_version: 8, opset_import: ["" : 17]>

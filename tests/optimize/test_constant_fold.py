@@ -1,7 +1,7 @@
 """Constant folding (onnxscript's folder): constant subgraphs become one initialiser."""
 
 import numpy as np
-from conftest import ops, parse, rewrites
+from .graphs import ops, parse, rewrites
 
 
 def test_constant_subgraph_is_folded(check):

@@ -1,7 +1,7 @@
 """BatchNorm folding: into the Conv/Gemm before it, never when that output has another reader."""
 
 import pytest
-from conftest import bn_params, ops, parse, rewrites
+from .graphs import bn_params, ops, parse, rewrites
 
 CONV_BN = """
 <ir_version: 8, opset_import: ["" : 17]>

@@ -1,7 +1,7 @@
 """Concat fusion: nested and single-input Concats, Split->Concat round trips, affine push-through."""
 
 import numpy as np
-from conftest import ops, parse, rewrites
+from .graphs import ops, parse, rewrites
 
 HEAD = '<ir_version: 8, opset_import: ["" : 17]>'
 

@@ -1,6 +1,6 @@
 """Horizontal fusion of parallel 1x1 convs: fires on Inception-style heads, nowhere else."""
 
-from conftest import ops, parse, rewrites
+from .graphs import ops, parse, rewrites
 
 HEADS = """
 <ir_version: 8, opset_import: ["" : 17]>

@@ -1,7 +1,7 @@
 """The pass manager: fixed point, iteration cap, per-pass reports."""
 
 import onnx_ir as ir
-from conftest import parse
+from .graphs import parse
 
 from deploykit.optimize import list_passes, optimize_model
 from deploykit.optimize.manager import PassManager

@@ -1,6 +1,6 @@
 """AvgPool moved before a pointwise Conv (DenseNet transitions); refused where it is not exact."""
 
-from conftest import ops, parse, rewrites
+from .graphs import ops, parse, rewrites
 
 TRANSITION = """
 <ir_version: 8, opset_import: ["" : 17]>

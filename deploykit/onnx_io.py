@@ -1,0 +1,222 @@
+"""The one ONNX / ONNX Runtime layer: load and check a file, save it (external data past 2 GB),
+and make a session, with one set of options, for every stage.
+
+``onnx`` is imported only by the functions that read or write models, so the torch-free runtime
+can make sessions through this module with nothing but onnxruntime installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from deploykit.errors import DeployKitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+# ORT graph optimisation levels by deploykit's names.
+OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+CPU = ("CPUExecutionProvider",)
+# protobuf cannot serialise a message over 2 GiB: past this, weights go to an external file.
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**24
+EXTERNAL_DATA_SUFFIX = ".data"
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's text (ORT and onnx errors run to many lines)."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
+# -- sessions ----------------------------------------------------------------------------------
+def session_options(
+    threads: int | None = None,
+    inter_op_threads: int | None = None,
+    optimization: str = "all",
+    spin: bool = True,
+    optimized_model_path: str | os.PathLike | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
+    """ORT SessionOptions from deploykit's vocabulary; errors only on the console."""
+    import onnxruntime as ort
+
+    if optimization not in OPT_LEVELS:
+        raise DeployKitError(f"graph optimisation level '{optimization}' is not one of {', '.join(OPT_LEVELS)}")
+    if threads is not None and threads < 1:
+        raise DeployKitError(f"threads must be at least 1, got {threads}")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[optimization])
+    if threads is not None:
+        so.intra_op_num_threads = threads
+    if inter_op_threads is not None:
+        so.inter_op_num_threads = inter_op_threads
+    if not spin:
+        # Idle worker threads spin between calls; with several sessions alive (an interleaved
+        # benchmark, a server) the idle ones would steal the cores from the one that is working.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def ort_session(
+    model: "str | os.PathLike | bytes | onnx.ModelProto",
+    *,
+    providers: Sequence[str] = CPU,
+    provider_options: Sequence[dict] | None = None,
+    threads: int | None = None,
+    inter_op_threads: int | None = None,
+    optimization: str = "all",
+    spin: bool = True,
+    optimized_model_path: str | os.PathLike | None = None,
+    profile_prefix: str | None = None,
+    where: str | None = None,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` over a path, serialized bytes or a ModelProto.
+
+    Every stage makes its sessions here; a model ORT refuses is a one-line DeployKitError naming
+    ``where`` (the file, or the label given).
+    """
+    import onnxruntime as ort
+
+    so = session_options(threads, inter_op_threads, optimization, spin, optimized_model_path, profile_prefix)
+    if isinstance(model, (str, os.PathLike)):
+        src: Any = str(model)
+        label = where or str(model)
+        if not Path(model).is_file():
+            raise DeployKitError(f"{label}: ONNX file not found")
+    elif isinstance(model, (bytes, bytearray)):
+        src, label = bytes(model), where or "in-memory model"
+    elif hasattr(model, "SerializeToString"):
+        src, label = model.SerializeToString(), where or (model.graph.name or "in-memory model")
+    else:
+        raise DeployKitError(f"an ONNX Runtime session needs a path, bytes or ModelProto, got {type(model).__name__}")
+    try:
+        return ort.InferenceSession(src, sess_options=so, providers=list(providers),
+                                    provider_options=list(provider_options) if provider_options else None)
+    except Exception as e:  # ORT raises its own pybind exception types for bad files
+        raise DeployKitError(f"{label}: ONNX Runtime cannot load it ({first_line(e)})") from None
+
+
+# -- files -------------------------------------------------------------------------------------
+def _looks_like_onnx(data: bytes) -> bool:
+    # A ModelProto starts with field 1 (ir_version, varint) or field 8 (opset_import) in practice.
+    return data[:1] in (b"\x08", b"\x42", b"\x12", b"\x1a", b"\x3a")
+
+
+def _all_tensors(model: "onnx.ModelProto"):
+    from onnx.external_data_helper import _get_all_tensors
+
+    return _get_all_tensors(model)
+
+
+def _has_external(tensor: "onnx.TensorProto") -> bool:
+    import onnx
+
+    return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def check_external_data(model: "onnx.ModelProto", path: Path) -> None:
+    """External data must live inside the model's own directory (no absolute paths, no '..')."""
+    base = path.parent.resolve()
+    for tensor in _all_tensors(model):
+        if not _has_external(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if not location:
+            raise DeployKitError(f"{path}: tensor '{tensor.name}' has external data with no location")
+        if os.path.isabs(location) or not (base / location).resolve().is_relative_to(base):
+            raise DeployKitError(
+                f"{path}: tensor '{tensor.name}' points to external data '{location}' outside its directory"
+            )
+        if not (base / location).is_file():
+            raise DeployKitError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+
+
+def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
+    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    if not p.exists():
+        raise DeployKitError(f"{p}: file not found")
+    if not p.is_file():
+        raise DeployKitError(f"{p}: not a file")
+    data = p.read_bytes()
+    if not data:
+        raise DeployKitError(f"{p}: empty file, not an ONNX model")
+    try:
+        model = onnx.load_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        kind = "truncated or corrupt ONNX protobuf" if _looks_like_onnx(data) else "not an ONNX file"
+        raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise DeployKitError(f"{p}: not an ONNX file (no IR version or graph)")
+    check_external_data(model, p)
+    if any(_has_external(t) for t in _all_tensors(model)):
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except (OSError, ValueError) as e:
+            raise DeployKitError(f"{p}: cannot read its external data ({e})") from None
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise DeployKitError(f"{p}: invalid ONNX model ({first_line(e)})") from None
+    return model
+
+
+def weights_bytes(model: "onnx.ModelProto") -> int:
+    """Bytes held in initializers (what decides whether the model needs external data)."""
+    return sum(len(t.raw_data) or t.ByteSize() for t in model.graph.initializer)
+
+
+def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, threshold: int | None = None) -> str | None:
+    """Write a model atomically; weights go to ``<name>.data`` beside it past the 2 GB protobuf limit.
+
+    The model (and its data file) are written into a temporary sibling directory and renamed into
+    place, so a crash leaves the previous file untouched. Returns the external data file's name,
+    or None when everything fits in one file.
+    """
+    import onnx
+
+    path = Path(path)
+    limit = EXTERNAL_DATA_THRESHOLD if threshold is None else threshold
+    data_name = path.name + EXTERNAL_DATA_SUFFIX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        external = weights_bytes(model) >= limit
+        if external:
+            onnx.save_model(model, str(tmp / path.name), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            os.replace(tmp / data_name, path.parent / data_name)
+        else:
+            try:
+                onnx.save_model(model, str(tmp / path.name))
+            except ValueError as e:  # protobuf's own 2 GB refusal
+                raise DeployKitError(f"{path}: model exceeds the 2 GB protobuf limit ({first_line(e)})") from None
+            (path.parent / data_name).unlink(missing_ok=True)  # a stale data file from an earlier save
+        os.replace(tmp / path.name, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data_name if external else None
+
+
+__all__ = ["CPU", "EXTERNAL_DATA_SUFFIX", "EXTERNAL_DATA_THRESHOLD", "OPT_LEVELS", "check_external_data",
+           "first_line", "load_onnx", "ort_session", "save_onnx", "session_options", "weights_bytes"]
