@@ -251,6 +251,12 @@ def _module_from_artifact(art: Any) -> Any:
 
     m = art.manifest
     w = m.weights or {}
+    cfg = m.data_config
+    overrides = {"image_size": cfg.image_size, "mean": tuple(cfg.mean), "std": tuple(cfg.std)}
+    if cfg.labels:
+        overrides["labels"] = tuple(cfg.labels)
+    if w.get("init") == "random":  # exported without a checkpoint: the recorded seed rebuilds it
+        return load_model(m.model, num_classes=cfg.num_classes, overrides=overrides, seed=int(w.get("seed", 0)))
     candidates = [art.path / w["file"]] if w.get("file") else []
     if w.get("path"):
         candidates.append(Path(w["path"]))
@@ -260,10 +266,6 @@ def _module_from_artifact(art: Any) -> Any:
                              "and the manifest names none that exist here; pass the zoo model name with --weights instead")
     if w.get("sha256") and sha256_file(found) != w["sha256"]:
         raise DeployKitError(f"{found}: sha256 does not match the weights recorded in {art.manifest_path}")
-    cfg = m.data_config
-    overrides = {"image_size": cfg.image_size, "mean": tuple(cfg.mean), "std": tuple(cfg.std)}
-    if cfg.labels:
-        overrides["labels"] = tuple(cfg.labels)
     return load_model(m.model, weights=str(found), num_classes=cfg.num_classes, overrides=overrides)
 
 

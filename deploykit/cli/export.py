@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import data_overrides, model_options
+from deploykit.cli.options import data_overrides, model_options, seed_option
 
 
 @click.command("export")
@@ -32,10 +32,11 @@ from deploykit.cli.options import data_overrides, model_options
               show_default=True, help="torch.onnx exporter; auto = TorchScript, dynamo if that fails.")
 @click.option("--force", is_flag=True, help="Replace an existing artifact directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@seed_option
 def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
                labels: str | None, opset: int | None, batch: int | None, dynamic_batch: bool,
                max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
-               exporter: str, force: bool, quiet: bool) -> None:
+               exporter: str, force: bool, quiet: bool, seed: int) -> None:
     """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate)."""
     from deploykit.export.api import export_model
 
@@ -50,7 +51,7 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
         overrides=data_overrides(input_size, mean, std, labels) or None,
         out=out, opset=opset, batch=batch, dynamic_batch=True if batch is None else False,
         fp16=fp16, optimize=not no_optimize, data=data, force=force, progress=not quiet,
-        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch,
+        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch, seed=seed,
     )
     click.echo(summary(artifact))
 

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -53,6 +53,7 @@ def export_model(
     data_limit: int = DATA_LIMIT,
     opt_batch: int | None = None,
     max_batch: int | None = None,
+    seed: int = 0,
 ) -> Artifact:
     """Export a zoo model to a verified ONNX artifact directory and return it.
 
@@ -79,7 +80,7 @@ def export_model(
         with ui, ArtifactWriter(out_dir, force=force) as writer:
             return _build(writer, spec, weights, num_classes, overrides, opset, batch, dynamic_batch,
                           fp16, fp16_io, optimize, data, data_limit, exporter, precision, ui,
-                          opt_batch, max_batch)
+                          opt_batch, max_batch, seed)
     except BaseException:
         _remove_empty(created_parent)
         raise
@@ -108,7 +109,7 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
            overrides: dict[str, Any] | None, opset: int, batch: int | None, dynamic_batch: bool,
            fp16: bool, fp16_io: bool, optimize: bool, data: str | None, data_limit: int,
            exporter: str, precision: str, ui: "_Progress", opt_batch: int | None = None,
-           max_batch: int | None = None) -> Artifact:
+           max_batch: int | None = None, seed: int = 0) -> Artifact:
     import onnx
 
     from deploykit.export.to_onnx import check_onnx, export_onnx, save_onnx
@@ -120,10 +121,11 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
 
         with ui.step(f"opening {data}"):
             dataset = open_data(data)
-    with ui.step(f"loading {spec.name}" + (f" from {weights}" if weights else " (random init)")):
-        model = _load(spec.name, weights, num_classes, overrides)
+    with ui.step(f"loading {spec.name}" + (f" from {weights}" if weights else f" (random init, seed {seed})")):
+        model = _load(spec.name, weights, num_classes, overrides, seed)
         cfg: DataConfig = model.data_config
-        weights_info = None
+        # Without a checkpoint the seed is the weights: recorded so any stage can rebuild the model.
+        weights_info: dict[str, Any] = {"init": "random", "seed": seed}
         if weights is not None:
             wp = Path(weights)
             weights_info = {"file": wp.name, "path": str(wp.resolve()), "sha256": sha256_file(wp)}
@@ -163,31 +165,25 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
     notes: list[str] = []
 
     if optimize:
-        optimize_model = _optimizer()
-        if optimize_model is None:
-            note = ("graph optimisation skipped: deploykit.optimize.optimize_model is not "
-                    "available in this install")
-            notes.append(note)
-            ui.done(note)
-            stages.append(("optimize", {"skipped": note}))
-        else:
-            with ui.step("optimising the graph"):
-                start = time.perf_counter()
-                result = optimize_model(onnx.load(str(main)))
-                seconds = time.perf_counter() - start
-                _restamp(result.model, spec.name, cfg, "fp32")
-                save_onnx(result.model, main)
-                check_onnx(main, expected_classes=cfg.num_classes)
-            checked = verify("optimize", "fp32")
-            report = result.to_dict() if hasattr(result, "to_dict") else {
-                "passes": [_report_dict(r) for r in result.reports]}
-            stages.append(("optimize", {
-                "params": {"passes": [_report_name(r) for r in result.reports]},
-                "modified": bool(result.modified),
-                "seconds": round(seconds, 3),
-                "report": report,
-                "parity": _parity_dict(checked),
-            }))
+        from deploykit.optimize import optimize_model
+
+        with ui.step("optimising the graph"):
+            start = time.perf_counter()
+            result = optimize_model(onnx.load(str(main)))
+            seconds = time.perf_counter() - start
+            _restamp(result.model, spec.name, cfg, "fp32")
+            save_onnx(result.model, main)
+            check_onnx(main, expected_classes=cfg.num_classes)
+        checked = verify("optimize", "fp32")
+        stages.append(("optimize", {
+            "params": {"passes": result.passes},
+            "modified": bool(result.modified),
+            "seconds": round(seconds, 3),
+            "report": result.to_dict(),
+            "parity": _parity_dict(checked),
+        }))
+    else:
+        stages.append(("optimize", {"skipped": "graph optimisation turned off (optimize=False / --no-optimize)"}))
 
     if fp16:
         from deploykit.export.fp16 import convert_to_fp16
@@ -233,21 +229,12 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
     return artifact
 
 
-def _load(name: str, weights: Any, num_classes: int | None, overrides: dict[str, Any] | None):
+def _load(name: str, weights: Any, num_classes: int | None, overrides: dict[str, Any] | None, seed: int):
     from deploykit.models.weights import load_model
 
     model = load_model(name, weights=None if weights is None else str(weights),
-                       num_classes=num_classes, overrides=overrides)
+                       num_classes=num_classes, overrides=overrides, seed=seed)
     return model.eval()
-
-
-def _optimizer() -> Callable[..., Any] | None:
-    """The optimiser's entry point, or None when this install does not have it."""
-    try:
-        from deploykit.optimize import optimize_model
-    except ImportError:
-        return None
-    return optimize_model
 
 
 def _restamp(proto: Any, name: str, cfg: DataConfig, precision: str) -> None:
@@ -327,18 +314,6 @@ def _gate_dict(precision: str) -> dict[str, Any]:
     from deploykit.harness.parity import gate_for
 
     return {k: v for k, v in dataclasses.asdict(gate_for(precision)).items() if v is not None}
-
-
-def _report_name(r: Any) -> str:
-    return r.get("name", "?") if isinstance(r, dict) else getattr(r, "name", type(r).__name__)
-
-
-def _report_dict(r: Any) -> dict[str, Any]:
-    if isinstance(r, dict):
-        return r
-    if hasattr(r, "to_dict"):
-        return r.to_dict()
-    return {"name": _report_name(r)}
 
 
 def _missing_parents(out_dir: Path) -> Path | None:

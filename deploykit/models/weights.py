@@ -102,8 +102,12 @@ def load_model(
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
     overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
 ) -> nn.Module:
     """Build a zoo model, load its weights and settle its data config; returned in eval mode.
+
+    Without weights the model is initialised from ``seed`` (the global RNG is left untouched), so
+    the same call always gives the same model and a stage can rebuild it from the manifest.
 
     The data config starts from the model's default, or from the checkpoint's own
     (``deploykit.data_config`` metadata); ``num_classes`` defaults to the checkpoint classifier's
@@ -125,7 +129,12 @@ def load_model(
         cfg = cfg.replace(num_classes=num_classes)
     cfg = apply_overrides(cfg, overrides)
 
-    model = create_model(spec.name, data_config=cfg, **kwargs)
+    if state_dict is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_model(spec.name, data_config=cfg, **kwargs)
+    else:
+        model = create_model(spec.name, data_config=cfg, **kwargs)
     if cfg.input_size != spec.data_config.input_size:
         from deploykit.models.info import check_input_size
 
@@ -133,6 +142,7 @@ def load_model(
     if state_dict is not None:
         _apply_state_dict(model, state_dict, Path(weights))  # type: ignore[arg-type]
     model.weights_path = str(weights) if weights is not None else None
+    model.init_seed = None if weights is not None else seed
     return model.eval()
 
 
