@@ -233,6 +233,32 @@ class Artifact:
         atomic_write_json(self.manifest_path, self.manifest.to_dict())
 
 
+def accuracy_gate(top1: float, reference_top1: float, ratio: float) -> tuple[bool, str]:
+    """The one accuracy gate (MLPerf's rule): pass when top-1 keeps ``ratio`` of the reference's."""
+    if not 0 < ratio <= 1:
+        raise DeployKitError(f"accuracy gate {ratio} must be in (0, 1] (e.g. 0.99 for 99% of FP32)")
+    need = ratio * reference_top1
+    passed = top1 >= need - 1e-12
+    kept_text = f"{top1 / reference_top1:.2%}" if reference_top1 > 0 else "n/a"
+    message = (f"top-1 {top1:.2%} vs FP32 reference {reference_top1:.2%}: keeps {kept_text} "
+               f"(gate: at least {ratio:.2%}, i.e. top-1 >= {need:.2%}): {'PASS' if passed else 'FAIL'}")
+    return passed, message
+
+
+def accuracy_record(dataset: str, top1: float, reference_top1: float | None, gate: float | None,
+                    reference: Any = None, **extra: Any) -> dict[str, Any]:
+    """The manifest's ``results["accuracy"]`` entry, the same keys whichever stage measured it."""
+    passed = message = None
+    if reference_top1 is not None and gate is not None:
+        passed, message = accuracy_gate(top1, reference_top1, gate)
+    return {
+        "dataset": dataset, "top1": top1, "fp32_top1": reference_top1,
+        "relative": (top1 / reference_top1) if reference_top1 else None,
+        "gate": gate, "passed": passed, "gate_message": message, "reference": reference,
+        "created": utc_now(), **extra,
+    }
+
+
 def is_artifact_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` is a directory holding a manifest."""
     p = Path(path)

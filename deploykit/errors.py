@@ -9,6 +9,12 @@ class DeployKitError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class GateError(DeployKitError):
+    """A proof failed: accuracy or parity under its gate. The CLI exits with code 3 for it."""
+
+    exit_code = 3
+
+
 class MissingExtraError(DeployKitError):
     """An optional dependency (TensorRT, onnxruntime-gpu, PyTriton) is not installed."""
 

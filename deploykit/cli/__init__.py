@@ -1,5 +1,8 @@
 """The ``deploykit`` command: one click group whose commands each parse, call one function, print.
 
+Exit codes: 0 ok, 1 error (a bad file, name or option value), 2 usage (click's own), 3 a gate
+(accuracy or parity) failed.
+
 Commands are imported lazily so ``deploykit --version`` and ``--help`` stay fast and a command's
 heavy imports (torch, onnxruntime) happen only when it runs.
 """
@@ -44,7 +47,9 @@ class DeployKitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DeployKitError as e:
-            raise click.ClickException(str(e)) from None
+            err = click.ClickException(str(e))
+            err.exit_code = getattr(e, "exit_code", 1)  # 3 for a failed gate (see errors.GateError)
+            raise err from None
 
 
 def _available(name: str) -> bool:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from deploykit.cli.options import deprecated_alias, output_options, quiet_option, threads_option
+from deploykit.quantize.calibrators import METHODS
+from deploykit.quantize.placement import PROFILES
 
 
 def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -17,28 +20,33 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
 @click.option("--calib", required=True,
               help="Calibration images: fashion-mnist:train[:512], or an image folder (never the validation split).")
 @click.option("--val", required=True, help="Validation set for the accuracy gate, e.g. fashion-mnist:test.")
-@click.option("--profile", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+@click.option("--profile", type=click.Choice(PROFILES), default="onnxruntime",
               show_default=True, help="Q/DQ layout for the runtime that will run the model.")
-@click.option("--method", type=click.Choice(["entropy", "max", "percentile", "mse", "auto"]), default=None,
+@click.option("--method", type=click.Choice([*METHODS, "auto"]), default=None,
               help="Calibrator (default: the recipe's); auto tries all and keeps the best that passes.")
 @click.option("--gate", type=float, default=None, callback=_gate,
               help="INT8 top-1 must be >= GATE x FP32 top-1 (default: the recipe's, 0.995).")
-@click.option("--recipe", default=None, help="Recipe name (resnet, densenet, ...) or a TOML file.")
+@click.option("--recipe", default=None,
+              help="A shipped recipe by name (resnet, densenet, ...) or your own FILE.toml.")
 @click.option("--num-images", type=click.IntRange(min=1), default=None, help="Calibration images to use.")
 @click.option("--keep-fp32", multiple=True, help="Node-name glob (or first/last) to leave in FP32; repeatable.")
 @click.option("--max-fallbacks", type=click.IntRange(min=0), default=None,
               help="Layers that may return to FP32 before giving up.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output artifact directory (default: ARTIFACT-int8 / ARTIFACT-int8-trt).")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Also write the report JSON (and its _sqnr.png) here.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
+@output_options("Output artifact directory (default: ARTIFACT-int8 / ARTIFACT-int8-trt).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the quantisation report as JSON here (and its SQNR plot beside it).")
+@click.option("--report", "old_report", type=click.Path(dir_okay=False), default=None, hidden=True,
+              callback=deprecated_alias("--report", "--json"))
+@threads_option
+@quiet_option
 def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str | None, gate: float | None,
                  recipe: str | None, num_images: int | None, keep_fp32: tuple[str, ...],
-                 max_fallbacks: int | None, out: str | None, force: bool, report: str | None,
-                 threads: int | None) -> None:
-    """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes."""
+                 max_fallbacks: int | None, out: str | None, force: bool, json_path: str | None,
+                 old_report: str | None, threads: int | None, quiet: bool) -> None:
+    """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes.
+
+    Exits 3 when INT8 stays under the gate after every allowed fallback (no artifact is written).
+    """
     import warnings
 
     from rich.console import Console
@@ -48,15 +56,15 @@ def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str 
     err = Console(stderr=True)
     warnings.simplefilter("ignore", QuantizeWarning)  # printed once through log_fn instead
     try:
-        art = quantize_artifact(
-            artifact, calib, val, profile=profile, method=method, gate=gate, out=out, force=force,
-            recipe=recipe, num_images=num_images, keep_fp32=list(keep_fp32) or None,
-            max_fallbacks=max_fallbacks, report=report, threads=threads, progress=True,
+        result = quantize_artifact(
+            artifact, calib, val, out=out, force=force, report=json_path or old_report, progress=not quiet,
             log_fn=lambda s: err.print(s, markup=False, highlight=False),
+            profile=profile, method=method, gate=gate, recipe=recipe, num_images=num_images,
+            keep_fp32=list(keep_fp32) or None, max_fallbacks=max_fallbacks, threads=threads,
         )
     except GateFailedError as e:
         if e.report is not None:
             e.report.render(err)
         raise
-    art.report.render(err)
-    click.echo(str(art.path))
+    result.report.render(err)
+    click.echo(str(result.path))

@@ -20,7 +20,7 @@ import numpy as np
 from deploykit._io import sha256_file
 from deploykit.artifact import Artifact, ArtifactWriter, Manifest, TensorSpec
 from deploykit.data.config import DataConfig
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, GateError
 
 MAIN_FILE = "model.onnx"
 PARITY_SAMPLES = 8  # fixed-seed inputs per parity check
@@ -148,7 +148,7 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
         if checked.data is not None:
             fails += [f"{f} on {data}" for f in check_gate(checked.data, gate_precision)]
         if fails:
-            raise DeployKitError(
+            raise GateError(
                 f"{spec.name}: {gate_precision.upper()} parity gate failed after {stage} "
                 f"(ONNX Runtime vs PyTorch): {'; '.join(fails)}"
             )

@@ -220,18 +220,9 @@ def evaluate(model: Any, dataset: Any, cfg: DataConfig, batch_size: int = 64, li
 def accuracy_gate(result: AccuracyResult | float, reference_top1: float,
                   ratio: float = DEFAULT_GATE) -> tuple[bool, str]:
     """MLPerf rule: pass when top-1 keeps at least ``ratio`` of the FP32 reference's top-1."""
-    if not 0 < ratio <= 1:
-        raise DeployKitError(f"accuracy gate {ratio} must be in (0, 1] (e.g. 0.99 for 99% of FP32)")
-    top1 = result.top1 if isinstance(result, AccuracyResult) else float(result)
-    need = ratio * reference_top1
-    passed = top1 >= need - 1e-12
-    kept = top1 / reference_top1 if reference_top1 > 0 else float("inf")
-    kept_text = f"{kept:.2%}" if reference_top1 > 0 else "n/a"
-    message = (
-        f"top-1 {top1:.2%} vs FP32 reference {reference_top1:.2%}: keeps {kept_text} "
-        f"(gate: at least {ratio:.2%}, i.e. top-1 >= {need:.2%}): {'PASS' if passed else 'FAIL'}"
-    )
-    return passed, message
+    from deploykit.artifact import accuracy_gate as gate
+
+    return gate(result.top1 if isinstance(result, AccuracyResult) else float(result), reference_top1, ratio)
 
 
 def plot_accuracy(result: AccuracyResult, path: Any, title: str | None = None) -> Any:

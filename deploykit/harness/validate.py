@@ -138,7 +138,7 @@ def _validate_model(name: str, dataset: Any, weights: Any, num_classes: int | No
 def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
                        limit: int | None, threads: int | None, progress: bool,
                        record: bool) -> ValidationReport:
-    from deploykit.artifact import Artifact, utc_now
+    from deploykit.artifact import Artifact, accuracy_record
 
     art = Artifact.load(path)
     cfg = art.data_config
@@ -155,16 +155,13 @@ def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
                               precision=art.manifest.precision, backend="onnxruntime",
                               result=result, reference=reference, gate=gate, notes=notes)
     if record:
-        entry = result.to_dict(confusion=len(result.classes) <= CONFUSION_MAX_CLASSES)
-        # Same keys as the quantize stage's entry (fp32_top1, relative, gate, passed), plus more.
-        entry.update({
-            "backend": "onnxruntime", "created": utc_now(), "reference": reference,
-            "fp32_top1": reference["top1"] if reference else None,
-            "relative": (result.top1 / reference["top1"]) if reference and reference["top1"] else None,
-            "gate": ratio if gate is not None else None,
-            "passed": gate["passed"] if gate is not None else None,
-            "gate_message": gate["message"] if gate is not None else None,
-        })
+        details = result.to_dict(confusion=len(result.classes) <= CONFUSION_MAX_CLASSES)
+        details.pop("dataset", None)
+        details.pop("top1", None)
+        entry = accuracy_record(dataset=result.dataset, top1=result.top1,
+                                reference_top1=reference["top1"] if reference else None,
+                                gate=ratio if reference else None, reference=reference,
+                                backend="onnxruntime", **details)
         art.record_result("accuracy", entry)
     return report
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import onnx
 import onnx_ir as ir
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, GateError
 from deploykit.onnx_io import load_onnx, save_onnx
 from deploykit.optimize.manager import PassManager, PassReport
 from deploykit.optimize.passes import PASSES
@@ -153,7 +153,7 @@ def verify_or_raise(original: onnx.ModelProto, optimized: onnx.ModelProto, where
     except Exception as e:  # noqa: BLE001 - ORT refuses the model: say so on one line
         raise DeployKitError(f"{where}: could not run the model to check parity ({type(e).__name__}: {e})") from None
     if not parity.passed:
-        raise DeployKitError(
+        raise GateError(
             f"{where}: optimised graph failed the parity gate (max rel err {parity.max_rel:.3g} > "
             f"{MAX_REL_ERR:g} or top-1 agreement {parity.top1_agreement:.1%} < 100%); nothing written"
         )

@@ -13,13 +13,14 @@ import hashlib
 import logging
 import os
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, GateError
 
 METHODS_AUTO_ORDER = ("entropy", "percentile", "mse", "max")
 SENSITIVITY_IMAGES = 64
@@ -27,10 +28,11 @@ VAL_CACHE_BYTES = 256 * 2**20
 
 log = logging.getLogger(__name__)
 
-__all__ = ["quantize_artifact", "GateFailedError", "QuantizeWarning"]
+__all__ = ["GateFailedError", "QuantizeOptions", "QuantizeResult", "QuantizeWarning", "prepare_for_quantization",
+           "quantize_artifact", "quantize_model", "write_int8_artifact"]
 
 
-class GateFailedError(DeployKitError):
+class GateFailedError(GateError):
     """INT8 accuracy stayed under the gate even after every allowed fallback."""
 
     report: Any = None
@@ -150,11 +152,13 @@ def _overlap(calib: _Source, val: _Source, calib_limit: int) -> int:
 # -------------------------------------------------------------------------------------- the model
 
 
-def _fold_batchnorm(model):
-    """Fold Conv->BatchNormalization so each conv is quantised with its final weights."""
+def prepare_for_quantization(model):
+    """Fold Conv->BatchNormalization (each conv is quantised with its final weights) and settle
+    the graph for placement: the FP32 model every INT8 variant is compared against."""
     from deploykit.optimize import optimize_model
+    from deploykit.quantize.placement import prepare_model
 
-    return optimize_model(model, passes=["fold_batchnorm"]).model
+    return prepare_model(optimize_model(model, passes=["fold_batchnorm"]).model)
 
 
 def _float_tensors(model) -> list[str]:
@@ -167,86 +171,121 @@ def _float_tensors(model) -> list[str]:
     return names
 
 
-# ------------------------------------------------------------------------------------------- main
+# ---------------------------------------------------------------------------------------- options
 
 
-def quantize_artifact(
-    artifact_dir: str | os.PathLike,
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """One quantisation run's settings: a recipe with the caller's overrides merged in."""
+
+    profile: str = "onnxruntime"
+    method: str = "entropy"
+    gate: float = 0.995
+    recipe: str = "default"
+    num_images: int = 512
+    batch: int = 32
+    min_images: int = 32
+    per_channel: bool = True
+    keep_fp32: tuple[str, ...] = ()
+    max_fallbacks: int = 10
+    percentile: float = 99.99
+    threads: int | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, **overrides: Any) -> "QuantizeOptions":
+        """The recipe's values, each replaced by an override that is not None; then validated."""
+        base = {k: getattr(recipe, k) for k in ("method", "gate", "num_images", "batch", "min_images",
+                                                "per_channel", "keep_fp32", "max_fallbacks", "percentile")}
+        base["recipe"] = recipe.name
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise DeployKitError(f"unknown quantisation option(s): {', '.join(sorted(unknown))}")
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        base["keep_fp32"] = tuple(base["keep_fp32"])
+        return cls(**base).checked()
+
+    def checked(self) -> "QuantizeOptions":
+        from deploykit.quantize.calibrators import METHODS
+        from deploykit.quantize.placement import PROFILES
+
+        if self.profile not in PROFILES:
+            raise DeployKitError(f"profile '{self.profile}' is not one of {', '.join(PROFILES)}")
+        if self.method not in METHODS + ("auto",):
+            raise DeployKitError(f"method '{self.method}' is not one of {', '.join(METHODS + ('auto',))}")
+        if not 0 < self.gate <= 1:
+            raise DeployKitError(f"gate {self.gate} must be in (0, 1]")
+        if self.num_images < 1 or self.batch < 1 or self.min_images < 1 or self.max_fallbacks < 0:
+            raise DeployKitError("num_images, batch and min_images must be positive and max_fallbacks not negative")
+        if self.threads is not None and self.threads < 1:
+            raise DeployKitError(f"threads must be at least 1, got {self.threads}")
+        return self
+
+    @property
+    def out_suffix(self) -> str:
+        return "int8" if self.profile == "onnxruntime" else "int8-trt"
+
+
+@dataclass
+class QuantizeResult:
+    """What a quantisation run produced: the INT8 model, its report and every method tried."""
+
+    options: QuantizeOptions
+    model: Any  # the INT8 onnx.ModelProto
+    fp32_model: Any  # the prepared FP32 model it was compared against
+    plan: Any  # placement.QuantPlan
+    stats: dict[str, Any]
+    report: Any  # report.QuantReport
+    attempts: dict[str, Any]  # method -> gate.Attempt
+    calibration: dict[str, Any]
+    validation: str
+    fusion: dict[str, int] | None = None
+    artifact: Any = None  # the written Artifact (quantize_artifact), None for quantize_model alone
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.passed)
+
+    @property
+    def chosen(self) -> Any:
+        return self.attempts[self.report.chosen]
+
+    @property
+    def path(self) -> Path:
+        """The written artifact's directory."""
+        if self.artifact is None:
+            raise DeployKitError("this quantisation result was not written to an artifact")
+        return self.artifact.path
+
+
+# --------------------------------------------------------------------------------------- pipeline
+
+
+def quantize_model(
+    fp32,
     calib: Any,
     val: Any,
-    profile: str = "onnxruntime",
-    method: str | None = None,
-    gate: float | None = None,
-    out: str | os.PathLike | None = None,
-    force: bool = False,
-    recipe: str | os.PathLike | None = None,
-    num_images: int | None = None,
-    batch: int | None = None,
-    min_images: int | None = None,
-    keep_fp32: Iterable[str] | None = None,
-    max_fallbacks: int | None = None,
-    percentile: float | None = None,
-    report: str | os.PathLike | None = None,
-    threads: int | None = None,
+    data_config: Any,
+    options: QuantizeOptions,
+    *,
+    model_name: str = "model",
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
-):
-    """Quantise an FP32 artifact to INT8 and prove it keeps ``gate`` x FP32 top-1 on ``val``.
+) -> QuantizeResult:
+    """Calibrate, place Q/DQ, gate and fall back: an FP32 ONNX model in, an INT8 result out.
 
-    Returns the new :class:`~deploykit.artifact.Artifact` (its ``report`` attribute holds the
-    :class:`~deploykit.quantize.report.QuantReport`). Raises :class:`GateFailedError` (after writing
-    ``report`` when given) if the gate cannot be met; no artifact is written then.
+    Nothing is written; raises :class:`GateFailedError` (with the report) when the gate cannot
+    be met. The public lower-level entry point that benchmarks and ``quantize_artifact`` share.
     """
-    import onnx
-
-    from deploykit.artifact import Artifact, ArtifactWriter, Manifest
-    from deploykit.quantize.calibrators import CalibConfig, METHODS
+    from deploykit.quantize.calibrators import CalibConfig
     from deploykit.quantize.gate import run_gate, top1
-    from deploykit.quantize.placement import PROFILES, plan_placement, prepare_model, resolve_keep
-    from deploykit.quantize.recipes import load_recipe, recipe_for
+    from deploykit.quantize.placement import plan_placement, resolve_keep
     from deploykit.quantize.report import QuantReport
     from deploykit.quantize.stats import collect_stats
-    from deploykit.quantize.trt_cache import write_cache
 
     say = log_fn or log.info
-    art = Artifact.load(artifact_dir)
-    m = art.manifest
-    if m.format != "onnx" or m.precision != "fp32":
-        raise DeployKitError(f"{art.path}: quantisation needs an FP32 ONNX artifact, this one is {m.precision} {m.format}")
-    if profile not in PROFILES:
-        raise DeployKitError(f"profile '{profile}' is not one of {', '.join(PROFILES)}")
-    rec = load_recipe(recipe) if recipe is not None else recipe_for(m.model, m.family)
-    method = method or rec.method
-    if method not in METHODS + ("auto",):
-        raise DeployKitError(f"method '{method}' is not one of {', '.join(METHODS + ('auto',))}")
-    gate = rec.gate if gate is None else float(gate)
-    if not 0 < gate <= 1:
-        raise DeployKitError(f"gate {gate} must be in (0, 1]")
-    num_images = num_images or rec.num_images
-    batch = batch or rec.batch
-    min_images = rec.min_images if min_images is None else min_images
-    max_fallbacks = rec.max_fallbacks if max_fallbacks is None else max_fallbacks
-    percentile = rec.percentile if percentile is None else percentile
-    keep_patterns = list(rec.keep_fp32 if keep_fp32 is None else keep_fp32)
-    suffix = "int8" if profile == "onnxruntime" else "int8-trt"
-    out_dir = Path(out) if out is not None else art.path.with_name(f"{art.path.name}-{suffix}")
-    if out_dir.exists() and not force:
-        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
-    cfg = art.data_config
-
-    # data
+    o, cfg = options, data_config
     cal, vs = _source(calib, "calibration"), _source(val, "validation")
-    if len(cal) == 0:
-        raise DeployKitError(f"calibration set {cal.name} is empty")
-    used = min(num_images, len(cal))
-    if used < min_images:
-        raise DeployKitError(
-            f"calibration set {cal.name} has {len(cal)} images; at least {min_images} are needed"
-        )
-    if len(vs) == 0:
-        raise DeployKitError(f"validation set {vs.name} is empty")
-    if vs.dataset is None and vs.y is None:
-        raise DeployKitError("validation arrays need labels: pass (x, y)")
+    used = _check_sources(cal, vs, o)
     warns: list[str] = []
     shared = _overlap(cal, vs, used)
     if shared:
@@ -256,26 +295,20 @@ def quantize_artifact(
         warnings.warn(msg, QuantizeWarning, stacklevel=2)
         say(f"warning: {msg}")
 
-    # model
-    try:
-        fp32 = onnx.load(str(art.main_path))
-    except Exception as e:  # noqa: BLE001 - protobuf raises several types
-        raise DeployKitError(f"{art.main_path}: cannot read ONNX ({e.__class__.__name__})") from None
-    model = prepare_model(_fold_batchnorm(fp32))
-    keep = resolve_keep(model, keep_patterns)
-    full_plan = plan_placement(model, profile, keep)
-    tensors = list(full_plan.stat_tensors)
-    if profile == "tensorrt":
+    model = prepare_for_quantization(fp32)
+    keep = resolve_keep(model, list(o.keep_fp32))
+    tensors = list(plan_placement(model, o.profile, keep).stat_tensors)
+    if o.profile == "tensorrt":
         tensors = list(dict.fromkeys(tensors + _float_tensors(model)))
 
-    # one streaming pass over the calibration set
+    # one streaming pass over the calibration set; its first images also feed the sensitivity
     sens: list[np.ndarray] = []
     digest = hashlib.sha256()
     seen = 0
 
     def cal_batches() -> Iterator[np.ndarray]:
         nonlocal seen
-        for x, _ in cal.batches(cfg, batch, limit=used, progress="calibrating" if progress else False):
+        for x, _ in cal.batches(cfg, o.batch, limit=used, progress="calibrating" if progress else False):
             digest.update(np.ascontiguousarray(x, np.float32).tobytes())
             if sum(len(s) for s in sens) < SENSITIVITY_IMAGES:
                 sens.append(x[: SENSITIVITY_IMAGES - sum(len(s) for s in sens)])
@@ -283,83 +316,106 @@ def quantize_artifact(
             yield x
 
     say(f"collecting statistics of {len(tensors)} tensors over {used} calibration images")
-    stats = collect_stats(model, tensors, cal_batches(), threads=threads)
-    calib_info = {
-        "spec": cal.name, "images": seen, "fingerprint": cal.fingerprint(used),
-        "data_sha256": digest.hexdigest(), "batch": batch,
-    }
+    stats = collect_stats(model, tensors, cal_batches(), threads=o.threads)
+    calib_info = {"spec": cal.name, "images": seen, "fingerprint": cal.fingerprint(used),
+                  "data_sha256": digest.hexdigest(), "batch": o.batch}
 
-    # validation: cached in memory when small, else re-streamed per measurement
-    val_cache: list[tuple[np.ndarray, np.ndarray]] | None = None
-    per_image = 4 * int(np.prod(cfg.input_size))
-    if per_image * len(vs) <= VAL_CACHE_BYTES:
-        val_cache = list(vs.batches(cfg, max(batch, 64), progress="loading validation set" if progress else False))
-
-    def val_batches() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        return val_cache if val_cache is not None else vs.batches(cfg, max(batch, 64))
-
-    fp32_top1 = top1(model, val_batches(), threads)
+    val_batches = _validation_batches(vs, cfg, o.batch, progress)
+    fp32_top1 = top1(model, val_batches(), o.threads)
     say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f}")
-    rep = QuantReport(model=m.model, profile=profile, fp32_top1=fp32_top1, gate=gate, val=vs.name,
+    rep = QuantReport(model=model_name, profile=o.profile, fp32_top1=fp32_top1, gate=o.gate, val=vs.name,
                       calib=calib_info, warnings=warns)
 
     def attempt(meth: str, fallbacks: int):
-        cc = CalibConfig(method=meth, percentile=percentile)
-        return run_gate(model, stats, cc, profile, keep, val_batches, lambda: iter(sens), fp32_top1,
-                        gate, max_fallbacks=fallbacks, threads=threads, per_channel=rec.per_channel,
-                        log=say)
+        return run_gate(model, stats, CalibConfig(method=meth, percentile=o.percentile), o.profile, keep,
+                        val_batches, lambda: iter(sens), fp32_top1, o.gate, max_fallbacks=fallbacks,
+                        threads=o.threads, per_channel=o.per_channel, log=say)
 
-    results: dict[str, tuple] = {}
-    if method == "auto":
+    tried: dict[str, tuple] = {}
+    if o.method == "auto":
         for meth in METHODS_AUTO_ORDER:
-            results[meth] = attempt(meth, 0)
-        passing = [k for k in METHODS_AUTO_ORDER if results[k][0].passed]
+            tried[meth] = attempt(meth, 0)
+        passing = [k for k in METHODS_AUTO_ORDER if tried[k][0].passed]
         if passing:
-            chosen = max(passing, key=lambda k: results[k][0].top1_final)
+            chosen = max(passing, key=lambda k: tried[k][0].top1_final)
         else:
-            chosen = max(METHODS_AUTO_ORDER, key=lambda k: results[k][0].top1_initial)
-            results[chosen] = attempt(chosen, max_fallbacks)
+            chosen = max(METHODS_AUTO_ORDER, key=lambda k: tried[k][0].top1_initial)
+            tried[chosen] = attempt(chosen, o.max_fallbacks)
     else:
-        chosen = method
-        results[chosen] = attempt(chosen, max_fallbacks)
-    rep.attempts = [r[0] for r in results.values()]
+        chosen = o.method
+        tried[chosen] = attempt(chosen, o.max_fallbacks)
+    rep.attempts = [r[0] for r in tried.values()]
     rep.chosen = chosen
-    best, qmodel, plan = results[chosen]
+    best, qmodel, plan = tried[chosen]
     rep.passed = best.passed
-
+    result = QuantizeResult(options=o, model=qmodel, fp32_model=model, plan=plan, stats=stats, report=rep,
+                            attempts={k: v[0] for k, v in tried.items()}, calibration=calib_info,
+                            validation=vs.name)
     if not best.passed:
-        if report is not None:
-            rep.write(report)
         exc = GateFailedError(
-            f"INT8 top-1 {best.top1_final:.4f} is under the gate {gate} x FP32 {fp32_top1:.4f} = "
-            f"{gate * fp32_top1:.4f} ({method}, {len(best.fallbacks)} layers returned to FP32); no artifact written"
+            f"INT8 top-1 {best.top1_final:.4f} is under the gate {o.gate} x FP32 {fp32_top1:.4f} = "
+            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32); "
+            "no artifact written"
         )
         exc.report = rep
         raise exc
-
-    fusion = None
-    if profile == "onnxruntime":
+    if o.profile == "onnxruntime":
         from deploykit.quantize.placement import ort_fusion
 
         fused = ort_fusion(qmodel)
-        fusion = {k: v for k, v in sorted(fused.items())}
+        result.fusion = dict(sorted(fused.items()))
         unfused = sum(fused.get(op, 0) for op in ("Conv", "FusedConv", "Gemm", "MatMul"))
         say(f"ONNX Runtime fuses {fused.get('QLinearConv', 0)} QLinearConv, {fused.get('QGemm', 0)} QGemm, "
             f"{fused.get('QLinearAdd', 0)} QLinearAdd, {fused.get('QLinearConcat', 0)} QLinearConcat; "
             f"{unfused} weighted ops left in float")
+    return result
 
-    # the artifact, written whole or not at all
-    from deploykit.artifact import tool_versions
-    from deploykit.quantize.calibrators import calibrate
 
+def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
+    """The number of calibration images to use; empty or too-small sets are one-line errors."""
+    if len(cal) == 0:
+        raise DeployKitError(f"calibration set {cal.name} is empty")
+    used = min(o.num_images, len(cal))
+    if used < o.min_images:
+        raise DeployKitError(f"calibration set {cal.name} has {len(cal)} images; at least {o.min_images} are needed")
+    if len(vs) == 0:
+        raise DeployKitError(f"validation set {vs.name} is empty")
+    if vs.dataset is None and vs.y is None:
+        raise DeployKitError("validation arrays need labels: pass (x, y)")
+    return used
+
+
+def _validation_batches(vs: _Source, cfg: Any, batch: int,
+                        progress: bool) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]:
+    """Validation batches, cached in memory when small, else re-streamed per measurement."""
+    if 4 * int(np.prod(cfg.input_size)) * len(vs) <= VAL_CACHE_BYTES:
+        cache = list(vs.batches(cfg, max(batch, 64), progress="loading validation set" if progress else False))
+        return lambda: cache
+    return lambda: vs.batches(cfg, max(batch, 64))
+
+
+# ------------------------------------------------------------------------------------- artifacts
+
+
+def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.PathLike,
+                        force: bool = False) -> Any:
+    """The INT8 artifact (model, TensorRT calibration cache, report, manifest), whole or not at all."""
+    import onnx
+
+    from deploykit.artifact import ArtifactWriter, Manifest, accuracy_record, tool_versions
+    from deploykit.quantize.calibrators import CalibConfig, calibrate
+    from deploykit.quantize.trt_cache import write_cache
+
+    m, o, rep = parent.manifest, result.options, result.report
+    best = result.chosen
     with ArtifactWriter(out_dir, force=force) as w:
-        onnx.save(qmodel, str(w.dir / "model.onnx"))
+        onnx.save(result.model, str(w.dir / "model.onnx"))
         files = {"model": "model.onnx"}
-        if profile == "tensorrt":
-            thr = calibrate(stats, CalibConfig(method=chosen, percentile=percentile), asymmetric=False)
+        if o.profile == "tensorrt":
+            thr = calibrate(result.stats, CalibConfig(method=rep.chosen, percentile=o.percentile), asymmetric=False)
             scales = {t: max(v, 1e-12) / 127.0 for t, v in thr.items()}
-            write_cache(w.dir / "calibration.cache", scales, art.main_path, method=chosen,
-                        extra={"parent_manifest_sha256": art.manifest_sha256()})
+            write_cache(w.dir / "calibration.cache", scales, parent.main_path, method=rep.chosen,
+                        extra={"parent_manifest_sha256": parent.manifest_sha256()})
             files["calibration_cache"] = "calibration.cache"
         written = rep.write(w.dir / "quantize_report.json")
         files["report"] = written[0].name
@@ -369,31 +425,74 @@ def quantize_artifact(
         manifest = Manifest(
             model=m.model, family=m.family, format="onnx", precision="int8", main_file="model.onnx",
             data_config=m.data_config, inputs=m.inputs, outputs=m.outputs, batch=m.batch,
-            opset=max(o.version for o in qmodel.opset_import if o.domain in ("", "ai.onnx")),
-            weights=m.weights, parent=art.parent_ref(), versions=tool_versions(),
-            stages=list(m.stages),
+            opset=max(op.version for op in result.model.opset_import if op.domain in ("", "ai.onnx")),
+            weights=m.weights, parent=parent.parent_ref(), versions=tool_versions(), stages=list(m.stages),
         )
         manifest.add_stage(
             "quantize",
-            params={
-                "profile": profile, "method": chosen, "requested_method": method, "gate": gate,
-                "per_channel": rec.per_channel, "recipe": rec.name, "keep_fp32_patterns": keep_patterns,
-            },
-            calibration=calib_info,
+            params={"profile": o.profile, "method": rep.chosen, "requested_method": o.method, "gate": o.gate,
+                    "per_channel": o.per_channel, "recipe": o.recipe, "keep_fp32_patterns": list(o.keep_fp32)},
+            calibration=result.calibration,
             fallbacks=summary["fallbacks"],
             kept_fp32=summary["kept_fp32"],
-            placement=plan.summary(),
-            ort_fused_ops=fusion,
+            placement=result.plan.summary(),
+            ort_fused_ops=result.fusion,
             files=files,
         )
-        manifest.results["accuracy"] = {
-            "dataset": vs.name, "top1": best.top1_final, "fp32_top1": fp32_top1,
-            "relative": summary["relative_accuracy"], "gate": gate, "passed": True,
-        }
+        manifest.results["accuracy"] = accuracy_record(
+            dataset=result.validation, top1=best.top1_final, reference_top1=rep.fp32_top1, gate=o.gate,
+            reference="fp32 model (ONNX Runtime) on the same images")
         manifest.results["quantize"] = {k: summary[k] for k in (
             "method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")}
-        result = w.commit(manifest)
+        return w.commit(manifest)
+
+
+def quantize_artifact(
+    artifact_dir: str | os.PathLike,
+    calib: Any,
+    val: Any,
+    options: QuantizeOptions | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    report: str | os.PathLike | None = None,
+    progress: bool = False,
+    log_fn: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> QuantizeResult:
+    """Quantise an FP32 artifact to INT8 and prove it keeps ``gate`` x FP32 top-1 on ``val``.
+
+    ``options`` defaults to the family's recipe (or ``recipe=``) merged with ``overrides``
+    (``profile``, ``method``, ``gate``, ``num_images``, ``keep_fp32``, ``threads``...). Returns a
+    :class:`QuantizeResult` whose ``artifact`` is the new INT8 artifact; raises
+    :class:`GateFailedError` (after writing ``report`` when given) and writes no artifact when the
+    gate cannot be met.
+    """
+    from deploykit.artifact import Artifact
+    from deploykit.onnx_io import load_onnx
+    from deploykit.quantize.recipes import load_recipe, recipe_for
+
+    art = Artifact.load(artifact_dir)
+    m = art.manifest
+    if m.format != "onnx" or m.precision != "fp32":
+        raise DeployKitError(f"{art.path}: quantisation needs an FP32 ONNX artifact, this one is {m.precision} {m.format}")
+    if options is None:
+        recipe = overrides.pop("recipe", None)
+        rec = load_recipe(recipe) if recipe is not None else recipe_for(m.model, m.family)
+        options = QuantizeOptions.from_recipe(rec, **overrides)
+    elif overrides:
+        raise DeployKitError("give quantisation settings either as options or as keyword overrides, not both")
+    out_dir = Path(out) if out is not None else art.path.with_name(f"{art.path.name}-{options.out_suffix}")
+    if out_dir.exists() and not force:
+        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
+    try:
+        result = quantize_model(load_onnx(art.main_path, check=False), calib, val, art.data_config, options,
+                                model_name=m.model, progress=progress, log_fn=log_fn)
+    except GateFailedError as e:
+        if report is not None and e.report is not None:
+            e.report.write(report)
+        raise
+    result.artifact = write_int8_artifact(art, result, out_dir, force=force)
     if report is not None:
-        rep.write(report)
-    result.report = rep  # type: ignore[attr-defined]
+        result.report.write(report)
     return result

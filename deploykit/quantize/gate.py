@@ -86,8 +86,10 @@ def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
 
 
 def meets(int8_top1: float, fp32_top1: float, gate: float) -> bool:
-    """The gate: INT8 top-1 at least ``gate`` x FP32 top-1."""
-    return int8_top1 >= gate * fp32_top1 - 1e-12
+    """The gate: INT8 top-1 at least ``gate`` x FP32 top-1 (the artifact schema's one formula)."""
+    from deploykit.artifact import accuracy_gate
+
+    return accuracy_gate(int8_top1, fp32_top1, gate)[0]
 
 
 def run_gate(

@@ -52,7 +52,7 @@ def test_tensorrt_profile_writes_a_cache_bound_to_the_fp32_model(fp32_artifact, 
     scales = read_cache(cache, fp32_artifact.main_path)
     assert "input" in scales and all(s > 0 for s in scales.values())
     with pytest.raises(DeployKitError, match="another model"):
-        read_cache(cache, out.main_path)  # the QDQ model is not the one it was made for
+        read_cache(cache, out.artifact.main_path)  # the QDQ model is not the one it was made for
 
 
 def test_sensitive_layer_falls_back_and_then_passes(sensitive_artifact, tmp_path):
@@ -63,9 +63,9 @@ def test_sensitive_layer_falls_back_and_then_passes(sensitive_artifact, tmp_path
     assert [f.layer for f in best.fallbacks] == ["/conv2/Conv"]  # ...is ranked worst and returned
     assert best.fallbacks[0].sqnr_drop_db > 15
     assert best.top1_final >= 0.995 * rep.fp32_top1 and rep.passed
-    stage = out.manifest.stages[-1]
+    stage = out.artifact.manifest.stages[-1]
     assert stage["kept_fp32"] == ["/conv2/Conv"] and stage["fallbacks"][0]["layer"] == "/conv2/Conv"
-    q = onnx.load(str(out.main_path))
+    q = onnx.load(str(out.artifact.main_path))
     conv2 = next(n for n in q.graph.node if n.name == "/conv2/Conv")
     prod = {o: n.op_type for n in q.graph.node for o in n.output}
     assert prod.get(conv2.input[0]) == "Relu" and prod.get(conv2.input[1]) is None  # FP32 in and weights
@@ -110,7 +110,7 @@ def test_overlapping_calibration_and_validation_sets_warn(fp32_artifact, tmp_pat
     with pytest.warns(QuantizeWarning, match="share 100 images"):
         out = quant(fp32_artifact, tmp_path, calib="fashion-mnist:test[:128]", val="fashion-mnist:test[28:300]",
                     method="max", num_images=128)
-    assert "share 100 images" in out.manifest.results["quantize"]["warnings"][0]
+    assert "share 100 images" in out.artifact.manifest.results["quantize"]["warnings"][0]
 
 
 def test_nan_activations_are_named(fp32_artifact, tmp_path):
@@ -135,6 +135,6 @@ def test_only_fp32_onnx_artifacts_are_quantised(fp32_artifact, tmp_path):
 
 def test_onnxruntime_artifact_records_that_ort_fused_every_layer(fp32_artifact, tmp_path):
     out = quant(fp32_artifact, tmp_path, method="max")
-    fused = out.manifest.stages[-1]["ort_fused_ops"]
+    fused = out.artifact.manifest.stages[-1]["ort_fused_ops"]
     assert fused["QLinearConv"] == 6 and fused.get("QGemm", 0) == 1
     assert not any(fused.get(op, 0) for op in ("Conv", "FusedConv", "Gemm"))
