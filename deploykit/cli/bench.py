@@ -7,29 +7,16 @@ from typing import Any
 
 import click
 
-from deploykit.cli.options import data_overrides, model_options
+from deploykit.artifact import PRECISIONS
+from deploykit.cli.options import (data_overrides, device_option, int_list, model_options, name_list, quiet_option,
+                                   report_options, report_tables, seed_option, threads_option)
 from deploykit.errors import DeployKitError
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        vals = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
-    if not vals or min(vals) < 1:
-        raise click.BadParameter(f"'{value}' must list batch sizes of at least 1")
-    return vals
+def _old_backends(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    from deploykit.cli.options import deprecated_alias
 
-
-def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    vals = [v.strip() for v in value.split(",") if v.strip()]
-    if not vals:
-        raise click.BadParameter("needs at least one name")
-    return vals
+    return name_list(ctx, param, deprecated_alias("--backends", "--backend")(ctx, param, value))
 
 
 def _load_target(target: str, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
@@ -73,14 +60,14 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
 
 @click.command("bench")
 @click.argument("target")
-@click.option("--backend", "backends", callback=_name_list, default="onnxruntime", show_default=True,
+@click.option("--backend", "backends", callback=name_list, default="onnxruntime", show_default=True,
               help="torch, onnxruntime, tensorrt; a comma list runs each in turn.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (tensorrt for ORT's TensorRT EP).")
-@click.option("--precision", "precisions", callback=_name_list, default=None,
+@device_option
+@click.option("--precision", "precisions", callback=name_list, default=None,
               help="torch: fp32 or fp16 (CUDA); files: checked against the artifact. Comma list allowed.")
-@click.option("--batch", "batches", callback=_int_list, default="1", show_default=True,
+@click.option("--batch", "batches", callback=int_list, default="1", show_default=True,
               help="Batch sizes, e.g. 1,8,32.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op CPU threads (default: library's).")
+@threads_option
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls per batch size.")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed calls per batch size (default 200).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -91,10 +78,8 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
 @click.option("--channels-last", is_flag=True, help="torch: channels-last memory format.")
 @click.option("--cuda-graph", is_flag=True, help="torch on CUDA: capture once, replay a CUDA graph.")
 @click.option("--compile", "compile_", is_flag=True, help="torch: run through torch.compile.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
-@click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a PNG of latency and throughput against batch size here.")
+@report_options
+@quiet_option
 @click.option("--record", is_flag=True,
               help="Store the latency summary in the artifact's manifest (TARGET must be an artifact dir).")
 @model_options
@@ -102,7 +87,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
               threads: int | None, warmup: int, iters: int | None, duration: float | None, rounds: int | None,
               channels_last: bool,
               cuda_graph: bool, compile_: bool, json_path: str | None, md_path: str | None, plot_path: str | None,
-              record: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
+              quiet: bool, record: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
               labels: Any) -> None:
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
     from deploykit.backends import make_runner
@@ -139,10 +124,11 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
             runner.spin = False  # idle sessions must not take the cores from the one being timed
         runners.append((runner, precision))
     if rounds is not None:
-        results = _interleaved(runners, batches, rounds, iters, warmup, console, machine, model_name)
+        results = _interleaved(runners, batches, rounds, iters, warmup, console.is_terminal and not quiet, machine,
+                               model_name)
     else:
         results = [benchmark(runner, batches, warmup=warmup, iters=iters, duration=duration,
-                             progress=console.is_terminal, machine=machine, model=model_name)
+                             progress=console.is_terminal and not quiet, machine=machine, model=model_name)
                    for runner, _ in runners]
     doc = bench_report(results, machine=machine)
     columns = bench_columns(doc)
@@ -170,7 +156,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
 
 
 def _interleaved(runners: list[tuple[Any, str | None]], batches: list[int], rounds: int, iters: int | None,
-                 warmup: int, console: Any, machine: dict[str, Any], model: str) -> list[Any]:
+                 warmup: int, progress: bool, machine: dict[str, Any], model: str) -> list[Any]:
     """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
     from deploykit.harness.bench import DEFAULT_ITERS, BenchResult, benchmark_interleaved
 
@@ -180,7 +166,7 @@ def _interleaved(runners: list[tuple[Any, str | None]], batches: list[int], roun
         labels[label] = runner
     per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
     by_batch = {b: benchmark_interleaved(labels, batch=b, rounds=rounds, iters_per_round=per_round, warmup=warmup,
-                                         progress=console.is_terminal, model=model, machine=machine)
+                                         progress=progress, model=model, machine=machine)
                 for b in batches}
     results = []
     for label in labels:
@@ -208,33 +194,35 @@ def _speedup_lines(results: list[Any]) -> list[str]:
 
 @click.command("compare")
 @click.argument("target")
-@click.option("--backends", callback=_name_list, default="torch,onnxruntime", show_default=True,
+@click.option("--backend", "backends", callback=name_list, default="torch,onnxruntime", show_default=True,
               help="Comma list; the first is the reference the others must match.")
+@click.option("--backends", "old_backends", callback=_old_backends, default=None, hidden=True)
 @click.option("--data", default=None, help="Real images (e.g. fashion-mnist:test[:64] or a folder) instead of "
                                            "fixed-seed inputs.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size fed to every backend.")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Samples to compare (default: one batch of fixed-seed inputs, or 64 images with --data).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "mixed", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Gate to apply (default: the loosest precision among the backends).")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op CPU threads.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed inputs.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
-@click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table here.")
+@device_option
+@threads_option
+@seed_option
+@report_tables
+@quiet_option
 @model_options
-def compare_cmd(target: str, backends: list[str], data: str | None, batch: int, samples: int | None,
+def compare_cmd(target: str, backends: list[str], old_backends: list[str] | None, data: str | None, batch: int, samples: int | None,
                 precision: str | None, device: str, threads: int | None, seed: int, json_path: str | None,
-                md_path: str | None, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
+                md_path: str | None, quiet: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
                 labels: Any) -> None:
-    """Check that every backend gives TARGET's answers; exits 1 when a tolerance is exceeded."""
+    """Check that every backend gives TARGET's answers; exits 3 when a tolerance is exceeded."""
     from deploykit.harness.compare import compare_backends
     from deploykit.harness.report import compare_markdown, compare_report, write_json, write_markdown
 
+    backends = old_backends or backends
     obj = _load_target(target, weights, num_classes, input_size, mean, std, labels)
     console = _console()
     result = compare_backends(obj, backends, data=data, batch=batch, precision=precision, device=device,
-                              threads=threads, samples=samples, seed=seed, progress=console.is_terminal)
+                              threads=threads, samples=samples, seed=seed, progress=console.is_terminal and not quiet)
     doc = compare_report(result)
     rows = []
     for r in result.rows:
@@ -252,5 +240,5 @@ def compare_cmd(target: str, backends: list[str], data: str | None, batch: int, 
     if not result.passed:
         for f in result.failures:
             click.echo(f"FAIL {f}", err=True)
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(3)
     click.echo(f"PASS: {len(result.rows)} output comparison(s) within the {result.precision} gate")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import data_overrides, model_options, seed_option
+from deploykit.cli.options import (batch_spec, data_overrides, deprecated_alias, model_options, output_options,
+                                   quiet_option, seed_option)
 
 
 @click.command("export")
@@ -12,36 +13,40 @@ from deploykit.cli.options import data_overrides, model_options, seed_option
 @model_options
 @click.option("--opset", type=int, default=None,
               help="ONNX opset (default 18; 13-20 accepted by both ONNX Runtime and TensorRT 10).")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Fixed batch size (default: dynamic batch).")
-@click.option("--dynamic-batch", is_flag=True, default=False,
-              help="Symbolic batch dimension (the default; excludes --batch).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=None,
-              help="Largest batch the dynamic artifact promises (default 32): engine builds and "
-                   "benchmarks use it.")
-@click.option("--opt-batch", type=click.IntRange(min=1), default=None,
-              help="Batch size engines are tuned for (default 1).")
+@click.option("--batch", callback=batch_spec, default=None, metavar="N|MIN:OPT:MAX",
+              help="A fixed batch size N, or the dynamic profile MIN:OPT:MAX the artifact promises "
+                   "(default 1:1:32; engines are tuned for OPT, benchmarks and runtimes accept MIN..MAX).")
+@click.option("--dynamic-batch", is_flag=True, default=False, hidden=True,
+              callback=deprecated_alias("--dynamic-batch", "--batch MIN:OPT:MAX (dynamic is the default)"))
+@click.option("--max-batch", type=click.IntRange(min=1), default=None, hidden=True,
+              callback=deprecated_alias("--max-batch", "--batch 1:OPT:MAX"))
+@click.option("--opt-batch", type=click.IntRange(min=1), default=None, hidden=True,
+              callback=deprecated_alias("--opt-batch", "--batch 1:OPT:MAX"))
 @click.option("--fp16", is_flag=True, help="Write an FP16 model (float32 inputs/outputs kept).")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 inputs and outputs too.")
 @click.option("--no-optimize", "no_optimize", is_flag=True, help="Skip the graph optimiser.")
 @click.option("--data", default=None, metavar="SPEC",
               help="Also check parity on real images, e.g. fashion-mnist:test[:64] or a folder.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
-              help="Artifact directory (default artifacts/MODEL/, artifacts/MODEL-fp16/ for --fp16).")
+@output_options("Artifact directory (default artifacts/MODEL/, artifacts/MODEL-fp16/ for --fp16).")
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto",
               show_default=True, help="torch.onnx exporter; auto = TorchScript, dynamo if that fails.")
-@click.option("--force", is_flag=True, help="Replace an existing artifact directory.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@quiet_option
 @seed_option
 def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
-               labels: str | None, opset: int | None, batch: int | None, dynamic_batch: bool,
+               labels: str | None, opset: int | None, batch: int | tuple[int, int, int] | None, dynamic_batch: bool,
                max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
                exporter: str, force: bool, quiet: bool, seed: int) -> None:
     """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate)."""
     from deploykit.export.api import export_model
 
+    min_batch = None
+    if isinstance(batch, tuple):
+        if max_batch is not None or opt_batch is not None:
+            raise click.UsageError("--batch MIN:OPT:MAX already gives the profile; drop --max-batch/--opt-batch")
+        min_batch, opt_batch, max_batch = batch
+        batch = None
     if batch is not None and dynamic_batch:
-        raise click.UsageError("--batch and --dynamic-batch exclude each other; give one")
+        raise click.UsageError("--batch N (fixed) and --dynamic-batch exclude each other; give one")
     if batch is not None and (max_batch is not None or opt_batch is not None):
         raise click.UsageError("--max-batch/--opt-batch apply to a dynamic batch, not with --batch")
     if fp16_io and not fp16:
@@ -51,7 +56,7 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
         overrides=data_overrides(input_size, mean, std, labels) or None,
         out=out, opset=opset, batch=batch, dynamic_batch=True if batch is None else False,
         fp16=fp16, optimize=not no_optimize, data=data, force=force, progress=not quiet,
-        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch, seed=seed,
+        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch, min_batch=min_batch, seed=seed,
     )
     click.echo(summary(artifact))
 

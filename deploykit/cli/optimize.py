@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from deploykit.cli.options import deprecated_alias, report_tables
+
 
 def _passes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     if value is None:
@@ -23,17 +25,20 @@ def _passes(ctx: click.Context, param: click.Parameter, value: str | None) -> li
 @click.argument("source", metavar="IN", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Output file or artifact directory (default: <IN>-opt).")
+@click.option("--force", is_flag=True, help="Replace the output if it exists (atomically).")
 @click.option("--passes", callback=_passes, default=None, metavar="LIST",
               help="Comma-separated passes, or 'all' / 'default' (default: the ORT-CPU pipeline, "
                    "without fuse_parallel_conv); see --list-passes.")
-@click.option("--report", is_flag=True, help="Show what each pass rewrote.")
-@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--details", is_flag=True, help="Show what each pass rewrote.")
+@click.option("--report", "old_report", is_flag=True, hidden=True,
+              callback=deprecated_alias("--report (the flag)", "--details"))
+@report_tables
 @click.option("--no-verify", is_flag=True,
               help="Files only: skip the ONNX Runtime parity check (e.g. custom ops ORT cannot run).")
 @click.option("--list-passes", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, p, v: _list(ctx) if v else None, help="List the passes and exit.")
-def optimize_cmd(source: Path, out: Path | None, passes: list[str] | None, report: bool, force: bool,
-                 no_verify: bool) -> None:
+def optimize_cmd(source: Path, out: Path | None, force: bool, passes: list[str] | None, details: bool,
+                 old_report: bool, json_path: str | None, md_path: str | None, no_verify: bool) -> None:
     """Optimise IN (an .onnx file or an fp32 artifact directory) and check it still computes the same."""
     from deploykit.artifact import is_artifact_dir
     from deploykit.errors import DeployKitError
@@ -52,7 +57,22 @@ def optimize_cmd(source: Path, out: Path | None, passes: list[str] | None, repor
             raise DeployKitError(f"{target}: already exists; pass --force to replace it")
         result = optimize_file(source, target, passes=passes, verify=not no_verify)
         written = target
-    _print(result, written, report)
+    _print(result, written, details or old_report)
+    _write_reports(result, written, json_path, md_path)
+
+
+def _write_reports(result, written: Path, json_path: str | None, md_path: str | None) -> None:
+    """The per-pass report as JSON and a Markdown table, for CI logs and reviews."""
+    from deploykit._io import atomic_write_json, atomic_write_text
+
+    doc = {"output": str(written), **result.to_dict()}
+    if json_path:
+        atomic_write_json(json_path, doc)
+    if md_path:
+        rows = ["| pass | nodes before | nodes after | rewrites | seconds |", "|---|---:|---:|---:|---:|"]
+        rows += [f"| {r.name} | {r.nodes_before} | {r.nodes_after} | {r.rewrites} | {r.seconds:.2f} |"
+                 for r in result.reports]
+        atomic_write_text(md_path, f"# Optimisation of {written}\n\n" + "\n".join(rows) + "\n")
 
 
 def _print(result, written: Path, report: bool) -> None:

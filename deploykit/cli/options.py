@@ -111,6 +111,25 @@ def name_list(ctx: click.Context | None, param: click.Parameter | None, value: s
     return vals
 
 
+def batch_spec(ctx: click.Context | None, param: click.Parameter | None,
+               value: str | None) -> tuple[int, int, int] | int | None:
+    """A batch size ``N`` (fixed) or a dynamic profile ``MIN:OPT:MAX`` (1 <= MIN <= OPT <= MAX)."""
+    if value is None:
+        return None
+    parts = str(value).split(":")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a batch size N or a profile MIN:OPT:MAX") from None
+    if len(nums) == 1:
+        if nums[0] < 1:
+            raise click.BadParameter(f"batch {nums[0]} must be at least 1")
+        return nums[0]
+    if len(nums) != 3 or not 1 <= nums[0] <= nums[1] <= nums[2]:
+        raise click.BadParameter(f"'{value}' must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
+    return nums[0], nums[1], nums[2]
+
+
 def output_options(help_text: str, file_okay: bool = False) -> Callable:
     """-o/--out and --force: where a command writes, and whether it may replace what is there."""
     return lambda fn: _apply(fn, [
@@ -140,6 +159,11 @@ def seed_option(fn: Callable) -> Callable:
     """--seed: the seed of random initialisation or random inputs, recorded with the result."""
     return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                         help="Seed of random initialisation and fixed inputs.")(fn)
+
+
+def report_tables(fn: Callable) -> Callable:
+    """--json/--md for a command whose report has no plot."""
+    return report_options(fn, plot=False)
 
 
 def report_options(fn: Callable, plot: bool = True) -> Callable:

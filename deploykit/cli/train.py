@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from deploykit.cli.options import deprecated_alias, device_option, quiet_option
+
 
 def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
     if value is None or value == "auto":
@@ -29,11 +31,11 @@ def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 @click.option("--threads", callback=_threads, default=None,
               help="CPU threads for training, or 'auto': all cores while the machine is otherwise "
                    "idle, 1 while it is busy (default: torch's choice).")
-@click.option("--device", default="cpu", show_default=True,
-              help="Train on cpu or cuda[:N]; the recipe, and so the cache entry, is the same.")
-@click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a progress bar.")
+@device_option
+@quiet_option
+@click.option("--no-progress", is_flag=True, hidden=True, callback=deprecated_alias("--no-progress", "--quiet"))
 def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_limit: int | None,
-                        force: bool, threads: int | str | None, device: str, no_progress: bool) -> None:
+                        force: bool, threads: int | str | None, device: str, quiet: bool, no_progress: bool) -> None:
     """Train MODEL on Fashion-MNIST with its reference recipe, once; print the cached checkpoint.
 
     The checkpoint path is the only thing on stdout; accuracy and timing go to stderr.
@@ -42,7 +44,7 @@ def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_
 
     recipe = get_recipe(model, epochs=epochs, limit=limit, eval_limit=eval_limit)
     cached = None if force else read_result(recipe)
-    record = cached or train_reference(model, recipe=recipe, progress=not no_progress,
+    record = cached or train_reference(model, recipe=recipe, progress=not (quiet or no_progress),
                                        force=force, threads=threads, device=device)
     status = "cached" if cached else "trained"
     # Only the path goes to stdout, so a script can do: W=$(deploykit train-reference resnet18)

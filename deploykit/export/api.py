@@ -54,6 +54,7 @@ def export_model(
     opt_batch: int | None = None,
     max_batch: int | None = None,
     seed: int = 0,
+    min_batch: int | None = None,
 ) -> Artifact:
     """Export a zoo model to a verified ONNX artifact directory and return it.
 
@@ -68,7 +69,7 @@ def export_model(
     opset = check_opset(opset)
     from deploykit.export.to_onnx import batch_profile
 
-    batch_profile(batch, dynamic_batch, opt_batch, max_batch)  # bad sizes fail before any work
+    batch_profile(batch, dynamic_batch, opt_batch, max_batch, min_batch)  # bad sizes fail before any work
     if fp16_io and not fp16:
         raise DeployKitError("float16 inputs/outputs (fp16_io) need fp16=True")
     out_dir = Path(out) if out is not None else default_out_dir(spec.name, fp16)
@@ -80,7 +81,7 @@ def export_model(
         with ui, ArtifactWriter(out_dir, force=force) as writer:
             return _build(writer, spec, weights, num_classes, overrides, opset, batch, dynamic_batch,
                           fp16, fp16_io, optimize, data, data_limit, exporter, precision, ui,
-                          opt_batch, max_batch, seed)
+                          opt_batch, max_batch, seed, min_batch)
     except BaseException:
         _remove_empty(created_parent)
         raise
@@ -109,7 +110,7 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
            overrides: dict[str, Any] | None, opset: int, batch: int | None, dynamic_batch: bool,
            fp16: bool, fp16_io: bool, optimize: bool, data: str | None, data_limit: int,
            exporter: str, precision: str, ui: "_Progress", opt_batch: int | None = None,
-           max_batch: int | None = None, seed: int = 0) -> Artifact:
+           max_batch: int | None = None, seed: int = 0, min_batch: int | None = None) -> Artifact:
     import onnx
 
     from deploykit.export.to_onnx import check_onnx, export_onnx, save_onnx
@@ -134,7 +135,7 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
     with ui.step(f"exporting ONNX (opset {opset})"):
         info = export_onnx(model, cfg, main, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
                            exporter=exporter, model_name=spec.name, precision="fp32",
-                           opt_batch=opt_batch, max_batch=max_batch)
+                           opt_batch=opt_batch, max_batch=max_batch, min_batch=min_batch)
     ui.done(f"exported with the {info.exporter} exporter in {info.seconds:.1f} s")
 
     with ui.step("running PyTorch on the parity inputs"):
@@ -182,8 +183,6 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
             "report": result.to_dict(),
             "parity": _parity_dict(checked),
         }))
-    else:
-        stages.append(("optimize", {"skipped": "graph optimisation turned off (optimize=False / --no-optimize)"}))
 
     if fp16:
         from deploykit.export.fp16 import convert_to_fp16

@@ -93,25 +93,29 @@ DEFAULT_MAX_BATCH = 32
 
 
 def batch_profile(batch: int | None, dynamic_batch: bool, opt_batch: int | None = None,
-                  max_batch: int | None = None) -> BatchProfile:
+                  max_batch: int | None = None, min_batch: int | None = None) -> BatchProfile:
     """The batch sizes an artifact promises: fixed, or a dynamic range [1, max] tuned for opt.
 
     The ONNX batch dim itself is unbounded; the range is what later stages build for (a TensorRT
     optimisation profile) and what benchmarks and runtimes accept.
     """
-    for label, value in (("batch", batch), ("opt batch", opt_batch), ("max batch", max_batch)):
+    for label, value in (("batch", batch), ("opt batch", opt_batch), ("max batch", max_batch),
+                         ("min batch", min_batch)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DeployKitError(f"{label} {value!r} must be a positive integer")
     if batch is not None or not dynamic_batch:
-        if opt_batch is not None or max_batch is not None:
-            raise DeployKitError("opt/max batch apply to a dynamic batch; a fixed batch has one size")
+        if opt_batch is not None or max_batch is not None or min_batch is not None:
+            raise DeployKitError("min/opt/max batch apply to a dynamic batch; a fixed batch has one size")
         size = 1 if batch is None else batch
         return BatchProfile(min=size, opt=size, max=size, dynamic=False)
     top = DEFAULT_MAX_BATCH if max_batch is None else max_batch
-    opt = 1 if opt_batch is None else opt_batch
+    low = 1 if min_batch is None else min_batch
+    opt = low if opt_batch is None else opt_batch
     if opt > top:
         raise DeployKitError(f"opt batch {opt} is larger than max batch {top}")
-    return BatchProfile(min=1, opt=opt, max=top, dynamic=True)
+    if low > opt:
+        raise DeployKitError(f"min batch {low} is larger than opt batch {opt}")
+    return BatchProfile(min=low, opt=opt, max=top, dynamic=True)
 
 
 def export_onnx(
@@ -127,6 +131,7 @@ def export_onnx(
     precision: str = "fp32",
     opt_batch: int | None = None,
     max_batch: int | None = None,
+    min_batch: int | None = None,
 ) -> ExportInfo:
     """Export ``model`` to ``path`` as checked ONNX: input "input" (NCHW float32), output "logits".
 
@@ -137,7 +142,7 @@ def export_onnx(
     opset = check_opset(opset)
     if exporter not in EXPORTERS:
         raise DeployKitError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
-    profile = batch_profile(batch, dynamic_batch, opt_batch, max_batch)
+    profile = batch_profile(batch, dynamic_batch, opt_batch, max_batch, min_batch)
     path = Path(path)
     name = model_name or getattr(model, "model_name", None) or type(model).__name__
     c, h, w = data_config.input_size

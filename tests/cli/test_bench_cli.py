@@ -119,7 +119,7 @@ def test_compare_exits_nonzero_when_a_tolerance_is_exceeded(run, tmp_path):
     bad = zoo_artifact(tmp_path, bias_shift=0.5)  # hashes valid, ONNX no longer matches its weights
     res = run("compare", bad.path, "--backends", "torch,onnxruntime", "--batch", "2", "--md", tmp_path / "c.md",
               "--json", tmp_path / "c.json")
-    assert res.exit_code == 1
+    assert res.exit_code == 3  # a failed gate
     assert "FAIL" in res.output and "of the logit range" in res.output
     assert "FAIL: max abs error" in (tmp_path / "c.md").read_text()
     assert json.loads((tmp_path / "c.json").read_text())["passed"] is False

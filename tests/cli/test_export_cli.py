@@ -18,8 +18,8 @@ def run(*args: str):
 
 
 def error_line(result) -> str:
-    """The CLI's error output: exactly one line starting with 'Error:'."""
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    """The CLI's error output: exactly one line starting with 'Error:' (beside deprecation notes)."""
+    lines = [ln for ln in result.output.splitlines() if ln.strip() and "is deprecated; use" not in ln]
     assert len(lines) == 1, result.output
     assert lines[0].startswith("Error: "), result.output
     return lines[0]
@@ -60,6 +60,20 @@ def test_max_batch_is_recorded_and_conflicts_with_a_fixed_batch(tmp_path):
     assert r.exit_code == 2 and "--max-batch/--opt-batch apply to a dynamic batch" in r.output
     r = run("resnet18", *SMALL, "--opt-batch", "64", "--out", str(tmp_path / "y"))
     assert r.exit_code == 1 and "opt batch 64 is larger than max batch 32" in error_line(r)
+    assert "--max-batch is deprecated; use --batch 1:OPT:MAX" in r.output or "--opt-batch is deprecated" in r.output
+
+
+def test_batch_takes_a_dynamic_profile(tmp_path):
+    out = tmp_path / "r18"
+    r = run("resnet18", *SMALL, "--no-optimize", "--batch", "2:8:64", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    b = Artifact.load(out).manifest.batch
+    assert (b.min, b.opt, b.max, b.dynamic) == (2, 8, 64, True)
+    assert Artifact.load(out).manifest.inputs[0].shape[0] == "batch"
+    for bad in ("8:2:64", "0", "1:2", "x"):
+        r = run("resnet18", *SMALL, "--batch", bad, "--out", str(tmp_path / "bad"))
+        assert r.exit_code == 2 and "--batch" in r.output, (bad, r.output)
+    assert not (tmp_path / "bad").exists()
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -114,7 +128,8 @@ def test_help_lists_the_options():
     r = CliRunner().invoke(cli, ["export", "--help"])
     assert r.exit_code == 0
     for opt in ("--weights", "--num-classes", "--input-size", "--mean", "--std", "--labels", "--opset",
-                "--batch", "--dynamic-batch", "--fp16", "--no-optimize", "--data", "--out", "--force"):
+                "--batch", "MIN:OPT:MAX", "--fp16", "--no-optimize", "--data", "--out", "--force", "--seed",
+                "--quiet"):
         assert opt in r.output, opt
 
 

@@ -57,8 +57,9 @@ def _artifact(tmp_path, precision: str = "fp32"):
         return w.commit(manifest)
 
 
-def test_optimize_file_prints_the_pass_table(onnx_file):
-    res = CliRunner().invoke(cli, ["optimize", str(onnx_file), "--report"])
+def test_optimize_file_prints_the_pass_table(onnx_file, tmp_path):
+    res = CliRunner().invoke(cli, ["optimize", str(onnx_file), "--details", "--json", str(tmp_path / "r.json"),
+                                   "--md", str(tmp_path / "r.md")])
     assert res.exit_code == 0, res.output
     out = onnx_file.with_name("tiny-opt.onnx")
     assert out.is_file()
@@ -66,6 +67,15 @@ def test_optimize_file_prints_the_pass_table(onnx_file):
     assert ops == ["AveragePool", "Conv", "GlobalAveragePool", "Flatten", "Gemm"]
     assert "pool_before_conv" in res.output and "moved before" in res.output
     assert "6 -> 5 nodes" in res.output and "gate passed" in res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["nodes_before"] == 6 and doc["nodes_after"] == 5 and doc["parity"]["passed"]
+    assert "| pool_before_conv | 5 | 5 | 1 |" in (tmp_path / "r.md").read_text()  # per pass, after the ones before
+
+
+def test_the_old_report_flag_still_works_and_says_it_is_deprecated(onnx_file):
+    res = CliRunner().invoke(cli, ["optimize", str(onnx_file), "--report"])
+    assert res.exit_code == 0, res.output
+    assert "--report (the flag) is deprecated; use --details" in res.output and "moved before" in res.output
 
 
 def test_optimize_file_with_explicit_passes_and_output(onnx_file, tmp_path):

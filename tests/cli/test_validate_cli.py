@@ -90,7 +90,7 @@ def test_degraded_child_fails_the_gate(fp32_artifact, tmp_path):
     child = degraded_child(fp32_artifact, tmp_path / "child")
     # The parent was validated on the same slice above or is evaluated now; both give a reference.
     res = invoke(str(child.path), "--data", SLICE, "--json", str(tmp_path / "c.json"))
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 3, res.output  # a failed gate
     assert "accuracy gate failed" in res.output and "FAIL" in res.output
     report = json.loads((tmp_path / "c.json").read_text())
     assert report["passed"] is False and report["reference"]["path"] == str(fp32_artifact.path)
