@@ -19,8 +19,24 @@ def test_import_is_light() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(deploykit._LAZY))
-def test_public_entry_point_resolves(name: str) -> None:
-    assert callable(getattr(deploykit, name))
+def test_public_entry_point_is_the_stage_function_with_type_hints(name: str) -> None:
+    """``deploykit.X`` is the stage's own object (not a copy), documented and annotated."""
+    import importlib
+    import inspect
+
+    obj = getattr(deploykit, name)
+    assert obj is getattr(importlib.import_module(deploykit._LAZY[name]), name)
+    assert inspect.getdoc(obj), f"{name} has no docstring"
+    if inspect.isfunction(obj):
+        sig = inspect.signature(obj)
+        assert sig.return_annotation is not inspect.Signature.empty, f"{name} has no return type"
+        assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()
+                   if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)), f"{name} has unannotated parameters"
+
+
+def test_entry_points_do_what_they_say() -> None:
+    model = deploykit.create_model("resnet18", num_classes=3)
+    assert "resnet50" in deploykit.list_models() and model.data_config.num_classes == 3
 
 
 def test_unknown_attribute_raises() -> None:

@@ -14,6 +14,28 @@ from deploykit.errors import DeployKitError
 from deploykit.harness.bench import LatencyStats, benchmark, make_feeds
 
 
+class FakeClock:
+    """A perf_counter_ns that moves only when a fake runner "works": durations become exact."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+    def spend(self, seconds: float) -> None:
+        self.now += int(round(seconds * 1e9))
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    from deploykit.harness import bench
+
+    fake = FakeClock()
+    monkeypatch.setattr(bench.time, "perf_counter_ns", fake)
+    return fake
+
+
 class CountingRunner(Runner):
     """A runner whose first call is slow and later calls are fast, counting every call."""
 
@@ -50,14 +72,19 @@ def test_stats_of_a_known_sample():
     assert s.min == 1 and s.max == 100 and s.mean == pytest.approx(50.5)
 
 
-def test_counts_match_and_warmup_is_excluded():
-    r = CountingRunner(first_s=0.3)
+def test_counts_match_and_warmup_is_excluded(clock):
+    class Costly(CountingRunner):
+        def _infer(self, feeds):
+            clock.spend(0.3 if self.calls == 0 else 0.002)  # the first call is slow, the rest 2 ms
+            return super()._infer(feeds)
+
+    r = Costly(first_s=0)
     res = benchmark(r, [1, 4], warmup=3, iters=40, machine={})
     assert [b.batch for b in res.batches] == [1, 4]
     for b in res.batches:
         assert b.iterations == 40 and b.warmup == 3
-        assert b.latency_ms.max < 300  # the slow first call is not among the timed samples
-    assert res.batches[0].first_inference_ms >= 300
+        assert b.latency_ms.max == pytest.approx(2.0)  # the slow first call is not among the timed samples
+    assert res.batches[0].first_inference_ms == pytest.approx(300.0)
     assert r.calls == 2 * (3 + 40)  # per batch size: warm-up (first call included) + timed iterations
     assert not r.is_active  # benchmark deactivates a runner it activated
 
@@ -78,13 +105,15 @@ def test_statistics_on_a_tiny_onnx_model_are_sane(tmp_path):
     assert res.settings["iters"] == 120 and res.settings["warmup"] == 5
 
 
-def test_duration_mode_runs_for_the_duration():
-    r = CountingRunner(first_s=0)
-    t0 = time.perf_counter()
-    res = benchmark(r, [1], warmup=0, duration=0.2, min_iters=5, machine={})
-    assert time.perf_counter() - t0 >= 0.2
+def test_duration_mode_runs_for_the_duration(clock):
+    class TenMs(CountingRunner):
+        def _infer(self, feeds):
+            clock.spend(0.01)
+            return super()._infer(feeds)
+
+    res = benchmark(TenMs(first_s=0), [1], warmup=0, duration=0.2, min_iters=5, machine={})
     b = res.batches[0]
-    assert b.iterations >= 5 and b.total_s >= 0.2
+    assert b.iterations == 20 and b.total_s == pytest.approx(0.2)  # 20 calls of 10 ms fill 0.2 s
     assert res.settings["duration_s"] == 0.2 and res.settings["iters"] is None
 
 
@@ -139,29 +168,30 @@ def test_real_feeds_are_used():
     assert all((s == 7).all() for s in seen) and len(seen) == 3
 
 
-def test_time_limit_cuts_a_slow_row_but_keeps_min_iters():
+def test_time_limit_cuts_a_slow_row_but_keeps_min_iters(clock):
     class Slow(CountingRunner):
         def _infer(self, feeds):
-            time.sleep(0.01)
+            clock.spend(0.01)
             return super()._infer(feeds)
 
     res = benchmark(Slow(first_s=0), [1], warmup=0, iters=1000, time_limit=0.1, min_iters=15, machine={})
-    assert 15 <= res.batches[0].iterations < 1000
+    assert res.batches[0].iterations == 15  # 0.1 s holds 10 calls of 10 ms; min_iters wins
     assert res.settings["time_limit_s"] == 0.1 and res.settings["iters"] == 1000
     with pytest.raises(DeployKitError, match="time_limit"):
         benchmark(Slow(), [1], duration=1.0, time_limit=0.5)
 
 
 class SleepyRunner(CountingRunner):
-    """Sleeps a fixed time per call and logs its name, to check interleaving order and ratios."""
+    """Costs a fixed (fake-clock) time per call and logs its name, to check interleaving and ratios."""
 
-    def __init__(self, name: str, sleep_s: float, log: list[str]) -> None:
+    def __init__(self, name: str, sleep_s: float, log: list[str], clock: FakeClock | None = None) -> None:
         super().__init__(first_s=0.0)
-        self.name, self.sleep_s, self.log = name, sleep_s, log
+        self.name, self.sleep_s, self.log, self.clock = name, sleep_s, log, clock
 
     def _infer(self, feeds):
         self.log.append(self.name)
-        time.sleep(self.sleep_s)
+        if self.clock is not None:
+            self.clock.spend(self.sleep_s)
         return {"y": feeds["x"]}
 
 
@@ -181,15 +211,16 @@ def test_interleaved_rounds_alternate_order_and_keep_round_medians():
         assert not runners[k].is_active
 
 
-def test_interleaved_ratio_finds_the_slower_runner():
+def test_interleaved_ratio_finds_the_slower_runner(clock):
     from deploykit.harness.bench import benchmark_interleaved
     from deploykit.harness.significance import median_ratio_ci
 
     log: list[str] = []
-    out = benchmark_interleaved({"fast": SleepyRunner("fast", 0.0, log), "slow": SleepyRunner("slow", 0.003, log)},
+    out = benchmark_interleaved({"fast": SleepyRunner("fast", 0.001, log, clock),
+                                 "slow": SleepyRunner("slow", 0.003, log, clock)},
                                 rounds=8, iters_per_round=3, warmup=1, machine={})
     r = median_ratio_ci(out["slow"].batches[0].round_p50_ms, out["fast"].batches[0].round_p50_ms)
-    assert r.verdict == "slower" and r.median_ratio > 2
+    assert r.verdict == "slower" and r.median_ratio == pytest.approx(3.0)
 
 
 def test_interleaved_report_passes_the_schema_and_bad_settings_are_refused(tmp_path):
