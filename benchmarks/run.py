@@ -86,7 +86,7 @@ def _log(msg: str) -> None:
 # -- preparing the model files -----------------------------------------------------------------
 def calibration_images(cfg: Any, n: int) -> tuple[np.ndarray, str]:
     """Real Fashion-MNIST train images at the model's input size; seeded synthetic ones without it."""
-    from deploykit.harness.parity import dataset_inputs, parity_inputs
+    from deploykit.parity import dataset_inputs, parity_inputs
 
     try:
         xs = list(dataset_inputs(f"fashion-mnist:train[:{n}]", cfg, limit=n, batch=n))

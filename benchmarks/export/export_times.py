@@ -26,7 +26,7 @@ import torch
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.export.to_onnx import DEFAULT_OPSET, export_onnx
 from deploykit.harness.bench import cpu_model
-from deploykit.harness.parity import check_gate, compare_outputs, parity_inputs
+from deploykit.parity import check_gate, compare_outputs, parity_inputs
 from deploykit.models import create_model, list_models
 
 HERE = Path(__file__).parent

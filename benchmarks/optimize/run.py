@@ -152,7 +152,7 @@ def ort_reorders(path: Path, workdir: Path) -> int:
 
 
 def bench_model(name: str, size: int, rounds: int, threads: int, progress) -> dict:
-    from deploykit.harness.parity import compare_outputs
+    from deploykit.parity import compare_outputs
 
     with tempfile.TemporaryDirectory(prefix=f"dk-bench-{name}-") as tmp:
         workdir = Path(tmp)

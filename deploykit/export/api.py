@@ -114,11 +114,11 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
     import onnx
 
     from deploykit.export.to_onnx import check_onnx, export_onnx, save_onnx
-    from deploykit.harness.parity import check_gate
+    from deploykit.parity import check_gate
 
     dataset = None
     if data is not None:
-        from deploykit.harness.parity import open_data
+        from deploykit.parity import open_data
 
         with ui.step(f"opening {data}"):
             dataset = open_data(data)
@@ -252,7 +252,7 @@ def _restamp(proto: Any, name: str, cfg: DataConfig, precision: str) -> None:
 
 def _reference(model: Any, cfg: DataConfig, chunk: int | None, dataset: Any, data: str | None,
                data_limit: int) -> _Ref:
-    from deploykit.harness.parity import dataset_inputs, parity_inputs
+    from deploykit.parity import dataset_inputs, parity_inputs
 
     n = PARITY_SAMPLES if chunk is None else chunk * math.ceil(PARITY_SAMPLES / chunk)
     x = parity_inputs(cfg, n, seed=PARITY_SEED)
@@ -280,7 +280,7 @@ def _torch_run(model: Any, x: np.ndarray, chunk: int | None) -> np.ndarray:
 
 
 def _check(path: Path, ref: _Ref, io_fp16: bool) -> _Checked:
-    from deploykit.harness.parity import compare_outputs
+    from deploykit.parity import compare_outputs
     from deploykit.onnx_io import ort_session
 
     sess = ort_session(path)
@@ -310,7 +310,7 @@ def _parity_dict(checked: _Checked) -> dict[str, Any]:
 def _gate_dict(precision: str) -> dict[str, Any]:
     import dataclasses
 
-    from deploykit.harness.parity import gate_for
+    from deploykit.parity import gate_for
 
     return {k: v for k, v in dataclasses.asdict(gate_for(precision)).items() if v is not None}
 

@@ -103,29 +103,9 @@ class BenchResult:
 # -- inputs ----------------------------------------------------------------------------------
 def make_feeds(runner: Runner, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs matching the runner's inputs, with the batch dim set to ``batch``."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, (dtype, shape) in runner.input_metadata().items():
-        dims = []
-        for i, d in enumerate(shape):
-            if i == 0:
-                if isinstance(d, int) and d > 0 and d != batch:
-                    raise DeployKitError(
-                        f"{runner.name}: batch {batch} requested but input '{name}' has a fixed batch of {d}"
-                    )
-                dims.append(batch)
-            elif isinstance(d, int) and d > 0:
-                dims.append(d)
-            else:
-                raise DeployKitError(
-                    f"{runner.name}: input '{name}' has a symbolic dim {i} ({d!r}) in shape {tuple(shape)}; "
-                    "pass inputs explicitly"
-                )
-        if np.issubdtype(dtype, np.floating):
-            feeds[name] = rng.standard_normal(dims).astype(dtype)
-        else:
-            feeds[name] = rng.integers(0, 2, size=dims).astype(dtype)
-    return feeds
+    from deploykit.parity import random_feeds
+
+    return random_feeds(runner.input_metadata(), batch=batch, seed=seed, where=runner.name, check_batch=True)
 
 
 def check_batch_sizes(runner: Runner, batch_sizes: Iterable[int]) -> list[int]:

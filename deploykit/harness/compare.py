@@ -14,7 +14,7 @@ import numpy as np
 
 from deploykit.backends.base import Runner
 from deploykit.errors import DeployKitError
-from deploykit.harness.parity import ParityResult, check_gate, compare_outputs, parity_inputs
+from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 
 # Looser gates to the right: the gate applied is the loosest precision among the runners.
 PRECISION_ORDER = ("fp32", "fp16", "mixed", "int8")

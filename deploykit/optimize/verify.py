@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import onnx
+
+from deploykit.parity import ParityResult, compare_outputs, random_feeds
 
 # The optimisation targets of issue 5: scale-relative error and top-1 agreement on every output.
 MAX_REL_ERR = 1e-5
@@ -23,31 +25,21 @@ _ORT_TYPES = {
 
 
 @dataclass
-class OutputParity:
-    """Agreement of one output: max |a-b|, that over the reference's value range, argmax agreement."""
-
-    name: str
-    max_abs: float
-    max_rel: float
-    top1_agreement: float | None
-
-
-@dataclass
 class ParityCheck:
     """Result of comparing an optimised graph with its original on the same fixed-seed inputs."""
 
-    outputs: list[OutputParity] = field(default_factory=list)
+    outputs: dict[str, ParityResult] = field(default_factory=dict)  # one ParityResult per graph output
     batch: int = 1
     seed: int = 0
 
     @property
     def max_rel(self) -> float:
-        return max((o.max_rel for o in self.outputs), default=0.0)
+        return max((o.max_rel for o in self.outputs.values()), default=0.0)
 
     @property
     def top1_agreement(self) -> float:
-        vals = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
-        return min(vals, default=1.0)
+        """Over the class-score outputs (N x K, K > 1); other outputs have no top-1."""
+        return min((o.top1_agreement for o in self.outputs.values() if o.classes), default=1.0)
 
     @property
     def passed(self) -> bool:
@@ -61,7 +53,7 @@ class ParityCheck:
             "threshold_max_rel": MAX_REL_ERR,
             "batch": self.batch,
             "seed": self.seed,
-            "outputs": [asdict(o) for o in self.outputs],
+            "outputs": {name: r.to_dict() for name, r in self.outputs.items()},
         }
 
 
@@ -73,32 +65,23 @@ def make_session(model: onnx.ModelProto | bytes | str, optimize: bool = False, t
 
 
 def random_inputs(session, batch: int = 1, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Fixed-seed feeds for every input; a symbolic dim is ``dims[name]`` or ``batch``."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
+    """Fixed-seed feeds for every input of an ORT session; a symbolic dim is ``dims[name]`` or ``batch``."""
+    inputs = {}
     for inp in session.get_inputs():
-        shape = [d if isinstance(d, int) and d > 0 else (dims or {}).get(str(d), batch) for d in inp.shape]
-        dtype = _ORT_TYPES.get(inp.type)
-        if dtype is None:
+        if inp.type not in _ORT_TYPES:
             raise ValueError(f"input '{inp.name}' has type {inp.type}, which the parity check cannot generate")
-        if np.issubdtype(dtype, np.floating):
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
-        else:
-            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(dtype)
-    return feeds
+        inputs[inp.name] = (np.dtype(_ORT_TYPES[inp.type]), tuple(inp.shape))
+    return random_feeds(inputs, batch=batch, seed=seed, dims=dims)
 
 
-def compare(ref: np.ndarray, out: np.ndarray, name: str = "output") -> OutputParity:
-    """The project's parity metric (max |a-b| over the reference's range) and top-1 for (N, K) outputs."""
+def compare(ref: np.ndarray, out: np.ndarray) -> ParityResult:
+    """The project's parity metric; a shape mismatch is as wrong as it gets (infinite error)."""
     from deploykit.errors import DeployKitError
-    from deploykit.harness.parity import compare_outputs
 
     try:
-        res = compare_outputs(np.asarray(ref, np.float64), np.asarray(out, np.float64))
-    except DeployKitError:  # shape mismatch: as wrong as it gets
-        return OutputParity(name, float("inf"), float("inf"), 0.0)
-    top1 = res.top1_agreement if np.ndim(ref) == 2 and np.shape(ref)[1] > 1 else None
-    return OutputParity(name, res.max_abs, res.max_rel, top1)
+        return compare_outputs(np.asarray(ref, np.float64), np.asarray(out, np.float64))
+    except DeployKitError:
+        return ParityResult(float("inf"), float("inf"), 0.0, 0.0, 0.0, int(np.shape(ref)[0]) if np.ndim(ref) else 1)
 
 
 def check_parity(
@@ -118,7 +101,7 @@ def check_parity(
         raise AssertionError(f"optimised graph outputs {opt_names} differ from the original's {names}")
     refs = ref_sess.run(names, feeds)
     outs = opt_sess.run(names, feeds)
-    return ParityCheck([compare(r, o, n) for n, r, o in zip(names, refs, outs)], batch=batch, seed=seed)
+    return ParityCheck({n: compare(r, o) for n, r, o in zip(names, refs, outs)}, batch=batch, seed=seed)
 
 
 def randomise_batchnorm(model: Any, seed: int = 0) -> None:

@@ -14,8 +14,8 @@ from deploykit.artifact import MANIFEST_NAME, Artifact
 from deploykit.errors import DeployKitError, GateError
 from deploykit.export.api import default_out_dir, export_model
 from deploykit.export.to_onnx import get_metadata
-from deploykit.harness import parity
-from deploykit.harness.parity import ParityResult, check_gate, compare_outputs, parity_inputs
+from deploykit import parity
+from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 from deploykit.models.weights import load_model, save_weights
 
 # One model of every family, at the smallest sizes that keep the test fast (Inception-v3 needs 75).

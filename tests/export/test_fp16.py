@@ -9,7 +9,7 @@ import pytest
 from deploykit.errors import DeployKitError
 from deploykit.export.fp16 import convert_to_fp16, is_fp16
 from deploykit.export.to_onnx import export_onnx
-from deploykit.harness.parity import check_gate, compare_outputs, parity_inputs
+from deploykit.parity import check_gate, compare_outputs, parity_inputs
 
 F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

@@ -19,7 +19,7 @@ from deploykit.export.to_onnx import (
     export_onnx,
     get_metadata,
 )
-from deploykit.harness.parity import check_gate, compare_outputs, parity_inputs
+from deploykit.parity import check_gate, compare_outputs, parity_inputs
 
 
 def dims(value_info) -> list:

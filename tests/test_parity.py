@@ -9,7 +9,7 @@ import pytest
 
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError
-from deploykit.harness.parity import (
+from deploykit.parity import (
     GATES,
     Int8ParityGate,
     ParityGate,
@@ -118,7 +118,24 @@ def test_shape_mismatch_and_empty_are_one_line_errors():
 
 def test_to_dict_has_every_metric():
     d = compare_outputs(logits(), logits()).to_dict()
-    assert set(d) == {"max_abs", "max_rel", "cosine", "top1_agreement", "logit_range", "count"}
+    assert set(d) == {"max_abs", "max_rel", "cosine", "top1_agreement", "logit_range", "count", "classes"}
+    assert d["classes"] is True and compare_outputs(np.ones((4, 1)), np.ones((4, 1))).classes is False
+
+
+def test_random_feeds_fill_symbolic_dims_and_refuse_what_they_cannot():
+    from deploykit.errors import DeployKitError
+    from deploykit.parity import random_feeds
+
+    spec = {"x": (np.float32, ("batch", 3, 8, 8)), "mask": (np.int64, ("batch", "n"))}
+    a = random_feeds(spec, batch=2, seed=3, dims={"n": 5, "batch": 2})
+    b = random_feeds(spec, batch=2, seed=3, dims={"n": 5, "batch": 2})
+    assert a["x"].shape == (2, 3, 8, 8) and a["mask"].shape == (2, 5) and a["mask"].dtype == np.int64
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # a fixed seed gives fixed inputs
+    with pytest.raises(DeployKitError, match="symbolic dim 1"):
+        random_feeds(spec, batch=2)
+    with pytest.raises(DeployKitError, match="fixed batch of 4"):
+        random_feeds({"x": (np.float32, (4, 3))}, batch=2, check_batch=True)
+    assert random_feeds({"x": (np.float32, (4, 3))}, batch=2)["x"].shape == (4, 3)
 
 
 def test_parity_inputs_are_fixed_seed_normalised_images():
@@ -148,7 +165,7 @@ def test_parity_inputs_grayscale_and_bad_batch():
 @pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Fashion-MNIST is not installed (dataset-fashion-mnist)")
 def test_dataset_inputs_are_real_preprocessed_images():
-    from deploykit.harness.parity import dataset_inputs
+    from deploykit.parity import dataset_inputs
 
     cfg = DataConfig(input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=10)
     batches = list(dataset_inputs("fashion-mnist:test[:10]", cfg, limit=7, batch=4))

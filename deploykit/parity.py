@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class ParityResult:
     top1_agreement: float  # fraction of rows whose arg-max class is the same
     logit_range: float  # ref.max() - ref.min()
     count: int  # rows compared
+    classes: bool = True  # rows are class scores (N x K, K > 1), so top-1 agreement means something
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/inf become strings so the manifest stays valid JSON)."""
@@ -92,7 +93,38 @@ def compare_outputs(ref: np.ndarray, out: np.ndarray) -> ParityResult:
         top1_agreement=top1,
         logit_range=logit_range,
         count=int(r.shape[0]),
+        classes=ref_arr.ndim == 2 and ref_arr.shape[1] > 1,
     )
+
+
+def random_feeds(inputs: Mapping[str, tuple[Any, Sequence[Any]]], batch: int = 1, seed: int = 0,
+                 dims: Mapping[str, int] | None = None, where: str = "model",
+                 check_batch: bool = False) -> dict[str, np.ndarray]:
+    """Fixed-seed inputs for named ``(dtype, shape)`` specs: the one random-input generator.
+
+    A symbolic dim is ``dims[name]`` when given, else the batch size for dim 0; a symbolic dim
+    elsewhere is a one-line error, and so (with ``check_batch``) is a fixed batch other than ``batch``.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, (dtype, shape) in inputs.items():
+        out = []
+        for i, d in enumerate(shape):
+            if isinstance(d, int) and d > 0:
+                if i == 0 and check_batch and d != batch:
+                    raise DeployKitError(f"{where}: batch {batch} requested but input '{name}' has a fixed batch of {d}")
+                out.append(d)
+            elif dims is not None and str(d) in dims:
+                out.append(int(dims[str(d)]))
+            elif i == 0:
+                out.append(batch)
+            else:
+                raise DeployKitError(f"{where}: input '{name}' has a symbolic dim {i} ({d!r}) in shape "
+                                     f"{tuple(shape)}; pass inputs explicitly")
+        dt = np.dtype(dtype)
+        feeds[name] = (rng.standard_normal(out).astype(dt) if np.issubdtype(dt, np.floating)
+                       else rng.integers(0, 2, size=out).astype(dt))
+    return feeds
 
 
 @dataclass(frozen=True)
