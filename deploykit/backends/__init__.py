@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.backends.base import Runner, RunnerError
 from deploykit.errors import DeployKitError
+from deploykit.models.registry import looks_like_model_name
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -88,14 +87,14 @@ def make_runner(
             runner.precision = obj.manifest.precision
     elif kind == "module":
         runner.data_config = getattr(obj, "data_config", None)
-    elif kind == "onnx":
+    elif kind in ("onnx", "proto"):
         runner.data_config, file_precision = _onnx_metadata(obj)
         runner.precision = runner.precision or file_precision
     return runner
 
 
-def _onnx_metadata(path: Path) -> tuple[Any, str | None]:
-    """The data config and precision deploykit's exporter stores in an ONNX file's metadata_props."""
+def _onnx_metadata(model: Path | Any) -> tuple[Any, str | None]:
+    """The data config and precision deploykit's exporter stores in an ONNX model's metadata_props."""
     import json
 
     import onnx
@@ -103,7 +102,8 @@ def _onnx_metadata(path: Path) -> tuple[Any, str | None]:
     from deploykit.data.config import DataConfig
 
     try:
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        proto = model if hasattr(model, "metadata_props") else onnx.load(str(model), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
     except Exception:  # ORT gives the precise error for an unreadable file when it loads it
         return None, None
     cfg = None
@@ -120,11 +120,13 @@ def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | 
                     overrides: dict[str, Any] | None) -> tuple[str, Any]:
     import torch
 
-    if (weights is not None or num_classes is not None or overrides) and not _looks_like_name(target):
+    if (weights is not None or num_classes is not None or overrides) and not looks_like_model_name(target):
         raise DeployKitError(f"{target!s:.80}: weights, num_classes and data-config overrides apply to a zoo model "
                              "name only")
     if isinstance(target, torch.nn.Module):
         return "module", target
+    if hasattr(target, "SerializeToString") and hasattr(target, "graph"):  # an onnx.ModelProto in memory
+        return "proto", target
     if hasattr(target, "manifest") and hasattr(target, "main_path"):  # an Artifact already loaded
         if verify:
             target.verify()
@@ -155,13 +157,6 @@ def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | 
 
     return "module", load_model(text, weights=None if weights is None else str(weights),
                                 num_classes=num_classes, overrides=overrides or None)
-
-
-def _looks_like_name(target: Any) -> bool:
-    if not isinstance(target, str):
-        return False
-    p = Path(target)
-    return not p.exists() and not p.suffix and "/" not in target and os.sep not in target
 
 
 def _build(kind: str, obj: Any, backend: str, device: str, threads: int | None,
@@ -200,8 +195,8 @@ def _check_file_precision(kind: str, obj: Any, precision: str | None, backend: s
             raise DeployKitError(f"{obj.path}: artifact precision is {obj.manifest.precision}, not {precision}; "
                                  f"{backend} runs the file as it is (use a {precision} artifact)")
         return
-    if kind in ("onnx", "engine"):
-        raise DeployKitError(f"{obj}: precision is fixed by the file for {backend}; "
+    if kind in ("onnx", "engine", "proto"):
+        raise DeployKitError(f"{getattr(obj, 'name', None) or obj!s:.60}: precision is fixed by the file for {backend}; "
                              "--precision applies to the torch backend and to artifacts (checked against the manifest)")
 
 
@@ -211,14 +206,10 @@ def _ort_runner(kind: str, obj: Any, device: str, threads: int | None, precision
 
     providers = opts.pop("providers", None) or providers_for_device(device)
     if kind == "module":
-        if precision not in (None, "fp32"):
-            raise DeployKitError(f"onnxruntime on a PyTorch model runs its fp32 export; export an {precision} "
-                                 "artifact first (deploykit export --fp16) to run that precision")
-        proto = export_module(obj)
-        name = getattr(obj, "model_name", type(obj).__name__)
-        runner = _call(OnnxRuntimeRunner, proto, providers=providers, threads=threads, name=name, **opts)
-        runner.precision = "fp32"
-        return runner
+        raise DeployKitError(f"{getattr(obj, 'model_name', type(obj).__name__)}: onnxruntime runs ONNX; export the "
+                             "model first (deploykit export), or let deploykit.harness.runner_for export it in memory")
+    if kind == "proto":
+        return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)
     _check_file_precision(kind, obj, precision, "onnxruntime")
     if kind == "engine":
         raise DeployKitError(f"{obj}: a TensorRT engine runs only with --backend tensorrt")
@@ -269,24 +260,5 @@ def _module_from_artifact(art: Any) -> Any:
     return load_model(m.model, weights=str(found), num_classes=cfg.num_classes, overrides=overrides)
 
 
-def export_module(model: Any) -> Any:
-    """Export an nn.Module in memory with deploykit's exporter, for ONNX Runtime to run."""
-    import onnx
-
-    from deploykit.data.config import DataConfig
-    from deploykit.export.to_onnx import export_onnx
-
-    cfg = getattr(model, "data_config", None)
-    if not isinstance(cfg, DataConfig):
-        raise DeployKitError(f"{type(model).__name__} has no data_config; build it with deploykit.models.create_model "
-                             "or set model.data_config so its input size is known")
-    tmp = Path(tempfile.mkdtemp(prefix="deploykit-runner-"))
-    try:
-        export_onnx(model, cfg, tmp / "model.onnx")
-        return onnx.load(str(tmp / "model.onnx"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 __all__ = ["BACKENDS", "Runner", "RunnerError", "available_backends", "backend_status", "check_backend",
-           "export_module", "make_runner"]
+           "make_runner"]

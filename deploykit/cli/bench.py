@@ -22,11 +22,10 @@ def _old_backends(ctx: click.Context, param: click.Parameter, value: str | None)
 def _load_target(target: str, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
                  labels: Any) -> Any:
     """A zoo model name becomes one nn.Module (so every backend runs the same weights); paths pass through."""
-    from pathlib import Path
+    from deploykit.models.registry import looks_like_model_name
 
     overrides = data_overrides(input_size, mean, std, labels)
-    is_name = not Path(target).exists() and not Path(target).suffix and "/" not in target
-    if not is_name:
+    if not looks_like_model_name(target):
         if weights or num_classes or overrides:
             raise DeployKitError(f"{target}: --weights/--num-classes/--input-size/--mean/--std/--labels apply to a "
                                  "zoo model name, not to a file or artifact")
@@ -90,8 +89,8 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
               quiet: bool, record: bool, weights: Any, num_classes: Any, input_size: Any, mean: Any, std: Any,
               labels: Any) -> None:
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
-    from deploykit.backends import make_runner
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner
+    from deploykit.harness.runners import runner_for
     from deploykit.harness.bench import benchmark, describe_machine
     from deploykit.harness.report import (bench_columns, bench_markdown, bench_report, bench_rows, latency_summary,
                                           machine_line, plot_latency, write_json, write_markdown)
@@ -118,7 +117,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
         opts = torch_opts if backend in ("torch", "pytorch") else {}
         if not opts and torch_opts and len(backends) == 1:
             raise DeployKitError(f"--channels-last/--cuda-graph/--compile apply to the torch backend, not {backend}")
-        runner = make_runner(obj, backend=backend, device=device, threads=threads, batch_sizes=batches,
+        runner = runner_for(obj, backend=backend, device=device, threads=threads, batch_sizes=batches,
                              precision=precision, **opts)
         if rounds is not None and isinstance(runner, OnnxRuntimeRunner):
             runner.spin = False  # idle sessions must not take the cores from the one being timed

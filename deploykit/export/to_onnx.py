@@ -295,3 +295,17 @@ def check_onnx(path: str | os.PathLike, expected_classes: int | None = None) -> 
         raise DeployKitError(
             f"{path}: output shape {dims} does not match the data config's {expected_classes} classes"
         )
+
+
+def export_module(model: nn.Module, data_config: DataConfig | None = None) -> onnx.ModelProto:
+    """Export an nn.Module in memory (deploykit's exporter, dynamic batch) for ONNX Runtime to run."""
+    cfg = data_config if data_config is not None else getattr(model, "data_config", None)
+    if not isinstance(cfg, DataConfig):
+        raise DeployKitError(f"{type(model).__name__} has no data_config; build it with deploykit.models.create_model "
+                             "or set model.data_config so its input size is known")
+    tmp = Path(tempfile.mkdtemp(prefix="deploykit-export-"))
+    try:
+        export_onnx(model, cfg, tmp / "model.onnx")
+        return onnx.load(str(tmp / "model.onnx"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -14,6 +14,9 @@ import numpy as np
 
 from deploykit.backends.base import Runner
 from deploykit.errors import DeployKitError
+from deploykit.harness.runners import runner_for
+from deploykit.models.registry import looks_like_model_name
+from deploykit.models.weights import load_model
 from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 
 # Looser gates to the right: the gate applied is the loosest precision among the runners.
@@ -143,29 +146,16 @@ def compare_backends(
 
 def _make_runners(target: Any, backends: Sequence[str | Runner], device: str, threads: int | None, batch: int,
                   weights: str | None, num_classes: int | None, overrides: dict[str, Any] | None) -> list[Runner]:
-    from deploykit.backends import make_runner
-
-    if any(isinstance(b, str) for b in backends) and _is_zoo_name(target):
+    if any(isinstance(b, str) for b in backends) and looks_like_model_name(target):
         # Build the PyTorch model once, so every backend runs the same weights (even random ones).
-        from deploykit.models.weights import load_model
-
         target = load_model(str(target), weights=weights, num_classes=num_classes, overrides=overrides or None)
     runners = []
     for b in backends:
         if isinstance(b, Runner):
             runners.append(b)
         else:
-            runners.append(make_runner(target, backend=b, device=device, threads=threads, batch_sizes=[batch]))
+            runners.append(runner_for(target, backend=b, device=device, threads=threads, batch_sizes=[batch]))
     return runners
-
-
-def _is_zoo_name(target: Any) -> bool:
-    from pathlib import Path
-
-    if not isinstance(target, str):
-        return False
-    p = Path(target)
-    return not p.exists() and not p.suffix and "/" not in target
 
 
 def _inputs(runner: Runner, cfg: Any, data: str | None, batch: int, samples: int | None, seed: int,

@@ -77,6 +77,21 @@ def list_families() -> list[str]:
     return sorted({s.family for s in _REGISTRY.values()})
 
 
+def looks_like_model_name(target: object) -> bool:
+    """A string that names a model rather than a file: no path separator, no suffix, nothing on disk.
+
+    The one test every command uses; a misspelt name still counts, so the registry can answer
+    with the closest names instead of "file not found".
+    """
+    import os
+    from pathlib import Path
+
+    if not isinstance(target, str) or not target:
+        return False
+    p = Path(target)
+    return not p.exists() and not p.suffix and "/" not in target and os.sep not in target
+
+
 def resolve_name(name: str) -> str:
     """Canonical name for a name or alias; an unknown name suggests the close ones."""
     _ensure_loaded()

@@ -43,7 +43,11 @@ def test_onnx_path_and_artifact(tmp_path):
 def test_module_on_torch_and_onnxruntime_agree():
     model = tiny_module()
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
-    with make_runner(model, backend="torch") as t, make_runner(model, backend="ort") as o:
+    from deploykit.harness.runners import runner_for
+
+    with pytest.raises(DeployKitError, match="onnxruntime runs ONNX; export the model first"):
+        make_runner(model, backend="ort")
+    with make_runner(model, backend="torch") as t, runner_for(model, backend="ort") as o:
         assert isinstance(t, TorchRunner)
         np.testing.assert_allclose(o.infer({"input": x})["logits"], t.infer({"input": x})["logits"], atol=1e-5)
 
