@@ -91,7 +91,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner
     from deploykit.harness.runners import runner_for
-    from deploykit.harness.bench import benchmark, describe_machine
+    from deploykit.harness.bench import benchmark, describe_machine, interleaved_results, speedup_lines
     from deploykit.harness.report import (bench_columns, bench_markdown, bench_report, bench_rows, latency_summary,
                                           machine_line, plot_latency, write_json, write_markdown)
 
@@ -123,7 +123,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
             runner.spin = False  # idle sessions must not take the cores from the one being timed
         runners.append((runner, precision))
     if rounds is not None:
-        results = _interleaved(runners, batches, rounds, iters, warmup, console.is_terminal and not quiet, machine,
+        results = interleaved_results(runners, batches, rounds, iters, warmup, console.is_terminal and not quiet, machine,
                                model_name)
     else:
         results = [benchmark(runner, batches, warmup=warmup, iters=iters, duration=duration,
@@ -137,7 +137,7 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
                               [[row[i] for i in keep] for row in bench_rows(doc)]))
     console.print(f"machine: {machine_line(machine)}", highlight=False)
     if rounds is not None:
-        for line in _speedup_lines(results):
+        for line in speedup_lines(results):
             console.print(line, highlight=False, soft_wrap=True)
     for b in (b for r in results for b in r.batches if not b.p99_reliable):
         console.print(f"note: batch {b.batch} p99 rests on {b.iterations} samples; use --iters 200 or more to trust it",
@@ -152,43 +152,6 @@ def bench_cmd(target: str, backends: list[str], device: str, precisions: list[st
     if artifact is not None:
         artifact.record_result("latency", latency_summary(doc))
         console.print(f"recorded latency of {len(results)} run(s) in {artifact.manifest_path}", highlight=False)
-
-
-def _interleaved(runners: list[tuple[Any, str | None]], batches: list[int], rounds: int, iters: int | None,
-                 warmup: int, progress: bool, machine: dict[str, Any], model: str) -> list[Any]:
-    """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
-    from deploykit.harness.bench import DEFAULT_ITERS, BenchResult, benchmark_interleaved
-
-    labels: dict[str, Any] = {}
-    for runner, precision in runners:
-        label = runner.name if runner.name not in labels else f"{runner.name} {precision or len(labels)}"
-        labels[label] = runner
-    per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
-    by_batch = {b: benchmark_interleaved(labels, batch=b, rounds=rounds, iters_per_round=per_round, warmup=warmup,
-                                         progress=progress, model=model, machine=machine)
-                for b in batches}
-    results = []
-    for label in labels:
-        first = by_batch[batches[0]][label]
-        results.append(BenchResult(label=label, model=model, runner=first.runner, settings=first.settings,
-                                   machine=machine, batches=[by_batch[b][label].batches[0] for b in batches]))
-    return results
-
-
-def _speedup_lines(results: list[Any]) -> list[str]:
-    """Each interleaved run's per-round speed-up over the first run, with its 95% interval."""
-    from deploykit.harness.significance import median_ratio_ci
-
-    lines = []
-    base = results[0]
-    for other in results[1:]:
-        for mine, ref in zip(other.batches, base.batches):
-            ci = median_ratio_ci(ref.round_p50_ms, mine.round_p50_ms)
-            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.interval
-                        else "too few rounds for a 95% interval: use --rounds 6 or more")
-            lines.append(f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up "
-                         f"({interval})")
-    return lines
 
 
 @click.command("compare")

@@ -421,3 +421,38 @@ class _progress:
 def cpu_model() -> str:
     """The CPU model string, for naming the machine a result came from."""
     return cpu_info().model
+
+
+def interleaved_results(runners: list[tuple[Any, str | None]], batches: list[int], rounds: int, iters: int | None,
+                        warmup: int, progress: bool, machine: dict[str, Any], model: str) -> list["BenchResult"]:
+    """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
+    labels: dict[str, Any] = {}
+    for runner, precision in runners:
+        label = runner.name if runner.name not in labels else f"{runner.name} {precision or len(labels)}"
+        labels[label] = runner
+    per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
+    by_batch = {b: benchmark_interleaved(labels, batch=b, rounds=rounds, iters_per_round=per_round, warmup=warmup,
+                                         progress=progress, model=model, machine=machine)
+                for b in batches}
+    results = []
+    for label in labels:
+        first = by_batch[batches[0]][label]
+        results.append(BenchResult(label=label, model=model, runner=first.runner, settings=first.settings,
+                                   machine=machine, batches=[by_batch[b][label].batches[0] for b in batches]))
+    return results
+
+
+def speedup_lines(results: list["BenchResult"]) -> list[str]:
+    """Each interleaved run's per-round speed-up over the first run, with its 95% interval."""
+    from deploykit.harness.significance import median_ratio_ci
+
+    lines = []
+    base = results[0]
+    for other in results[1:]:
+        for mine, ref in zip(other.batches, base.batches):
+            ci = median_ratio_ci(ref.round_p50_ms, mine.round_p50_ms)
+            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.interval
+                        else "too few rounds for a 95% interval: use --rounds 6 or more")
+            lines.append(f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up "
+                         f"({interval})")
+    return lines
