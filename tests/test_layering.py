@@ -12,7 +12,7 @@ import deploykit
 
 # Ground first; runtime/serve and the CLI on top (see the package map in the README).
 LEVELS = {
-    "errors": 0, "_io": 0, "machine": 0,
+    "errors": 0, "_io": 0, "machine": 0, "progress": 0,
     "data": 1, "models": 1, "artifact": 1, "parity": 1,
     "onnx_io": 2,
     "backends": 3,

@@ -44,8 +44,12 @@ class DeployKitGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context):
+        from deploykit.cli.progress import ConsoleReporter
+        from deploykit.progress import reporting
+
         try:
-            return super().invoke(ctx)
+            with reporting(ConsoleReporter()):  # library code reports; the CLI shows it
+                return super().invoke(ctx)
         except DeployKitError as e:
             err = click.ClickException(str(e))
             err.exit_code = getattr(e, "exit_code", 1)  # 3 for a failed gate (see errors.GateError)

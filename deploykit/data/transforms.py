@@ -19,6 +19,7 @@ from PIL import Image
 
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError
+from deploykit.progress import task
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -127,7 +128,7 @@ def preprocess_batch(imgs: Iterable[ImageLike] | np.ndarray, cfg: DataConfig) ->
 
 def iter_batches(dataset: Sequence, cfg: DataConfig, batch_size: int, limit: int | None = None,
                  progress: bool | str = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (x float32 N,C,H,W, y int64 N) over a dataset, with a progress bar when asked."""
+    """Yield (x float32 N,C,H,W, y int64 N) over a dataset, reporting progress when asked."""
     if batch_size < 1:
         raise DeployKitError(f"batch size {batch_size} must be at least 1")
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -137,8 +138,7 @@ def iter_batches(dataset: Sequence, cfg: DataConfig, batch_size: int, limit: int
     images = labels = None
     if fast is not None:
         images, labels = fast()
-    bar = _progress(progress, n, getattr(dataset, "name", "data"))
-    try:
+    with task(progress, f"images from {getattr(dataset, 'name', 'data')}", n) as advance:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             if images is not None:
@@ -148,27 +148,5 @@ def iter_batches(dataset: Sequence, cfg: DataConfig, batch_size: int, limit: int
                 items = [dataset[i] for i in range(start, stop)]
                 x = preprocess_batch([im for im, _ in items], cfg)
                 y = np.asarray([lab for _, lab in items], dtype=np.int64)
-            if bar is not None:
-                bar[0].advance(bar[1], stop - start)
+            advance(stop - start)
             yield x, y
-    finally:
-        if bar is not None:
-            bar[0].stop()
-
-
-def _progress(progress: bool | str, total: int, name: str):
-    if not progress:
-        return None
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=False,
-    )
-    label = progress if isinstance(progress, str) else f"images from {name}"
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from deploykit._io import sha256_file
 from deploykit.artifact import Artifact, ArtifactWriter, Manifest, TensorSpec
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError, GateError
+from deploykit.progress import note, task
 
 MAIN_FILE = "model.onnx"
 PARITY_SAMPLES = 8  # fixed-seed inputs per parity check
@@ -336,32 +337,19 @@ def _remove_empty(top: Path | None) -> None:
 
 
 class _Progress:
-    """A rich spinner per step on stderr, and a tick line when a step is done; silent when off."""
+    """The export's steps as deploykit.progress tasks and notes (shown only by the caller's reporter)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._console = None
-        self._status = None
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
 
     def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.console import Console
-
-            self._console = Console(stderr=True)
-            self._status = self._console.status("starting")
-            self._status.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._status is not None:
-            self._status.stop()
+        return None
 
-    @contextlib.contextmanager
-    def step(self, text: str) -> Iterator[None]:
-        if self._status is not None:
-            self._status.update(f"{text}...")
-        yield
+    def step(self, text: str) -> Any:
+        return task(self.progress, text)
 
     def done(self, text: str) -> None:
-        if self._console is not None:
-            self._console.print(f"[green]✓[/green] {text}", highlight=False)
+        note(self.progress, text)

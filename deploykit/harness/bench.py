@@ -20,6 +20,7 @@ import numpy as np
 from deploykit.backends.base import Runner
 from deploykit.errors import DeployKitError
 from deploykit.machine import cpu_info, describe_machine, machine_slug  # noqa: F401  (re-exported)
+from deploykit.progress import task
 
 DEFAULT_ITERS = 200  # p99 of 200 samples sits between the 2nd and 3rd slowest call
 DEFAULT_WARMUP = 10
@@ -277,7 +278,7 @@ def benchmark_interleaved(
             inputs[k] = (feeds or {}).get(k) or make_feeds(runner, batch, seed)
             first_ms[k] = _warm_up(runner, inputs[k], warmup)
         start = clock()
-        with _progress(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
+        with task(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
             for r in range(rounds):
                 for k in (labels if r % 2 == 0 else labels[::-1]):
                     runner, x, this_round = runners[k], inputs[k], []
@@ -347,7 +348,7 @@ def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, durat
 
     samples: list[int] = []
     total = iters if iters is not None else None
-    with _progress(show, f"{runner.name} batch {batch}", total) as advance:
+    with task(show, f"{runner.name} batch {batch}", total) as advance:
         start = clock()
         deadline = None if duration is None else start + int(duration * 1e9)
         while True:
@@ -394,28 +395,6 @@ def _batch_result(samples_ns: list[int], batch: int, warmup: int, first_ms: floa
         p99_reliable=len(samples_ns) >= RELIABLE_P99_ITERS,
         round_p50_ms=round_p50_ms,
     )
-
-
-class _progress:
-    """A rich progress bar while timing (transient), or nothing when not wanted."""
-
-    def __init__(self, show: bool, what: str, total: int | None) -> None:
-        self.show, self.what, self.total = show, what, total
-
-    def __enter__(self):
-        if not self.show:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), transient=True, refresh_per_second=4)
-        self._p.start()
-        task = self._p.add_task(self.what, total=self.total)
-        return lambda: self._p.advance(task)
-
-    def __exit__(self, *exc) -> None:
-        if self.show:
-            self._p.stop()
 
 
 def cpu_model() -> str:
