@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                     inf, ex = (a - b for a, b in zip(triton_counts(metrics), before))
                     row["avg_batch"] = inf / ex if ex else None
                 rows.append(row)
+                batch = f"  avg batch {row['avg_batch']:.2f}" if row.get("avg_batch") else ""
                 print(f"{mode:>10} {n:>2} clients: {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:.2f} ms"
-                      f"  p99 {row['p99_ms']:.2f} ms" + (f"  avg batch {row['avg_batch']:.2f}" if "avg_batch" in row else ""),
-                      file=sys.stderr)
+                      f"  p99 {row['p99_ms']:.2f} ms{batch}", file=sys.stderr)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -198,7 +198,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("http", "grpc"):
         if (mode, lo) in by and (mode, hi) in by:
-            out[f"{mode}_throughput_gain_{hi}_vs_{lo}"] = by[(mode, hi)]["throughput_rps"] / by[(mode, lo)]["throughput_rps"]
+            gain = by[(mode, hi)]["throughput_rps"] / by[(mode, lo)]["throughput_rps"]
+            out[f"{mode}_throughput_gain_{hi}_vs_{lo}"] = gain
         if (mode, 1) in by and ("in-process", 1) in by:
             out[f"{mode}_p50_gap_ms_1_client"] = by[(mode, 1)]["p50_ms"] - by[("in-process", 1)]["p50_ms"]
     return out

@@ -122,7 +122,9 @@ class Predictor:
             )
         if x.dtype != self.input_dtype:
             if x.dtype.kind != "f":
-                raise DeployKitError(f"{where}: array dtype {x.dtype} is not {self.input_dtype} (a preprocessed float array)")
+                raise DeployKitError(
+                    f"{where}: array dtype {x.dtype} is not {self.input_dtype} (a preprocessed float array)"
+                )
             x = x.astype(self.input_dtype)
         if x.shape[0] == 0:
             raise DeployKitError(f"{where}: empty batch")
@@ -132,6 +134,8 @@ class Predictor:
         """Logits for one batch that fits the artifact's profile (float32 N x classes)."""
         x = self.check_batch(x)
         self.batch.check(x.shape[0], where=str(self.artifact.path))
+        if self._session is None and self._runner is None:
+            raise DeployKitError(f"{self.artifact.path}: predictor is closed")
         if self._session is not None:
             out = self._session.run([self.output_name], {self.input_name: x})[0]
         else:
@@ -196,7 +200,7 @@ class Predictor:
         """Release the backend (the TensorRT context; ORT sessions are freed with the object)."""
         if self._runner is not None:
             self._runner.deactivate()
-        self._session = None
+        self._session = self._runner = None
 
     def __enter__(self) -> "Predictor":
         return self

@@ -105,7 +105,9 @@ class Server:
             if not 1 <= port <= 65535:
                 raise DeployKitError(f"{what} port {port} is not in 1..65535")
         if len(set(ports.values())) != 3:
-            raise DeployKitError(f"HTTP, gRPC and metrics ports must differ (got {http_port}, {grpc_port}, {metrics_port})")
+            raise DeployKitError(
+                f"HTTP, gRPC and metrics ports must differ (got {http_port}, {grpc_port}, {metrics_port})"
+            )
         import_pytriton()
         predictors = [Predictor.from_artifact(a, threads=threads, spin=False) for a in artifacts]
         self.models = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def test_batch_beyond_the_profile_is_refused_by_infer(tmp_path):
     with pytest.raises(DeployKitError, match=r"outside its profile \[1, 8\]"):
         pred.infer(np.zeros((9, 3, SIZE, SIZE), np.float32))
     assert len(pred.logits(np.zeros((9, 3, SIZE, SIZE), np.float32))) == 9  # logits() splits instead
+    pred.close()
+    with pytest.raises(DeployKitError, match="predictor is closed"):
+        pred.infer(np.zeros((1, 3, SIZE, SIZE), np.float32))
 
 
 def test_tampered_and_missing_artifact_files(tmp_path):
@@ -131,7 +135,6 @@ def test_undecodable_and_bomb_images_are_errors(tmp_path, monkeypatch):
 
 def test_engine_artifact_names_the_tensorrt_backend(tmp_path):
     """An engine manifest dispatches to the TensorRT backend (missing here: a one-line error)."""
-    pytest.importorskip("onnxruntime")
     from deploykit.artifact import ArtifactWriter, Manifest
 
     src = tiny_artifact(tmp_path / "a").manifest.to_dict()
@@ -139,11 +142,9 @@ def test_engine_artifact_names_the_tensorrt_backend(tmp_path):
         (w.dir / "model.plan").write_bytes(b"not an engine")
         m = Manifest.from_dict({**src, "format": "tensorrt-engine", "main_file": "model.plan", "files": {}})
         art = w.commit(m)
-    with pytest.raises(DeployKitError, match="onnx artifact runs on|tensorrt-engine artifact runs on tensorrt"):
+    with pytest.raises(DeployKitError, match="tensorrt-engine artifact runs on tensorrt, not onnxruntime"):
         Predictor.from_artifact(art.path, backend="onnxruntime")
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(DeployKitError, match="pip install 'deploykit\\[tensorrt\\]'"):
             Predictor.from_artifact(art.path)
 
