@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -21,9 +20,6 @@ from PIL import Image
 from deploykit.data.config import DataConfig
 from deploykit.data.datasets import refuse_bomb
 from deploykit.errors import DeployKitError
-
-# Pillow only warns between MAX_IMAGE_PIXELS and twice that; a decompression bomb is an error here.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,

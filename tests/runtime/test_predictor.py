@@ -131,6 +131,9 @@ def test_undecodable_and_bomb_images_are_errors(tmp_path, monkeypatch):
         pred.predict([big])
     with pytest.raises(DeployKitError, match="<bytes>: refused as a decompression bomb"):
         pred.predict([big.read_bytes()])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 3)  # past twice the limit Pillow raises
+    with pytest.raises(DeployKitError, match="big.png: refused as a decompression bomb"):
+        pred.predict([big])
 
 
 def test_engine_artifact_names_the_tensorrt_backend(tmp_path):
