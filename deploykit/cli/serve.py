@@ -55,13 +55,18 @@ def triton_cmd(artifact: str, repo: str, name: str | None, version: int | None, 
               help="Model instances per artifact (concurrent batches).")
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
               help="How long the dynamic batcher may hold a request to fill a batch.")
-@click.option("--log-file", type=click.Path(dir_okay=False), default=None, help="Triton's log file.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Triton's log file (default: deploykit-triton-PID.log in the temp folder).")
 @threads_option
 def serve_cmd(artifacts: tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
               instances: int, max_queue_delay_us: int, log_file: str | None, threads: int | None) -> None:
     """Serve ARTIFACTS over HTTP and gRPC with a Triton server (Ctrl-C or SIGTERM stops it)."""
+    import os
+    import tempfile
+
     from deploykit.serve.server import Server
 
+    log_file = log_file or os.path.join(tempfile.gettempdir(), f"deploykit-triton-{os.getpid()}.log")
     server = Server(artifacts, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                     instances=instances, threads=threads, max_queue_delay_us=max_queue_delay_us,
                     log_file=log_file)
@@ -73,6 +78,7 @@ def serve_cmd(artifacts: tuple[str, ...], host: str, http_port: int, grpc_port: 
         click.echo(f"  HTTP     {info.http_url}  (ready: {info.http_url}/v2/health/ready)")
         click.echo(f"  gRPC     {info.grpc_url}")
         click.echo(f"  metrics  {info.metrics_url}")
+        click.echo(f"  log      {log_file}")
         click.echo("Ctrl-C to stop", err=True)
         while not done.wait(1.0):
             if not server.is_alive():
