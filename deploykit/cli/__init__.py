@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "quantize": "deploykit.cli.quantize:quantize_cmd",
     "bench": "deploykit.cli.bench:bench_cmd",
     "compare": "deploykit.cli.bench:compare_cmd",
+    "predict": "deploykit.cli.predict:predict_cmd",
+    "triton": "deploykit.cli.serve:triton_cmd",
+    "serve": "deploykit.cli.serve:serve_cmd",
 }
 
 

@@ -338,6 +338,17 @@ def overlap(a: Dataset, b: Dataset) -> int:
     return len(np.intersect1d(np.asarray(a.indices()), np.asarray(b.indices())))
 
 
+def refuse_bomb(im, where: object) -> None:
+    """Refuse an image over Pillow's pixel limit before decoding it (Pillow itself only warns there)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.width * im.height > limit:
+        raise DeployKitError(
+            f"{where}: refused as a decompression bomb ({im.width}x{im.height} pixels, limit {limit})"
+        )
+
+
 def load_image(path: str | os.PathLike):
     """Open and fully decode an image; a file Pillow cannot read is a one-line error naming it."""
     from PIL import Image, UnidentifiedImageError
@@ -345,12 +356,15 @@ def load_image(path: str | os.PathLike):
     p = Path(path)
     try:
         with Image.open(p) as im:
+            refuse_bomb(im, p)
             im.load()
             return im.copy() if im.mode != "P" else im.convert("RGBA")
     except FileNotFoundError:
         raise DeployKitError(f"{p}: image file not found") from None
     except UnidentifiedImageError:
         raise DeployKitError(f"{p}: cannot decode image (not a format Pillow recognises)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DeployKitError(f"{p}: refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DeployKitError(f"{p}: cannot decode image ({e})") from None
 

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from deploykit.data.config import DataConfig
+from deploykit.data.datasets import refuse_bomb
 from deploykit.errors import DeployKitError
 from deploykit.progress import task
 
@@ -39,8 +40,11 @@ def decode(img: ImageLike, channels: int = 3) -> Image.Image:
     elif isinstance(img, (bytes, bytearray, memoryview)):
         try:
             with Image.open(io.BytesIO(bytes(img))) as im:
+                refuse_bomb(im, "<bytes>")
                 im.load()
                 img = im.copy()
+        except DeployKitError:
+            raise
         except Exception as e:  # Pillow raises several types for bad data
             raise DeployKitError(f"<bytes>: cannot decode image ({e.__class__.__name__}: {e})") from None
     elif isinstance(img, np.ndarray):

@@ -1,0 +1,33 @@
+"""``deploykit predict``: top-k labels of images through the torch-free runtime (thin wrapper)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deploykit.cli.options import threads_option
+
+
+@click.command("predict")
+@click.argument("artifact", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--topk", "-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@threads_option
+def predict_cmd(artifact: str, images: tuple[str, ...], topk: int, as_json: bool, threads: int | None) -> None:
+    """Top-k labels and probabilities of each IMAGE (a folder expands to the images in it)."""
+    from deploykit.runtime import Predictor
+    from deploykit.runtime.predictor import image_files
+
+    files = image_files(images)
+    preds = Predictor.from_artifact(artifact, threads=threads).predict(files, topk=topk)
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in preds], indent=2))
+        return
+    width = max(len(lab) for p in preds for lab in p.labels)
+    for p in preds:
+        click.echo(p.source)
+        for rank, (lab, idx, prob) in enumerate(zip(p.labels, p.indices, p.probabilities), 1):
+            click.echo(f"  {rank}. {lab:<{width}}  {prob:7.2%}  (class {idx})")

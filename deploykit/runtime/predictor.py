@@ -1,0 +1,245 @@
+"""Predictor: an artifact's own preprocessing, batching and top-k, for applications and servers.
+
+Imports stay torch-free on purpose: the manifest, data config and transforms modules import only
+numpy and Pillow, and sessions come from :func:`deploykit.onnx_io.ort_session`, which imports
+``onnx`` only for the functions that read model files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from deploykit.artifact import Artifact, BatchProfile
+from deploykit.data.config import DataConfig
+from deploykit.data.transforms import ImageLike, preprocess_batch
+from deploykit.errors import DeployKitError
+
+BACKENDS = ("onnxruntime", "tensorrt")
+# The backend that runs each artifact format when none is named.
+DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt-engine": "tensorrt"}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image, most probable first."""
+
+    labels: tuple[str, ...]
+    indices: tuple[int, ...]
+    probabilities: tuple[float, ...]
+    source: str | None = None  # the file the image came from, when it was a path
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (used by ``deploykit predict --json``)."""
+        return {
+            "source": self.source,
+            "top": [{"label": lab, "index": i, "probability": p}
+                    for lab, i, p in zip(self.labels, self.indices, self.probabilities)],
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, stable for large logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Predictor:
+    """Run one artifact on images or preprocessed arrays; safe to share between threads.
+
+    All state is fixed at construction. ONNX Runtime's ``InferenceSession.run`` is thread-safe;
+    the TensorRT runner holds one execution context, so its calls are serialised by a lock.
+    """
+
+    def __init__(self, artifact: Artifact, backend: str | None = None, threads: int | None = None,
+                 spin: bool = True) -> None:
+        m = artifact.manifest
+        self.artifact = artifact
+        self.name = m.model
+        self.data_config: DataConfig = m.data_config
+        self.batch: BatchProfile = m.batch
+        if len(m.inputs) != 1 or not m.outputs:
+            raise DeployKitError(
+                f"{artifact.manifest_path}: the runtime needs one image input and a logits output "
+                f"(manifest lists {len(m.inputs)} input(s), {len(m.outputs)} output(s))"
+            )
+        self.input_name = m.inputs[0].name
+        self.output_name = m.outputs[0].name
+        if m.inputs[0].dtype not in NUMPY_DTYPES:
+            raise DeployKitError(f"{artifact.manifest_path}: input dtype '{m.inputs[0].dtype}' is not supported")
+        self.input_dtype = np.dtype(NUMPY_DTYPES[m.inputs[0].dtype])
+        self.input_shape = tuple(self.data_config.input_size)  # C, H, W
+        self.backend = backend or DEFAULT_BACKEND[m.format]
+        if self.backend not in BACKENDS:
+            raise DeployKitError(f"backend '{self.backend}' is not one of {', '.join(BACKENDS)}")
+        expected = DEFAULT_BACKEND[m.format]
+        if self.backend != expected:
+            raise DeployKitError(
+                f"{artifact.path}: a {m.format} artifact runs on {expected}, not {self.backend}"
+            )
+        self._lock: threading.Lock | None = None
+        if self.backend == "onnxruntime":
+            from deploykit.onnx_io import ort_session
+
+            self._session = ort_session(artifact.main_path, threads=threads, spin=spin,
+                                        where=str(artifact.main_path))
+            self._runner = None
+        else:
+            from deploykit.backends.tensorrt import TensorRTRunner
+
+            self._session = None
+            self._runner = TensorRTRunner(artifact.main_path, name=artifact.path.name).activate()
+            self._lock = threading.Lock()
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike, backend: str | None = None,
+                      threads: int | None = None, spin: bool = True) -> "Predictor":
+        """Load an artifact directory, verifying every file's hash against its manifest first."""
+        return cls(Artifact.load(path, verify=True), backend=backend, threads=threads, spin=spin)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names from the manifest, or the class indices as strings when it has none."""
+        cfg = self.data_config
+        return cfg.labels if cfg.labels is not None else tuple(str(i) for i in range(cfg.num_classes))
+
+    # -- arrays ------------------------------------------------------------------------------
+    def check_batch(self, x: Any, where: str = "input") -> np.ndarray:
+        """A preprocessed N,C,H,W array of the artifact's dtype, or a one-line error saying why not."""
+        if not isinstance(x, np.ndarray):
+            raise DeployKitError(f"{where}: expected a numpy array, got {type(x).__name__}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise DeployKitError(
+                f"{where}: array shape {tuple(x.shape)} is not N x {' x '.join(map(str, self.input_shape))}"
+            )
+        if x.dtype != self.input_dtype:
+            if x.dtype.kind != "f":
+                raise DeployKitError(
+                    f"{where}: array dtype {x.dtype} is not {self.input_dtype} (a preprocessed float array)"
+                )
+            x = x.astype(self.input_dtype)
+        if x.shape[0] == 0:
+            raise DeployKitError(f"{where}: empty batch")
+        return np.ascontiguousarray(x)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits for one batch that fits the artifact's profile (float32 N x classes)."""
+        x = self.check_batch(x)
+        self.batch.check(x.shape[0], where=str(self.artifact.path))
+        if self._session is None and self._runner is None:
+            raise DeployKitError(f"{self.artifact.path}: predictor is closed")
+        if self._session is not None:
+            out = self._session.run([self.output_name], {self.input_name: x})[0]
+        else:
+            with self._lock:  # type: ignore[union-attr]
+                out = self._runner.infer({self.input_name: x})[self.output_name]  # type: ignore[union-attr]
+        return np.asarray(out, dtype=np.float32)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits for any number of preprocessed images, split and padded to the batch profile."""
+        x = self.check_batch(x)
+        step = self.batch.max
+        outs = []
+        for start in range(0, x.shape[0], step):
+            chunk = x[start:start + step]
+            n = chunk.shape[0]
+            if not self.batch.dynamic and n < step:  # a fixed-batch artifact: pad the last chunk
+                pad = np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            elif self.batch.dynamic and n < self.batch.min:
+                pad = np.zeros((self.batch.min - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            outs.append(self.infer(chunk)[:n])
+        return np.concatenate(outs)
+
+    # -- images ------------------------------------------------------------------------------
+    def preprocess(self, images: Iterable[ImageLike]) -> np.ndarray:
+        """Images (paths, PIL images, bytes, uint8 arrays) → the artifact's input batch."""
+        return preprocess_batch(list(images), self.data_config).astype(self.input_dtype, copy=False)
+
+    def predict(self, images: ImageLike | Sequence[ImageLike] | np.ndarray, topk: int = 5) -> list[Prediction]:
+        """Top-k labels, indices and probabilities per image.
+
+        ``images``: one image or a list of them (paths, PIL images, bytes, uint8 H x W (x C)
+        arrays), or an already-preprocessed float N x C x H x W array.
+        """
+        if topk < 1:
+            raise DeployKitError(f"topk must be at least 1, got {topk}")
+        items = _as_list(images)
+        if isinstance(items, np.ndarray):
+            x, sources = items, [None] * items.shape[0]
+        else:
+            sources = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in items]
+            if not items:
+                return []
+            x = self.preprocess(items)
+        return self.top(self.logits(x), topk, sources)
+
+    def top(self, logits: np.ndarray, topk: int = 5, sources: Sequence[str | None] | None = None) -> list[Prediction]:
+        """Turn logits into top-k Predictions (probabilities by softmax)."""
+        probs = softmax(logits)
+        k = min(topk, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        names = self.labels
+        sources = sources or [None] * probs.shape[0]
+        return [
+            Prediction(labels=tuple(names[i] for i in row), indices=tuple(int(i) for i in row),
+                       probabilities=tuple(float(probs[n, i]) for i in row), source=src)
+            for n, (row, src) in enumerate(zip(order, sources))
+        ]
+
+    def close(self) -> None:
+        """Release the backend (the TensorRT context; ORT sessions are freed with the object)."""
+        if self._runner is not None:
+            self._runner.deactivate()
+        self._session = self._runner = None
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _as_list(images: Any) -> list[Any] | np.ndarray:
+    if isinstance(images, np.ndarray):
+        if images.dtype.kind == "f" and images.ndim == 4:
+            return images  # already preprocessed
+        if images.dtype == np.uint8 and images.ndim == 4:
+            return list(images)  # a stack of uint8 images
+        if images.dtype == np.uint8 and images.ndim in (2, 3):
+            return [images]
+        raise DeployKitError(
+            f"array of shape {images.shape} and dtype {images.dtype}: expected a float N x C x H x W "
+            "batch or uint8 image(s)"
+        )
+    if isinstance(images, (str, os.PathLike, bytes, bytearray)) or hasattr(images, "getpixel"):
+        return [images]
+    return list(images)
+
+
+def image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files named, with each folder expanded to the images in it (sorted, recursive)."""
+    from PIL import Image
+
+    exts = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+            if not found:
+                raise DeployKitError(f"{p}: folder holds no image files")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise DeployKitError(f"{p}: image file not found")
+    return out

@@ -1,0 +1,25 @@
+"""The Triton Python-backend stub finds this interpreter's libpython first."""
+
+from __future__ import annotations
+
+import sysconfig
+
+from deploykit.serve.server import model_names, python_libdir_first
+
+
+def test_libdir_goes_first_once(monkeypatch):
+    libdir = sysconfig.get_config_var("LIBDIR")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"/opt/other:{libdir}:/usr/lib")
+    assert python_libdir_first() == f"{libdir}:/opt/other:/usr/lib"
+    monkeypatch.delenv("LD_LIBRARY_PATH")
+    assert python_libdir_first() == libdir
+
+
+def test_two_artifacts_of_one_model_are_served_under_their_folder_names(tmp_path):
+    from deploykit.runtime import Predictor
+    from tiny_models import tiny_artifact
+
+    a = Predictor.from_artifact(tiny_artifact(tmp_path / "tiny-fp32").path)
+    b = Predictor.from_artifact(tiny_artifact(tmp_path / "tiny v2").path)
+    assert model_names([a]) == ["tiny"]
+    assert model_names([a, b]) == ["tiny-fp32", "tiny_v2"]
