@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "quantize": "deploykit.cli.quantize:quantize_cmd",
     "bench": "deploykit.cli.bench:bench_cmd",
     "compare": "deploykit.cli.bench:compare_cmd",
+    "build": "deploykit.cli.build:build_cmd",
 }
 
 
