@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import data_overrides, model_options
+from deploykit.cli.options import data_overrides, device_option, model_options
 
 
 @click.command("validate")
@@ -22,12 +22,16 @@ from deploykit.cli.options import data_overrides, model_options
               help="Also write the results as JSON to this file.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw per-class accuracy and the confusion matrix to this PNG.")
+@click.option("--backend", default=None,
+              help="Runtime for an artifact: onnxruntime, onnxruntime-cuda, onnxruntime-trt or tensorrt "
+                   "(default: onnxruntime, tensorrt for an engine artifact).")
+@device_option
 @click.option("--no-record", is_flag=True, help="Do not store the accuracy in the artifact's manifest.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def validate_cmd(target: str, data: str, weights: str | None, num_classes: int | None, input_size,
                  mean, std, labels: str | None, batch_size: int, limit: int | None, gate: float,
-                 threads: int | None, json_path: str | None, plot_path: str | None, no_record: bool,
-                 quiet: bool) -> None:
+                 threads: int | None, json_path: str | None, plot_path: str | None, backend: str | None,
+                 device: str, no_record: bool, quiet: bool) -> None:
     """Top-1/top-5 and per-class accuracy of TARGET (artifact directory or zoo model name).
 
     For an artifact, the drop against its FP32 reference is gated: the command exits non-zero
@@ -38,7 +42,8 @@ def validate_cmd(target: str, data: str, weights: str | None, num_classes: int |
     report = validate(target, data, weights=weights, num_classes=num_classes,
                       overrides=data_overrides(input_size, mean, std, labels), gate=gate,
                       batch_size=batch_size, limit=limit, json_path=json_path, threads=threads,
-                      progress=not quiet, record=not no_record, plot_path=plot_path)
+                      progress=not quiet, record=not no_record, plot_path=plot_path,
+                      backend=backend, device=device)
     render(report)
     for what, path in (("results", json_path), ("plot", plot_path)):
         if path:
