@@ -148,7 +148,7 @@ def _add_profile(builder: Any, network: Any, config: Any, options: EngineOptions
         if dims[0] < 0:
             lo, opt, hi = [options.min_batch, *rest], [options.opt_batch, *rest], [options.max_batch, *rest]
         else:
-            if not options.min_batch <= dims[0] <= options.max_batch or options.min_batch != options.max_batch:
+            if options.min_batch != dims[0] or options.max_batch != dims[0]:
                 raise DeployKitError(f"{path}: input '{tensor.name}' has a fixed batch of {dims[0]}; "
                                      f"use --batch {dims[0]}:{dims[0]}:{dims[0]}")
             lo = opt = hi = dims
@@ -160,7 +160,7 @@ def _add_profile(builder: Any, network: Any, config: Any, options: EngineOptions
 
 def _build_failure(path: Path, options: EngineOptions, lines: list[str], log_file: Any) -> str:
     errors = [ln for ln in lines if ln.startswith(("[E]", "[F]"))]
-    last = errors[-1][4:] if errors else "no error logged"
+    last = errors[0][4:] if errors else "no error logged"  # the first error is the cause; later ones follow from it
     text = " ".join(errors).lower()
     hint = "see the build log" + (f" {log_file}" if log_file else "")
     if options.workspace_mb and ("memory" in text or "workspace" in text or "tactic" in text):
