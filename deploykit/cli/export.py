@@ -73,14 +73,16 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
 def _engine(artifact, int8: bool, calib: str | None, val: str | None, force: bool, quiet: bool) -> None:
     """The engine stage after the export (deploykit.build.headline does the work)."""
     from deploykit.build.headline import engine_after_export, int8_engine_after_export
+    from deploykit.cli.build import _printer
 
     say = None if quiet else (lambda s: click.echo(s, err=True))
+    progress = None if quiet else _printer()
     if int8:
         int8_art, outcome = int8_engine_after_export(artifact, calib, val, force=force, quantize_progress=not quiet,
-                                                     log_fn=say)
+                                                     log_fn=say, progress=progress)
         click.echo(f"Wrote {int8_art.path}: INT8 (TensorRT Q/DQ profile), accuracy gate passed")
     else:
-        outcome = engine_after_export(artifact, "fp16", force=force)
+        outcome = engine_after_export(artifact, "fp16", force=force, progress=progress)
     for line in outcome.lines():
         click.echo(line)
 
