@@ -51,7 +51,7 @@ def build_cmd(artifact: str, precision: str, batch, workspace_mb: int | None, ti
     """
     from deploykit.build import build_engine_artifact
 
-    progress = None if quiet else _printer()
+    progress = None if quiet else progress_printer()
     result = build_engine_artifact(
         artifact, precision=precision, batch=batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
         opt_level=opt_level, hardware_compat=hardware_compat, version_compatible=version_compatible,
@@ -60,7 +60,7 @@ def build_cmd(artifact: str, precision: str, batch, workspace_mb: int | None, ti
     click.echo(engine_summary(result))
 
 
-def _printer():
+def progress_printer():
     """A progress callback printing one stderr line per builder phase and every tenth of its steps."""
     seen: dict[str, int] = {}
 

@@ -73,10 +73,10 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
 def _engine(artifact, int8: bool, calib: str | None, val: str | None, force: bool, quiet: bool) -> None:
     """The engine stage after the export (deploykit.build.headline does the work)."""
     from deploykit.build.headline import engine_after_export, int8_engine_after_export
-    from deploykit.cli.build import _printer
+    from deploykit.cli.build import progress_printer
 
     say = None if quiet else (lambda s: click.echo(s, err=True))
-    progress = None if quiet else _printer()
+    progress = None if quiet else progress_printer()
     if int8:
         int8_art, outcome = int8_engine_after_export(artifact, calib, val, force=force, quantize_progress=not quiet,
                                                      log_fn=say, progress=progress)
