@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {FULL['rounds']})")
     p.add_argument("--iters-per-round", type=int, default=None,
                    help=f"timed calls per row and round (default {FULL['iters_per_round']})")
+    p.add_argument("--opt-batch", type=int, default=1,
+                   help="batch the single TensorRT profile (1..large batch) is tuned for (default 1)")
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke test; writes to a temp dir")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     p.add_argument("--no-int8", action="store_true", help="skip the TensorRT INT8 rows")
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.large_batch is not None and args.large_batch < 2:
         p.error("--large-batch must be at least 2")
+    if args.opt_batch < 1 or (args.large_batch is not None and args.opt_batch > args.large_batch):
+        p.error("--opt-batch must be between 1 and the large batch")
     return args
 
 
@@ -116,8 +120,8 @@ def row_factories(name: str, model: Any, artifact: Any, calib: np.ndarray, count
                 if time_left() < 60:
                     raise Skip(f"time budget: {time_left():.0f} s left for this model")
                 onnx_path = tensorrt_qdq(name, artifact, calib, tmp / f"{name}-int8.onnx")
-            built = build_serialized(onnx_path, EngineOptions(precision=precision, min_batch=1, opt_batch=1,
-                                                              max_batch=large),
+            built = build_serialized(onnx_path, EngineOptions(precision=precision, min_batch=1,
+                                                              opt_batch=min(args.opt_batch, large), max_batch=large),
                                      log_file=tmp / f"{name}-{precision}.log")
             plan = tmp / f"{name}-{precision}.plan"
             plan.write_bytes(built.plan)
