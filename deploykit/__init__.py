@@ -21,6 +21,7 @@ _LAZY = {
     "optimize_file": "deploykit.optimize",
     "validate": "deploykit.harness.validate",
     "quantize_artifact": "deploykit.quantize",
+    "build_engine_artifact": "deploykit.build",
     "make_runner": "deploykit.backends",
     "benchmark": "deploykit.harness.bench",
     "compare_backends": "deploykit.harness.compare",

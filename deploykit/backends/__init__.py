@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.backends.base import Runner, RunnerError
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, MissingExtraError
 from deploykit.models.registry import looks_like_model_name
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "onnxruntime-trt")
+# ONNX Runtime on a GPU execution provider (onnxruntime-gpu, the 'gpu' extra): backend -> device.
+ORT_GPU_BACKENDS = {"onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _EXTRA = {"onnxruntime": ("onnxruntime", "gpu"), "tensorrt": ("tensorrt", "tensorrt"), "torch": ("torch", "")}
 
@@ -26,11 +28,27 @@ def backend_status() -> dict[str, str | None]:
     """Backend name -> None when usable here, else the reason it is not."""
     out: dict[str, str | None] = {}
     for name in BACKENDS:
+        if name in ORT_GPU_BACKENDS:
+            out[name] = _ort_gpu_status(name)
+            continue
         out[name] = None if importlib.util.find_spec(_EXTRA[name][0]) else (
             f"the '{_EXTRA[name][0]}' package is not installed"
             + (f"; pip install 'deploykit[{_EXTRA[name][1]}]'" if name == "tensorrt" else "")
         )
     return out
+
+
+def _ort_gpu_status(name: str) -> str | None:
+    from deploykit.backends.onnxruntime import DEVICE_PROVIDERS
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "the 'onnxruntime' package is not installed"
+    import onnxruntime as ort
+
+    provider = DEVICE_PROVIDERS[ORT_GPU_BACKENDS[name]][0]
+    if provider not in ort.get_available_providers():
+        return f"this onnxruntime build has no {provider}; pip install 'deploykit[gpu]'"
+    return None
 
 
 def available_backends() -> list[str]:
@@ -41,13 +59,19 @@ def available_backends() -> list[str]:
 def check_backend(backend: str) -> str:
     """Normalise a backend name; unknown or uninstalled backends are one-line errors."""
     key = backend.strip().lower().replace("-", "").replace("_", "")
-    key = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}.get(key, key)
+    key = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "onnxruntimecuda": "onnxruntime-cuda",
+           "ortcuda": "onnxruntime-cuda", "onnxruntimetrt": "onnxruntime-trt", "orttrt": "onnxruntime-trt",
+           "onnxruntimetensorrt": "onnxruntime-trt"}.get(key, key)
     if key not in BACKENDS:
         raise DeployKitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if key == "tensorrt":
         from deploykit.backends.tensorrt import import_tensorrt
 
         import_tensorrt()  # MissingExtraError naming the extra
+    elif key in ORT_GPU_BACKENDS and backend_status()[key] is not None:
+        from deploykit.backends.onnxruntime import DEVICE_PROVIDERS
+
+        raise MissingExtraError("onnxruntime-gpu", "gpu", f"The {key} backend ({DEVICE_PROVIDERS[ORT_GPU_BACKENDS[key]][0]})")
     elif backend_status()[key] is not None:
         raise DeployKitError(f"backend '{key}' is not usable: {backend_status()[key]}")
     return key
@@ -165,6 +189,16 @@ def _build(kind: str, obj: Any, backend: str, device: str, threads: int | None,
         return _torch_runner(kind, obj, device, threads, precision, opts)
     if backend == "onnxruntime":
         return _ort_runner(kind, obj, device, threads, precision, opts)
+    if backend in ORT_GPU_BACKENDS:
+        from deploykit.backends.onnxruntime import providers_for_device
+
+        if opts.get("providers"):
+            raise DeployKitError(f"backend {backend} chooses its execution providers; use --backend onnxruntime "
+                                 "with providers instead")
+        opts["providers"] = providers_for_device(ORT_GPU_BACKENDS[backend])
+        runner = _ort_runner(kind, obj, device, threads, precision, opts)
+        runner.backend = backend
+        return runner
     return _trt_runner(kind, obj, device, precision, opts)
 
 
@@ -228,11 +262,22 @@ def _trt_runner(kind: str, obj: Any, device: str, precision: str | None, opts: d
         device = "cuda"  # TensorRT has no CPU mode; the runner refuses when CUDA is absent
     _check_file_precision(kind, obj, precision, "tensorrt")
     if kind == "artifact" and obj.manifest.format == "tensorrt-engine":
-        return _call(TensorRTRunner, obj.main_path, device=device, **opts)
+        from deploykit.backends.tensorrt.guard import check_engine_artifact, engine_record, running_env
+
+        running = opts.pop("running", None) or running_env(_cuda_index(device))
+        check_engine_artifact(obj, running)  # before TensorRT ever sees the bytes
+        host_code = bool((engine_record(obj.manifest).get("flags") or {}).get("version_compatible"))
+        return _call(TensorRTRunner, obj.main_path, device=device, host_code_allowed=host_code,
+                     name=f"{obj.path.name}/{obj.manifest.main_file}", **opts)
     if kind == "engine":
         return _call(TensorRTRunner, obj, device=device, **opts)
     raise DeployKitError(f"{getattr(obj, 'path', obj)}: the tensorrt backend runs a built engine "
                          "(.engine/.plan or an engine artifact); build one from the ONNX first")
+
+
+def _cuda_index(device: str) -> int:
+    _, _, idx = device.partition(":")
+    return int(idx) if idx.isdigit() else 0
 
 
 def _module_from_artifact(art: Any) -> Any:
@@ -261,4 +306,4 @@ def _module_from_artifact(art: Any) -> Any:
 
 
 __all__ = ["BACKENDS", "Runner", "RunnerError", "available_backends", "backend_status", "check_backend",
-           "make_runner"]
+           "ORT_GPU_BACKENDS", "make_runner"]

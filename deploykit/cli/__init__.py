@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "predict": "deploykit.cli.predict:predict_cmd",
     "triton": "deploykit.cli.serve:triton_cmd",
     "serve": "deploykit.cli.serve:serve_cmd",
+    "build": "deploykit.cli.build:build_cmd",
 }
 
 

@@ -24,6 +24,10 @@ from deploykit.cli.options import (batch_spec, data_overrides, deprecated_alias,
               callback=deprecated_alias("--opt-batch", "--batch 1:OPT:MAX"))
 @click.option("--fp16", is_flag=True, help="Write an FP16 model (float32 inputs/outputs kept).")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 inputs and outputs too.")
+@click.option("--int8", is_flag=True, help="Then quantise for TensorRT (Q/DQ profile, needs --calib and --val) "
+              "and build the INT8 engine when TensorRT and a GPU are present.")
+@click.option("--calib", default=None, metavar="SPEC", help="With --int8: calibration images, e.g. fashion-mnist:train[:512].")
+@click.option("--val", default=None, metavar="SPEC", help="With --int8: validation set of the accuracy gate.")
 @click.option("--no-optimize", "no_optimize", is_flag=True, help="Skip the graph optimiser.")
 @click.option("--data", default=None, metavar="SPEC",
               help="Also check parity on real images, e.g. fashion-mnist:test[:64] or a folder.")
@@ -34,9 +38,14 @@ from deploykit.cli.options import (batch_spec, data_overrides, deprecated_alias,
 @seed_option
 def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
                labels: str | None, opset: int | None, batch: int | tuple[int, int, int] | None, dynamic_batch: bool,
-               max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, no_optimize: bool, data: str | None, out: str | None,
+               max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, int8: bool, calib: str | None,
+               val: str | None, no_optimize: bool, data: str | None, out: str | None,
                exporter: str, force: bool, quiet: bool, seed: int) -> None:
-    """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate)."""
+    """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate).
+
+    With --fp16 (or --int8 --calib SPEC --val SPEC) the TensorRT engine is built too when the
+    tensorrt extra and an NVIDIA GPU are present; otherwise one line says why and how to build it later.
+    """
     from deploykit.export.api import export_model
 
     min_batch = None
@@ -51,6 +60,10 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
         raise click.UsageError("--max-batch/--opt-batch apply to a dynamic batch, not with --batch")
     if fp16_io and not fp16:
         raise click.UsageError("--fp16-io needs --fp16")
+    if int8 and (fp16 or not calib or not val):
+        raise click.UsageError("--int8 needs --calib SPEC and --val SPEC, and excludes --fp16")
+    if (calib or val) and not int8:
+        raise click.UsageError("--calib/--val go with --int8")
     artifact = export_model(
         model, weights=weights, num_classes=num_classes,
         overrides=data_overrides(input_size, mean, std, labels) or None,
@@ -59,6 +72,25 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
         fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch, min_batch=min_batch, seed=seed,
     )
     click.echo(summary(artifact))
+    if fp16 or int8:
+        _engine(artifact, int8, calib, val, force, quiet)
+
+
+def _engine(artifact, int8: bool, calib: str | None, val: str | None, force: bool, quiet: bool) -> None:
+    """The engine stage after the export (deploykit.build.headline does the work)."""
+    from deploykit.build.headline import engine_after_export, int8_engine_after_export
+    from deploykit.cli.build import progress_printer
+
+    say = None if quiet else (lambda s: click.echo(s, err=True))
+    progress = None if quiet else progress_printer()
+    if int8:
+        int8_art, outcome = int8_engine_after_export(artifact, calib, val, force=force, quantize_progress=not quiet,
+                                                     log_fn=say, progress=progress)
+        click.echo(f"Wrote {int8_art.path}: INT8 (TensorRT Q/DQ profile), accuracy gate passed")
+    else:
+        outcome = engine_after_export(artifact, "fp16", force=force, progress=progress)
+    for line in outcome.lines():
+        click.echo(line)
 
 
 def summary(artifact) -> str:

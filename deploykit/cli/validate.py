@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import data_overrides, deprecated_alias, model_options, quiet_option, threads_option
+from deploykit.cli.options import (data_overrides, deprecated_alias, device_option, model_options, quiet_option,
+                                   threads_option)
 
 
 @click.command("validate")
@@ -24,13 +25,16 @@ from deploykit.cli.options import data_overrides, deprecated_alias, model_option
               help="Also write the results as JSON to this file.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw per-class accuracy and the confusion matrix to this PNG.")
+@click.option("--backend", default=None,
+              help="Runtime for an artifact: onnxruntime, onnxruntime-cuda, onnxruntime-trt or tensorrt "
+                   "(default: onnxruntime, tensorrt for an engine artifact).")
+@device_option
 @click.option("--no-record", is_flag=True, help="Do not store the accuracy in the artifact's manifest.")
 @quiet_option
 def validate_cmd(target: str, data: str, weights: str | None, num_classes: int | None, input_size,
                  mean, std, labels: str | None, batch: int, old_batch_size: int | None, limit: int | None,
-                 gate: float,
-                 threads: int | None, json_path: str | None, plot_path: str | None, no_record: bool,
-                 quiet: bool) -> None:
+                 gate: float, threads: int | None, json_path: str | None, plot_path: str | None,
+                 backend: str | None, device: str, no_record: bool, quiet: bool) -> None:
     """Top-1/top-5 and per-class accuracy of TARGET (artifact directory or zoo model name).
 
     For an artifact, the drop against its FP32 reference is gated: the command exits non-zero
@@ -42,7 +46,8 @@ def validate_cmd(target: str, data: str, weights: str | None, num_classes: int |
     report = validate(target, data, weights=weights, num_classes=num_classes,
                       overrides=data_overrides(input_size, mean, std, labels), gate=gate,
                       batch_size=old_batch_size or batch, limit=limit, json_path=json_path, threads=threads,
-                      progress=not quiet, record=not no_record, plot_path=plot_path)
+                      progress=not quiet, record=not no_record, plot_path=plot_path,
+                      backend=backend, device=device)
     render(report)
     for what, path in (("results", json_path), ("plot", plot_path)):
         if path:

@@ -61,8 +61,12 @@ def validate(target: str | os.PathLike, data: str, weights: str | os.PathLike | 
              gate: float = DEFAULT_GATE, batch_size: int = 64, limit: int | None = None,
              json_path: str | os.PathLike | None = None, threads: int | None = None,
              progress: bool = True, record: bool = True,
-             plot_path: str | os.PathLike | None = None) -> ValidationReport:
-    """Score TARGET (artifact directory or zoo model name) on ``data`` and apply the FP32 gate."""
+             plot_path: str | os.PathLike | None = None, backend: str | None = None,
+             device: str = "cpu") -> ValidationReport:
+    """Score TARGET (artifact directory or zoo model name) on ``data`` and apply the FP32 gate.
+
+    ``backend`` runs an artifact (default: onnxruntime for ONNX, tensorrt for an engine artifact).
+    """
     from deploykit.artifact import is_artifact_dir
     from deploykit.data.specs import open_dataset
 
@@ -74,7 +78,8 @@ def validate(target: str | os.PathLike, data: str, weights: str | os.PathLike | 
         if weights is not None or num_classes is not None or overrides:
             raise DeployKitError(f"{path}: --weights, --num-classes and data-config options apply to a "
                                  "zoo model name; an artifact carries its own weights and data config")
-        report = _validate_artifact(path, dataset, gate, batch_size, limit, threads, progress, record)
+        report = _validate_artifact(path, dataset, gate, batch_size, limit, threads, progress, record,
+                                    backend=backend, device=device)
     elif path.exists():
         raise DeployKitError(f"{path}: not an artifact directory (no manifest.json) and not a zoo model name")
     else:
@@ -137,12 +142,15 @@ def _validate_model(name: str, dataset: Any, weights: Any, num_classes: int | No
 
 def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
                        limit: int | None, threads: int | None, progress: bool,
-                       record: bool) -> ValidationReport:
+                       record: bool, backend: str | None = None, device: str = "cpu") -> ValidationReport:
     from deploykit.artifact import Artifact, accuracy_record
 
     art = Artifact.load(path)
     cfg = art.data_config
-    result = _evaluate_artifact(art, dataset, cfg, batch_size, limit, threads, progress)
+    from deploykit.backends import check_backend
+
+    backend = check_backend(backend or ("tensorrt" if art.manifest.format == "tensorrt-engine" else "onnxruntime"))
+    result = _evaluate_artifact(art, dataset, cfg, batch_size, limit, threads, progress, backend, device)
     notes: list[str] = []
     reference = _reference(art, dataset, result, batch_size, limit, threads, progress, notes)
     gate = None
@@ -152,7 +160,7 @@ def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
     else:
         notes.append("no FP32 reference available: accuracy reported, no gate applied")
     report = ValidationReport(target=str(path), kind="artifact", model=art.manifest.model,
-                              precision=art.manifest.precision, backend="onnxruntime",
+                              precision=art.manifest.precision, backend=backend,
                               result=result, reference=reference, gate=gate, notes=notes)
     if record:
         details = result.to_dict(confusion=len(result.classes) <= CONFUSION_MAX_CLASSES)
@@ -161,19 +169,20 @@ def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
         entry = accuracy_record(dataset=result.dataset, top1=result.top1,
                                 reference_top1=reference["top1"] if reference else None,
                                 gate=ratio if reference else None, reference=reference,
-                                backend="onnxruntime", **details)
+                                backend=backend, **details)
         art.record_result("accuracy", entry)
     return report
 
 
 def _evaluate_artifact(art: Any, dataset: Any, cfg: Any, batch_size: int, limit: int | None,
-                       threads: int | None, progress: bool | str) -> AccuracyResult:
+                       threads: int | None, progress: bool | str, backend: str = "onnxruntime",
+                       device: str = "cpu") -> AccuracyResult:
     from deploykit.backends import make_runner
 
-    if art.manifest.format != "onnx":
-        raise DeployKitError(f"{art.path}: validate runs ONNX artifacts here; a "
-                             f"{art.manifest.format} artifact needs the tensorrt backend")
-    runner = make_runner(art, "onnxruntime", threads=threads, verify=False)
+    if art.manifest.format != "onnx" and backend != "tensorrt":
+        raise DeployKitError(f"{art.path}: a {art.manifest.format} artifact runs only with --backend tensorrt")
+    runner = make_runner(art, backend, device=device, threads=None if backend == "tensorrt" else threads,
+                         verify=False)
     with runner:
         return evaluate(runner, dataset, cfg, batch_size=batch_size, limit=limit,
                         progress=progress, confusion=True)

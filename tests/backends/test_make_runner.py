@@ -55,7 +55,34 @@ def test_module_on_torch_and_onnxruntime_agree():
 def test_unknown_backend(tmp_path):
     with pytest.raises(DeployKitError) as e:
         make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="tflite")
-    assert _one_line(e) == "unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt"
+    assert _one_line(e) == ("unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt, "
+                            "onnxruntime-cuda, onnxruntime-trt")
+
+
+@pytest.mark.parametrize("name, provider", [("onnxruntime-cuda", "CUDAExecutionProvider"),
+                                            ("ort-trt", "TensorrtExecutionProvider")])
+def test_onnxruntime_gpu_backends(tmp_path, name, provider):
+    import onnxruntime as ort
+
+    path = tiny_onnx(tmp_path / "m.onnx")
+    if provider in ort.get_available_providers():
+        pytest.skip(f"this onnxruntime has {provider}; the GPU test below covers it")
+    key = "onnxruntime-trt" if name == "ort-trt" else name
+    assert backend_status()[key] == f"this onnxruntime build has no {provider}; pip install 'deploykit[gpu]'"
+    assert key not in available_backends()
+    with pytest.raises(DeployKitError) as e:
+        make_runner(path, backend=name)
+    assert _one_line(e) == (f"The {key} backend ({provider}) needs the 'onnxruntime-gpu' package, which is not "
+                            "installed; install it with: pip install 'deploykit[gpu]'")
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_backend_runs(tmp_path):
+    path = tiny_onnx(tmp_path / "m.onnx")
+    x = np.ones((2, 3, SIZE, SIZE), np.float32)
+    with make_runner(path) as cpu, make_runner(path, backend="onnxruntime-cuda", device="cuda") as gpu:
+        assert gpu.backend == "onnxruntime-cuda"
+        np.testing.assert_allclose(gpu.infer({"input": x})["logits"], cpu.infer({"input": x})["logits"], atol=1e-4)
 
 
 def test_absent_device(tmp_path):

@@ -148,3 +148,14 @@ def test_bad_arguments(chain, folder, tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x00")
     with pytest.raises(DeployKitError, match="artifact"):
         validate(parent.path / "model.onnx", folder)
+
+
+def test_backend_choice(chain, folder):
+    import onnxruntime as ort
+
+    parent, _ = chain
+    report = validate(parent.path, folder, backend="ort", record=False, progress=False)
+    assert report.backend == "onnxruntime" and report.result.top1 is not None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(DeployKitError, match=r"pip install 'deploykit\[gpu\]'"):
+            validate(parent.path, folder, backend="onnxruntime-cuda", record=False, progress=False)

@@ -1,15 +1,215 @@
-"""Build a serialized TensorRT engine from ONNX (minimal; the TensorRT issue extends it)."""
+"""Build a serialized TensorRT 10 engine from ONNX: network, builder config, profile, build.
+
+Written against TensorRT 10's Python API directly (``Builder``, ``OnnxParser``,
+``IBuilderConfig``, ``IProgressMonitor``, ``ITimingCache``) rather than through Polygraphy's
+loaders: deploykit needs the build log in a file, a progress callback, a version-bound timing
+cache and the portability flags recorded in a manifest, and doing that around Polygraphy's
+loaders would add a dependency without removing much code. :class:`EngineOptions` is pure Python
+so every option is validated on a machine without TensorRT.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from deploykit._io import atomic_write_bytes
 from deploykit.backends.tensorrt import import_tensorrt
+from deploykit.backends.tensorrt.guard import HARDWARE_COMPAT
 from deploykit.errors import DeployKitError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+# progress(phase, step, steps): one call per builder step TensorRT reports.
+BuildProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EngineOptions:
+    """Everything that shapes an engine build; validated without TensorRT."""
+
+    precision: str = "fp16"
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    workspace_mb: int | None = None
+    opt_level: int | None = None  # TensorRT's builder_optimization_level, 0-5 (its default is 3)
+    hardware_compat: str = "none"
+    version_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise DeployKitError(f"engine precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise DeployKitError(f"batch profile needs 1 <= min <= opt <= max, got "
+                                 f"{self.min_batch}:{self.opt_batch}:{self.max_batch}")
+        if self.workspace_mb is not None and self.workspace_mb < 1:
+            raise DeployKitError(f"workspace {self.workspace_mb} MB must be at least 1 MB")
+        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
+            raise DeployKitError(f"optimisation level {self.opt_level} is not in 0-5")
+        if self.hardware_compat not in HARDWARE_COMPAT:
+            raise DeployKitError(f"hardware compatibility '{self.hardware_compat}' is not one of "
+                                 f"{', '.join(HARDWARE_COMPAT)}")
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        """The portability and tuning flags recorded in the engine's manifest."""
+        return {"fp16": self.precision in ("fp16", "best"), "int8": self.precision in ("int8", "best"),
+                "workspace_mb": self.workspace_mb, "opt_level": self.opt_level,
+                "hardware_compat": self.hardware_compat, "version_compatible": self.version_compatible}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BuiltEngine:
+    """A serialized engine, the timing cache the build left, and what TensorRT logged."""
+
+    plan: bytes
+    timing_cache: bytes | None
+    seconds: float
+    log: list[str] = field(default_factory=list)
+    inputs: dict[str, list[list[int]]] = field(default_factory=dict)  # name -> [min, opt, max] shapes
+
+
+def build_serialized(onnx_path: str | os.PathLike, options: EngineOptions, *,
+                     timing_cache: bytes | None = None, log_file: str | os.PathLike | None = None,
+                     progress: BuildProgress | None = None) -> BuiltEngine:
+    """Parse ONNX, configure the builder from ``options`` and return the serialized engine."""
+    trt = import_tensorrt("Building a TensorRT engine")
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise DeployKitError(f"{path}: ONNX file not found")
+    lines: list[str] = []
+    fh = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 - closed below
+    try:
+        return _build(trt, path, options, timing_cache, lines, fh, log_file, progress)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def _build(trt: Any, path: Path, options: EngineOptions, timing_cache: bytes | None, lines: list[str],
+           fh: Any, log_file: Any, progress: BuildProgress | None) -> BuiltEngine:
+    logger = _file_logger(trt, lines, fh)
+    monitor = _progress_monitor(trt, progress) if progress else None
+
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10 networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise DeployKitError(f"{path}: TensorRT's ONNX parser failed ({errors[:300]})")
+
+    config = builder.create_builder_config()
+    if options.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    if options.precision in ("fp16", "best"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if options.precision in ("int8", "best"):
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ graphs carry their own scales
+    if options.opt_level is not None:
+        config.builder_optimization_level = options.opt_level
+    if options.hardware_compat == "ampere+":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    cache = config.create_timing_cache(timing_cache or b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise DeployKitError(f"{path}: TensorRT refused the timing cache; pass another --timing-cache path")
+
+    shapes = _add_profile(builder, network, config, options, path)
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        raise DeployKitError(_build_failure(path, options, lines, log_file))
+    new_cache = config.get_timing_cache()
+    cache_bytes = bytes(new_cache.serialize()) if new_cache is not None else None
+    return BuiltEngine(plan=bytes(serialized), timing_cache=cache_bytes, seconds=seconds, log=lines,
+                       inputs=shapes)
+
+
+def _add_profile(builder: Any, network: Any, config: Any, options: EngineOptions,
+                 path: Path) -> dict[str, list[list[int]]]:
+    profile = builder.create_optimization_profile()
+    shapes: dict[str, list[list[int]]] = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = list(tensor.shape)
+        if any(d < 0 for d in dims[1:]):
+            raise DeployKitError(f"{path}: input '{tensor.name}' has dynamic non-batch dims {dims}")
+        rest = dims[1:]
+        if dims[0] < 0:
+            lo, opt, hi = [options.min_batch, *rest], [options.opt_batch, *rest], [options.max_batch, *rest]
+        else:
+            if options.min_batch != dims[0] or options.max_batch != dims[0]:
+                raise DeployKitError(f"{path}: input '{tensor.name}' has a fixed batch of {dims[0]}; "
+                                     f"use --batch {dims[0]}:{dims[0]}:{dims[0]}")
+            lo = opt = hi = dims
+        profile.set_shape(tensor.name, lo, opt, hi)
+        shapes[tensor.name] = [list(lo), list(opt), list(hi)]
+    config.add_optimization_profile(profile)
+    return shapes
+
+
+def _build_failure(path: Path, options: EngineOptions, lines: list[str], log_file: Any) -> str:
+    errors = [ln for ln in lines if ln.startswith(("[E]", "[F]"))]
+    last = errors[0][4:] if errors else "no error logged"  # the first error is the cause; later ones follow from it
+    text = " ".join(errors).lower()
+    hint = "see the build log" + (f" {log_file}" if log_file else "")
+    if options.workspace_mb and ("memory" in text or "workspace" in text or "tactic" in text):
+        hint = f"the {options.workspace_mb} MB workspace is probably too small; raise --workspace"
+    return f"{path}: TensorRT could not build an engine ({last[:200]}); {hint}"
+
+
+def _file_logger(trt: Any, lines: list[str], fh: Any) -> Any:
+    """An ILogger that keeps INFO and above, one line per message, and appends them to ``fh``."""
+    sev = trt.ILogger.Severity
+    tags = {sev.INTERNAL_ERROR: "F", sev.ERROR: "E", sev.WARNING: "W", sev.INFO: "I", sev.VERBOSE: "V"}
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.file = fh
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity == sev.VERBOSE:
+                return
+            line = f"[{tags.get(severity, '?')}] {' '.join(str(msg).split())}"
+            lines.append(line)
+            if self.file is not None:
+                self.file.write(line + "\n")
+                self.file.flush()
+
+    return _Logger()
+
+
+def _progress_monitor(trt: Any, progress: BuildProgress) -> Any:
+    """An IProgressMonitor that forwards each finished step to ``progress`` (never cancels)."""
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self.steps[phase_name] = int(num_steps)
+            progress(phase_name, 0, int(num_steps))
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            progress(phase_name, int(step) + 1, self.steps.get(phase_name, 0))
+            return True
+
+        def phase_finish(self, phase_name: str) -> None:
+            self.steps.pop(phase_name, None)
+
+    return _Monitor()
 
 
 def build_engine(
@@ -21,50 +221,12 @@ def build_engine(
     workspace_mb: int | None = None,
 ) -> bytes:
     """Parse ONNX, set precision flags and one batch profile, and return the serialized engine."""
-    trt = import_tensorrt("Building a TensorRT engine")
-    if precision not in PRECISIONS:
-        raise DeployKitError(f"engine precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    import_tensorrt("Building a TensorRT engine")
     max_batch = max_batch or max(min_batch, opt_batch or min_batch)
     opt_batch = opt_batch or max_batch
-    if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise DeployKitError(f"batch profile needs 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}")
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise DeployKitError(f"{path}: ONNX file not found")
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10 networks are always explicit-batch
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise DeployKitError(f"{path}: TensorRT's ONNX parser failed ({errors[:300]})")
-
-    config = builder.create_builder_config()
-    if workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ graphs carry their own scales
-
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        dims = list(tensor.shape)
-        if any(d < 0 for d in dims[1:]):
-            raise DeployKitError(f"{path}: input '{tensor.name}' has dynamic non-batch dims {dims}")
-        rest = dims[1:]
-        if dims[0] < 0:
-            profile.set_shape(tensor.name, [min_batch, *rest], [opt_batch, *rest], [max_batch, *rest])
-        else:
-            profile.set_shape(tensor.name, dims, dims, dims)
-    config.add_optimization_profile(profile)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise DeployKitError(f"{path}: TensorRT could not build an engine (see the TensorRT log above)")
-    return bytes(serialized)
+    options = EngineOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                            workspace_mb=workspace_mb)
+    return build_serialized(onnx_path, options).plan
 
 
 def write_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike, **kwargs) -> Path:

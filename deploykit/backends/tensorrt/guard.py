@@ -1,0 +1,136 @@
+"""Decide, before TensorRT sees the bytes, whether an engine built elsewhere may run here.
+
+Pure Python: the guard reads the ``engine`` record an engine artifact's manifest holds and
+compares it with a :class:`RunningEnv` (what is running) passed in by the caller, so every rule is
+testable without TensorRT or a GPU. The rules follow TensorRT 10's engine portability notes:
+
+* a default engine runs only on the TensorRT version (major.minor.patch) and the GPU model it was
+  built with (same name, same compute capability);
+* ``version_compatible`` engines also run on a newer TensorRT of the same major version;
+* ``hardware_compat == "ampere+"`` engines run on any GPU of compute capability 8.0 or newer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from deploykit.errors import DeployKitError
+
+HARDWARE_COMPAT = ("none", "ampere+")
+
+
+@dataclass(frozen=True)
+class RunningEnv:
+    """What an engine would run on: TensorRT version, GPU name, compute capability ("8.6")."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str
+
+    def describe(self) -> str:
+        return f"TensorRT {self.tensorrt} on {self.gpu} (sm {self.compute_capability})"
+
+
+def running_env(device: int = 0) -> RunningEnv:
+    """The TensorRT and CUDA GPU of this process (needs tensorrt and a CUDA GPU)."""
+    import torch
+
+    from deploykit.backends.tensorrt import import_tensorrt
+
+    trt = import_tensorrt("Checking a TensorRT engine")
+    if not torch.cuda.is_available():
+        raise DeployKitError("a TensorRT engine needs an NVIDIA GPU, and torch sees no CUDA device")
+    major, minor = torch.cuda.get_device_capability(device)
+    return RunningEnv(tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(device),
+                      compute_capability=f"{major}.{minor}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for p in str(text).split(".")[:3]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def _cc(text: str) -> tuple[int, int]:
+    try:
+        major, _, minor = str(text).partition(".")
+        return int(major), int(minor or 0)
+    except ValueError:
+        raise DeployKitError(f"compute capability '{text}' is not of the form MAJOR.MINOR") from None
+
+
+def engine_record(manifest: Any) -> dict[str, Any]:
+    """The ``engine`` record of the newest build stage in an engine artifact's manifest."""
+    for stage in reversed(getattr(manifest, "stages", None) or []):
+        if stage.get("stage") == "build" and isinstance(stage.get("engine"), Mapping):
+            return dict(stage["engine"])
+    raise DeployKitError("manifest has no build stage with an engine record; rebuild the engine with deploykit build")
+
+
+def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | None:
+    """Why an engine with ``record`` cannot run on ``running``, or None when it can."""
+    built_trt = str(record.get("tensorrt", "?"))
+    flags = record.get("flags", {}) or {}
+    version_compat = bool(flags.get("version_compatible"))
+    hw = str(flags.get("hardware_compat", "none"))
+    b, r = _version(built_trt), _version(running.tensorrt)
+    if version_compat:
+        if r[0] != b[0] or r < b:
+            return (f"it is version-compatible from TensorRT {built_trt} to later {b[0]}.x releases, "
+                    f"and TensorRT {running.tensorrt} is running")
+    elif r != b:
+        return f"it was built with TensorRT {built_trt} and TensorRT {running.tensorrt} is running"
+    built_cc, run_cc = _cc(record.get("compute_capability", "0.0")), _cc(running.compute_capability)
+    built_gpu = str(record.get("gpu", "?"))
+    if hw == "ampere+":
+        if run_cc < (8, 0):
+            return (f"it is hardware-compatible with Ampere and newer GPUs (sm 8.0+), and this "
+                    f"{running.gpu} is sm {running.compute_capability}")
+    elif hw != "none":
+        return f"hardware compatibility level '{hw}' is unknown to this deploykit"
+    elif run_cc != built_cc or built_gpu != running.gpu:
+        return (f"it was built for {built_gpu} (sm {record.get('compute_capability', '?')}) and this GPU is "
+                f"{running.gpu} (sm {running.compute_capability})")
+    return None
+
+
+def check_engine(record: Mapping[str, Any], running: RunningEnv, where: str, rebuild: str) -> None:
+    """Refuse, in one line, an engine that cannot run on ``running``; say how to rebuild it."""
+    why = incompatibility(record, running)
+    if why is not None:
+        raise DeployKitError(f"{where}: engine cannot run here: {why}; rebuild it here with: {rebuild}")
+
+
+def check_engine_artifact(art: Any, running: RunningEnv) -> None:
+    """The guard for a loaded engine artifact: refuse it when it cannot run on ``running``."""
+    record = engine_record(art.manifest)
+    check_engine(record, running, where=str(art.path), rebuild=rebuild_command(record, str(art.path)))
+
+
+def rebuild_command(record: Mapping[str, Any], artifact_dir: str) -> str:
+    """The ``deploykit build`` command that rebuilds an engine from its parent ONNX artifact."""
+    parent = str((record.get("parent") or {}).get("path") or "PARENT_ARTIFACT")
+    flags = record.get("flags", {}) or {}
+    profile = record.get("batch") or {}
+    parts = ["deploykit build", _quote(parent), "--precision", str(record.get("precision", "fp16"))]
+    if profile:
+        parts += ["--batch", f"{profile.get('min')}:{profile.get('opt')}:{profile.get('max')}"]
+    if flags.get("hardware_compat", "none") != "none":
+        parts += ["--hardware-compat", str(flags["hardware_compat"])]
+    if flags.get("version_compatible"):
+        parts.append("--version-compatible")
+    parts += ["--out", _quote(artifact_dir), "--force"]
+    return " ".join(parts)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+__all__ = ["HARDWARE_COMPAT", "RunningEnv", "check_engine", "check_engine_artifact", "engine_record", "incompatibility",
+           "rebuild_command", "running_env"]
