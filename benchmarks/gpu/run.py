@@ -169,7 +169,7 @@ def bench_model(name: str, counts: dict[str, Any], args: argparse.Namespace, mac
 
     from deploykit.export.api import export_model
     from deploykit.harness.bench import benchmark_interleaved
-    from deploykit.harness.parity import compare_outputs, parity_inputs
+    from deploykit.parity import compare_outputs, parity_inputs
     from deploykit.harness.significance import median_ratio_ci
     from deploykit.models.weights import load_model, save_weights
 

@@ -77,8 +77,8 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
 
 
 def _engine(artifact, int8: bool, calib: str | None, val: str | None, force: bool, quiet: bool) -> None:
-    """The engine stage after the export (deploykit.build.headline does the work)."""
-    from deploykit.build.headline import engine_after_export, int8_engine_after_export
+    """The engine stage after the export (deploykit.harness.headline does the work)."""
+    from deploykit.harness.headline import engine_after_export, int8_engine_after_export
     from deploykit.cli.build import progress_printer
 
     say = None if quiet else (lambda s: click.echo(s, err=True))

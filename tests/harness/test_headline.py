@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from deploykit.artifact import Artifact
 from deploykit.build import environment_problem
-from deploykit.build.headline import build_command, engine_after_export
+from deploykit.harness.headline import build_command, engine_after_export
 from deploykit.cli import cli
 
 SMALL = ["--num-classes", "10", "--input-size", "32", "-q"]

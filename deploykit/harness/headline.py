@@ -89,7 +89,7 @@ def prove_parity(artifact: Any, plan: Path, precision: str, device: str = "cuda"
     """Engine vs ONNX Runtime and engine vs PyTorch on fixed-seed inputs; raises when a gate fails."""
     from deploykit.backends import make_runner
     from deploykit.backends.tensorrt.runner import TensorRTRunner
-    from deploykit.harness.parity import check_gate, compare_outputs, parity_inputs
+    from deploykit.parity import check_gate, compare_outputs, parity_inputs
 
     m = artifact.manifest
     batch = max(m.batch.min, min(PARITY_BATCH, m.batch.max)) if m.batch.dynamic else m.batch.max
