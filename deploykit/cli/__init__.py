@@ -60,7 +60,18 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _unwind_on_sigterm()
     cli(prog_name="deploykit")
+
+
+def _unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a stage's temporary directory is removed, not left behind."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

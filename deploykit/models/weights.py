@@ -314,6 +314,15 @@ def _apply_state_dict(model: nn.Module, state_dict: dict[str, Tensor], path: Pat
             f"{path}: {len(wrong)} tensors have the wrong shape for {_model_label(model)}: "
             f"{shown}{more} - weights for another architecture?{_saved_as_hint(path, name)}"
         )
+    # load_state_dict would silently cast integer or bool tensors into float parameters.
+    bad = [(k, sd[k].dtype, v.dtype) for k, v in expected.items()
+           if k in sd and sd[k].is_floating_point() != v.is_floating_point()]
+    if bad:
+        shown = ", ".join(f"{k} {str(d).replace('torch.', '')} vs model {str(e).replace('torch.', '')}"
+                          for k, d, e in bad[:_SHOW])
+        more = f", and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
+        raise DeployKitError(f"{path}: {len(bad)} tensors have the wrong dtype for {_model_label(model)}: "
+                             f"{shown}{more}")
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:  # dtype or other problems the checks above did not foresee

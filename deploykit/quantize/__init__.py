@@ -352,7 +352,7 @@ def quantize_artifact(
     from deploykit.artifact import tool_versions
     from deploykit.quantize.calibrators import calibrate
 
-    with ArtifactWriter(out_dir, force=force) as w:
+    with ArtifactWriter(out_dir, force=force, reads=(art.path,)) as w:
         onnx.save(qmodel, str(w.dir / "model.onnx"))
         files = {"model": "model.onnx"}
         if profile == "tensorrt":

@@ -72,12 +72,29 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     unknown = set(flat) - fields
     if unknown:
         raise DeployKitError(f"{p}: unknown keys {', '.join(sorted(unknown))}")
+    for key, value in flat.items():
+        want = _TYPES[key]
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if key == "keep_fp32":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not ok:
+            kind = "a list of strings" if key == "keep_fp32" else _TYPE_NAMES[want]
+            raise DeployKitError(f"{p}: '{key}' must be {kind}, got {value!r:.60}")
     if "keep_fp32" in flat:
         flat["keep_fp32"] = tuple(flat["keep_fp32"])
-    try:
-        return _check(Recipe(name=p.stem, **flat), str(p))
-    except TypeError as e:
-        raise DeployKitError(f"{p}: malformed recipe ({e})") from None
+    for key in ("percentile", "gate"):
+        if key in flat:
+            flat[key] = float(flat[key])
+    rec = Recipe(name=p.stem, **flat)
+    if not 0 < rec.percentile <= 100:
+        raise DeployKitError(f"{p}: percentile {rec.percentile} must be in (0, 100]")
+    return _check(rec, str(p))
+
+
+_TYPES: dict[str, Any] = {"method": str, "percentile": (int, float), "num_images": int, "batch": int,
+                          "min_images": int, "per_channel": bool, "keep_fp32": list, "gate": (int, float),
+                          "max_fallbacks": int}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", (int, float): "a number"}
 
 
 def recipe_for(model: str, family: str) -> Recipe:
