@@ -222,6 +222,8 @@ def check_declared_inputs(path: str | os.PathLike, specs: Sequence[Any], where: 
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # ORT names the precise problem when it loads the file
         return
+    if not model.HasField("graph"):
+        raise DeployKitError(f"{label}: not an ONNX model (no graph)")
     init = {i.name for i in model.graph.initializer}
     declared = {i.name: i for i in model.graph.input if i.name not in init}
     for spec in specs:
