@@ -160,6 +160,8 @@ class Manifest:
             raise DeployKitError(f"{where}: missing required field {e.args[0]}") from None
         except (TypeError, ValueError, AttributeError, OverflowError) as e:
             raise DeployKitError(f"{where}: malformed ({e})") from None
+        except DeployKitError as e:
+            raise DeployKitError(e.args[0] if str(e).startswith(where) else f"{where}: {e}") from None
         _check_fields(m, where)
         return m
 
