@@ -287,6 +287,34 @@ def is_artifact_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / MANIFEST_NAME).is_file()
 
 
+def check_output(out_dir: str | os.PathLike, force: bool = False,
+                 reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
+    """Refuse an output location before any work: taken without --force, not an artifact, inside an
+    artifact, or one of the stage's own inputs."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeployKitError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_artifact_dir(out_dir):
+        # --force replaces an artifact, never an arbitrary folder (a home directory, a dataset).
+        raise DeployKitError(
+            f"{out_dir}: exists and is not an artifact directory (no {MANIFEST_NAME}); "
+            "refusing to replace it, even with --force"
+        )
+    inside = _enclosing_artifact(out_dir)
+    if inside is not None:
+        raise DeployKitError(
+            f"{out_dir}: output path is inside the artifact {inside}; choose a path outside it"
+        )
+    for src in reads:
+        src_path = Path(src).resolve()
+        if src_path == out_dir.resolve() or src_path.is_relative_to(out_dir.resolve()):
+            raise DeployKitError(
+                f"{out_dir}: output path would replace the input {src}; choose another --out"
+            )
+
+
 class ArtifactWriter:
     """Build an artifact in a temporary sibling directory; ``commit`` renames it into place.
 
@@ -300,27 +328,7 @@ class ArtifactWriter:
                  reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
         self.out_dir = Path(out_dir)
         self.force = force
-        if self.out_dir.exists() and not force:
-            raise DeployKitError(f"{self.out_dir}: already exists; pass --force to replace it")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise DeployKitError(f"{self.out_dir}: exists and is not a directory")
-        if self.out_dir.is_dir() and any(self.out_dir.iterdir()) and not is_artifact_dir(self.out_dir):
-            # --force replaces an artifact, never an arbitrary folder (a home directory, a dataset).
-            raise DeployKitError(
-                f"{self.out_dir}: exists and is not an artifact directory (no {MANIFEST_NAME}); "
-                "refusing to replace it, even with --force"
-            )
-        inside = _enclosing_artifact(self.out_dir)
-        if inside is not None:
-            raise DeployKitError(
-                f"{self.out_dir}: output path is inside the artifact {inside}; choose a path outside it"
-            )
-        for src in reads:
-            src_path = Path(src).resolve()
-            if src_path == self.out_dir.resolve() or src_path.is_relative_to(self.out_dir.resolve()):
-                raise DeployKitError(
-                    f"{self.out_dir}: output path would replace the input {src}; choose another --out"
-                )
+        check_output(self.out_dir, force, reads)
         parent = self.out_dir.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike,
 
 
 def _existing_file(path: str | os.PathLike) -> Path:
+    if not str(path).strip():
+        raise DeployKitError("empty weights path; give a .safetensors or .pt file")
     p = Path(path)
     if not p.exists():
         raise DeployKitError(f"{p}: weights file not found")

@@ -199,7 +199,7 @@ def quantize_artifact(
     """
     import onnx
 
-    from deploykit.artifact import Artifact, ArtifactWriter, Manifest
+    from deploykit.artifact import Artifact, ArtifactWriter, Manifest, check_output
     from deploykit.quantize.calibrators import CalibConfig, METHODS
     from deploykit.quantize.gate import run_gate, top1
     from deploykit.quantize.placement import PROFILES, plan_placement, prepare_model, resolve_keep
@@ -230,8 +230,7 @@ def quantize_artifact(
     keep_patterns = list(rec.keep_fp32 if keep_fp32 is None else keep_fp32)
     suffix = "int8" if profile == "onnxruntime" else "int8-trt"
     out_dir = Path(out) if out is not None else art.path.with_name(f"{art.path.name}-{suffix}")
-    if out_dir.exists() and not force:
-        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
+    check_output(out_dir, force, reads=(art.path,))
     cfg = art.data_config
 
     # data
