@@ -185,7 +185,7 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
         raise DeployKitError(f"{p}: empty file, not an ONNX model")
     try:
         model = onnx.load_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
+    except (DecodeError, RuntimeError, ValueError) as e:  # UnicodeDecodeError is a ValueError
         kind = "truncated or corrupt ONNX protobuf" if _looks_like_onnx(data) else "not an ONNX file"
         raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
     if model.ir_version <= 0 or not model.HasField("graph"):
@@ -202,6 +202,8 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise DeployKitError(f"{p}: invalid ONNX model ({first_line(e)})") from None
+        except UnicodeDecodeError:
+            raise DeployKitError(f"{p}: invalid ONNX model (a name or attribute is not valid UTF-8)") from None
     return model
 
 

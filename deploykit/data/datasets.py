@@ -103,7 +103,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{p}: idx file has {len(raw) - expected} bytes more than its header "
             f"({'x'.join(map(str, dims))}) describes"
         )
-    arr = np.frombuffer(raw, dtype=dtype, count=expected - header, offset=header)
+    arr = np.frombuffer(raw, dtype=dtype, count=(expected - header) // dtype.itemsize, offset=header)
     arr = arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
     arr.flags.writeable = False
     _idx_cache[key] = arr
