@@ -151,14 +151,14 @@ def check_external_data(model: "onnx.ModelProto", path: Path) -> None:
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
-def check_domains(model: "onnx.ModelProto", path: Path) -> None:
-    """Every node's op domain must be a standard one that the model also imports."""
+def check_domains(model: "onnx.ModelProto", path: Path, custom_ops: bool = False) -> None:
+    """Every node's op domain must be one the model imports and, unless ``custom_ops``, a standard one."""
     imported = {o.domain for o in model.opset_import}
     functions = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
         if (node.domain, node.op_type) in functions:
             continue
-        if node.domain not in KNOWN_DOMAINS:
+        if node.domain not in KNOWN_DOMAINS and not custom_ops:
             raise DeployKitError(
                 f"{path}: node '{node.name or node.op_type}' uses op {node.op_type} from unknown domain "
                 f"'{node.domain}' (custom ops are not supported)"
@@ -170,8 +170,12 @@ def check_domains(model: "onnx.ModelProto", path: Path) -> None:
             )
 
 
-def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
-    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong."""
+def load_onnx(path: str | os.PathLike, check: bool = True, custom_ops: bool = False) -> "onnx.ModelProto":
+    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong.
+
+    Ops from unknown domains are refused unless ``custom_ops`` (a caller that only rewrites the
+    graph and never runs it, such as ``optimize --no-verify``).
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -190,7 +194,7 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
         raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise DeployKitError(f"{p}: not an ONNX file (no IR version or graph)")
-    check_domains(model, p)
+    check_domains(model, p, custom_ops)
     check_external_data(model, p)
     if any(_has_external(t) for t in _all_tensors(model)):
         try:
