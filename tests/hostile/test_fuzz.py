@@ -10,7 +10,6 @@ import io
 import itertools
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -340,4 +339,3 @@ def test_fuzz_dataset_specs(tmp_path, monkeypatch):
 
 def test_budget_is_at_least_ten_thousand():
     assert sum(EXAMPLES.values()) >= 10_000, EXAMPLES
-    assert sys.version_info >= (3, 11)

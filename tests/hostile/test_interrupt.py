@@ -120,7 +120,6 @@ def test_force_never_leaves_the_path_empty(tmp_path):
     finally:
         stop.set()
         t.join()
-    assert artifact_mod.exchange_paths(tmp_path / "art", tmp_path / "art") in (True, False)
     assert Artifact.load(out).manifest.results["round"] == 29
     assert missing == [] or not _exchange_supported(tmp_path)
     assert leftovers(out) == []
