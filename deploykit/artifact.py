@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,10 +129,15 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
-        if d.get("schema") != SCHEMA:
-            raise DeployKitError(f"{where}: schema '{d.get('schema')}' is not {SCHEMA}")
+        schema = d.get("schema")
+        if schema != SCHEMA:
+            prefix, _, version = str(schema).rpartition("/")
+            if prefix == SCHEMA.rpartition("/")[0] and version.isdigit() and int(version) > 1:
+                raise DeployKitError(f"{where}: written by a newer deploykit (schema {schema}, this one reads "
+                                     f"{SCHEMA}); upgrade deploykit to read it")
+            raise DeployKitError(f"{where}: schema '{str(schema)[:80]}' is not {SCHEMA}")
         try:
-            return cls(
+            m = cls(
                 model=d["model"],
                 family=d["family"],
                 format=d["format"],
@@ -152,12 +158,47 @@ class Manifest:
             )
         except KeyError as e:
             raise DeployKitError(f"{where}: missing required field {e.args[0]}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
             raise DeployKitError(f"{where}: malformed ({e})") from None
+        except DeployKitError as e:
+            raise DeployKitError(e.args[0] if str(e).startswith(where) else f"{where}: {e}") from None
+        _check_fields(m, where)
+        return m
 
     def add_stage(self, stage: str, **info: Any) -> None:
         """Append a provenance entry for a stage."""
         self.stages.append({"stage": stage, "created": utc_now(), **info})
+
+
+def _check_fields(m: Manifest, where: str) -> None:
+    """Types a hand-edited or hostile manifest could get wrong, and file names that leave the folder."""
+    for name in ("model", "family", "main_file", "created"):
+        if not isinstance(getattr(m, name), str):
+            raise DeployKitError(f"{where}: field '{name}' must be a string")
+    for name in ("weights", "parent"):
+        if not isinstance(getattr(m, name), (dict, type(None))):
+            raise DeployKitError(f"{where}: field '{name}' must be an object or null")
+    b = m.batch
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (b.min, b.opt, b.max)) \
+            or not 1 <= b.min <= b.opt <= b.max:
+        raise DeployKitError(f"{where}: batch profile {dataclasses.asdict(b)} is not 1 <= min <= opt <= max")
+    for spec in (*m.inputs, *m.outputs):
+        if not all((isinstance(x, int) and not isinstance(x, bool) and x >= 0) or isinstance(x, str)
+                   for x in spec.shape):
+            raise DeployKitError(f"{where}: tensor '{spec.name}' has an invalid shape {spec.shape}")
+    for rel in (m.main_file, *m.files):
+        if not _inside(rel):
+            raise DeployKitError(f"{where}: file name '{rel}' points outside the artifact directory")
+    for rel, info in m.files.items():
+        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
+                and isinstance(info.get("bytes"), int)):
+            raise DeployKitError(f"{where}: entry for '{rel}' in 'files' needs a sha256 string and a byte count")
+
+
+def _inside(rel: str) -> bool:
+    """True for a relative path that stays inside its directory ('a/b.onnx', not '../x' or '/x')."""
+    parts = Path(rel).parts
+    return bool(rel) and not Path(rel).is_absolute() and ".." not in parts and "\\" not in rel
 
 
 class Artifact:
@@ -206,14 +247,21 @@ class Artifact:
         files = self.manifest.files
         if self.manifest.main_file not in files:
             raise DeployKitError(f"{self.manifest_path}: main file '{self.manifest.main_file}' is not listed")
+        root = self.path.resolve()
         for rel, info in files.items():
             fp = self.path / rel
             if not fp.is_file():
                 raise DeployKitError(f"{fp}: listed in the manifest but missing")
+            if not fp.resolve().is_relative_to(root):
+                raise DeployKitError(f"{fp}: a link that points outside the artifact directory")
             if fp.stat().st_size != info.get("bytes"):
                 raise DeployKitError(f"{fp}: size does not match the manifest (file changed or truncated)")
             if sha256_file(fp) != info.get("sha256"):
                 raise DeployKitError(f"{fp}: sha256 does not match the manifest (file changed)")
+        if self.manifest.format == "onnx":
+            from deploykit.onnx_io import check_declared_inputs
+
+            check_declared_inputs(self.main_path, self.manifest.inputs)
 
     def manifest_sha256(self) -> str:
         return sha256_file(self.manifest_path)
@@ -265,20 +313,48 @@ def is_artifact_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / MANIFEST_NAME).is_file()
 
 
+def check_output(out_dir: str | os.PathLike, force: bool = False,
+                 reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
+    """Refuse an output location before any work: taken without --force, not an artifact, inside an
+    artifact, or one of the stage's own inputs."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeployKitError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_artifact_dir(out_dir):
+        # --force replaces an artifact, never an arbitrary folder (a home directory, a dataset).
+        raise DeployKitError(
+            f"{out_dir}: exists and is not an artifact directory (no {MANIFEST_NAME}); "
+            "refusing to replace it, even with --force"
+        )
+    inside = _enclosing_artifact(out_dir)
+    if inside is not None:
+        raise DeployKitError(
+            f"{out_dir}: output path is inside the artifact {inside}; choose a path outside it"
+        )
+    for src in reads:
+        src_path = Path(src).resolve()
+        if src_path == out_dir.resolve() or src_path.is_relative_to(out_dir.resolve()):
+            raise DeployKitError(
+                f"{out_dir}: output path would replace the input {src}; choose another --out"
+            )
+
+
 class ArtifactWriter:
     """Build an artifact in a temporary sibling directory; ``commit`` renames it into place.
 
     Use as a context manager: on any exception the temporary directory is removed, so a failed
-    stage (a parity gate, a crash, Ctrl-C) never leaves a partial artifact behind.
+    stage (a parity gate, a crash, Ctrl-C) never leaves a partial artifact behind. With ``force``
+    the new directory is swapped with the old one in one step where the OS allows it, so the path
+    always holds a complete artifact. ``reads`` names the stage's inputs, which it must not replace.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, force: bool = False) -> None:
+    def __init__(self, out_dir: str | os.PathLike, force: bool = False,
+                 reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
         self.out_dir = Path(out_dir)
         self.force = force
-        if self.out_dir.exists() and not force:
-            raise DeployKitError(f"{self.out_dir}: already exists; pass --force to replace it")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise DeployKitError(f"{self.out_dir}: exists and is not a directory")
+        check_output(self.out_dir, force, reads)
         parent = self.out_dir.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -305,12 +381,65 @@ class ArtifactWriter:
                 files[rel] = {"sha256": sha256_file(fp), "bytes": fp.stat().st_size}
         manifest.files = files
         atomic_write_json(self.dir / MANIFEST_NAME, manifest.to_dict())
-        old = None
         if self.out_dir.exists():
-            old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
-            os.replace(self.out_dir, old)
-        os.replace(self.dir, self.out_dir)
-        self._committed = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            self._replace()
+        else:
+            os.rename(self.dir, self.out_dir)
+            self._committed = True
         return Artifact(self.out_dir, manifest)
+
+    def _replace(self) -> None:
+        """Swap the finished directory with the existing one so the path is never empty."""
+        if exchange_paths(self.dir, self.out_dir):
+            self._committed = True
+            shutil.rmtree(self.dir, ignore_errors=True)  # now holds the previous artifact
+            return
+        # No atomic exchange here (not Linux, old kernel, or a filesystem without it): move the old
+        # directory aside, move the new one in, and put the old one back if that second step fails.
+        old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
+        os.rename(self.out_dir, old)
+        try:
+            os.rename(self.dir, self.out_dir)
+        except BaseException:
+            os.rename(old, self.out_dir)
+            raise
+        self._committed = True
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _enclosing_artifact(path: Path) -> Path | None:
+    """The artifact directory that ``path`` would sit inside, if any (never write into an input)."""
+    for parent in path.absolute().parents:
+        if is_artifact_dir(parent):
+            return parent
+    return None
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Atomically swap two existing paths with Linux renameat2(RENAME_EXCHANGE).
+
+    Returns False, having changed nothing, where the call is unavailable (another OS, glibc
+    before 2.28, a kernel or filesystem without it), so the caller can fall back.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, f"cannot swap {b} into place: {os.strerror(err)}", str(b))

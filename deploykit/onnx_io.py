@@ -147,8 +147,35 @@ def check_external_data(model: "onnx.ModelProto", path: Path) -> None:
             raise DeployKitError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
 
 
-def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
-    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong."""
+# Op domains deploykit's stages read and write; anything else is a custom op nobody here can run.
+KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def check_domains(model: "onnx.ModelProto", path: Path, custom_ops: bool = False) -> None:
+    """Every node's op domain must be one the model imports and, unless ``custom_ops``, a standard one."""
+    imported = {o.domain for o in model.opset_import}
+    functions = {(f.domain, f.name) for f in model.functions}
+    for node in model.graph.node:
+        if (node.domain, node.op_type) in functions:
+            continue
+        if node.domain not in KNOWN_DOMAINS and not custom_ops:
+            raise DeployKitError(
+                f"{path}: node '{node.name or node.op_type}' uses op {node.op_type} from unknown domain "
+                f"'{node.domain}' (custom ops are not supported)"
+            )
+        if node.domain not in imported and not (node.domain == "ai.onnx" and "" in imported):
+            raise DeployKitError(
+                f"{path}: node '{node.name or node.op_type}' uses domain '{node.domain or 'ai.onnx'}' "
+                "that the model does not import"
+            )
+
+
+def load_onnx(path: str | os.PathLike, check: bool = True, custom_ops: bool = False) -> "onnx.ModelProto":
+    """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong.
+
+    Ops from unknown domains are refused unless ``custom_ops`` (a caller that only rewrites the
+    graph and never runs it, such as ``optimize --no-verify``).
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -162,11 +189,12 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
         raise DeployKitError(f"{p}: empty file, not an ONNX model")
     try:
         model = onnx.load_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
+    except (DecodeError, RuntimeError, ValueError) as e:  # UnicodeDecodeError is a ValueError
         kind = "truncated or corrupt ONNX protobuf" if _looks_like_onnx(data) else "not an ONNX file"
         raise DeployKitError(f"{p}: {kind} ({type(e).__name__})") from None
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise DeployKitError(f"{p}: not an ONNX file (no IR version or graph)")
+    check_domains(model, p, custom_ops)
     check_external_data(model, p)
     if any(_has_external(t) for t in _all_tensors(model)):
         try:
@@ -178,7 +206,51 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> "onnx.ModelProto":
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise DeployKitError(f"{p}: invalid ONNX model ({first_line(e)})") from None
+        except UnicodeDecodeError:
+            raise DeployKitError(f"{p}: invalid ONNX model (a name or attribute is not valid UTF-8)") from None
     return model
+
+
+def check_declared_inputs(path: str | os.PathLike, specs: Sequence[Any], where: str | None = None) -> None:
+    """The graph inputs an ONNX file declares must be the ones its manifest promises.
+
+    ``specs`` are the manifest's TensorSpecs (name, dtype, shape); a symbolic dim on either side
+    matches anything, a fixed one must be equal. Reads the graph only, never external data.
+    """
+    import numpy as np
+
+    try:
+        import onnx
+    except ImportError:  # the torch-free runtime may run with onnxruntime alone
+        return
+    label = where or str(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # ORT names the precise problem when it loads the file
+        return
+    if not model.HasField("graph"):
+        raise DeployKitError(f"{label}: not an ONNX model (no graph)")
+    init = {i.name for i in model.graph.initializer}
+    declared = {i.name: i for i in model.graph.input if i.name not in init}
+    for spec in specs:
+        vi = declared.get(spec.name)
+        if vi is None:
+            raise DeployKitError(f"{label}: the manifest's input '{spec.name}' is not an input of the model "
+                                 f"(it declares {', '.join(declared) or 'none'})")
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+        clash = len(dims) != len(spec.shape) or any(
+            isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(dims, spec.shape))
+        if clash:
+            raise DeployKitError(f"{label}: input '{spec.name}' is declared {dims} in the model but "
+                                 f"{list(spec.shape)} in the manifest")
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        except (KeyError, TypeError, ValueError):
+            dtype = f"onnx type {tt.elem_type}"
+        if dtype != str(spec.dtype):
+            raise DeployKitError(f"{label}: input '{spec.name}' is {dtype} in the model but {spec.dtype} "
+                                 "in the manifest")
 
 
 def weights_bytes(model: "onnx.ModelProto") -> int:
@@ -218,5 +290,6 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, threshold: int 
     return data_name if external else None
 
 
-__all__ = ["CPU", "EXTERNAL_DATA_SUFFIX", "EXTERNAL_DATA_THRESHOLD", "OPT_LEVELS", "check_external_data",
+__all__ = ["CPU", "EXTERNAL_DATA_SUFFIX", "EXTERNAL_DATA_THRESHOLD", "KNOWN_DOMAINS", "OPT_LEVELS",
+           "check_declared_inputs", "check_domains", "check_external_data",
            "first_line", "load_onnx", "ort_session", "save_onnx", "session_options", "weights_bytes"]

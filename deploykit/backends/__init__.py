@@ -250,6 +250,9 @@ def _ort_runner(kind: str, obj: Any, device: str, threads: int | None, precision
     if kind == "artifact":
         if obj.manifest.format != "onnx":
             raise DeployKitError(f"{obj.path}: a {obj.manifest.format} artifact runs only with --backend tensorrt")
+        from deploykit.onnx_io import check_declared_inputs
+
+        check_declared_inputs(obj.main_path, obj.manifest.inputs)
         return _call(OnnxRuntimeRunner, obj.main_path, providers=providers, threads=threads,
                      name=f"{obj.path.name}/{obj.manifest.main_file}", **opts)
     return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)

@@ -73,7 +73,32 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="deploykit")
+    _unwind_on_signals()
+    try:
+        cli(prog_name="deploykit")
+    except BaseException:
+        if _stopped_by is None:
+            raise
+        # The stop unwound through library code that re-raised it as its own error (an import in
+        # progress, a C extension): every temporary directory is gone by now; just say why we stop.
+        click.echo(f"Aborted: stopped by signal {_stopped_by}", err=True)
+        sys.exit(128 + _stopped_by)
+
+
+_stopped_by: int | None = None
+
+
+def _unwind_on_signals() -> None:
+    """SIGINT and SIGTERM unwind the stack, so a stage's temporary directory is removed, not left."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        global _stopped_by
+        _stopped_by = signum
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

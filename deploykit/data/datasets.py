@@ -8,12 +8,14 @@ Only numpy and Pillow are used: the torch-free runtime reads data through this m
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
+import warnings
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -101,7 +103,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{p}: idx file has {len(raw) - expected} bytes more than its header "
             f"({'x'.join(map(str, dims))}) describes"
         )
-    arr = np.frombuffer(raw, dtype=dtype, count=expected - header, offset=header)
+    arr = np.frombuffer(raw, dtype=dtype, count=(expected - header) // dtype.itemsize, offset=header)
     arr = arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
     arr.flags.writeable = False
     _idx_cache[key] = arr
@@ -355,18 +357,34 @@ def load_image(path: str | os.PathLike):
 
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with no_decompression_bombs(), Image.open(p) as im:
             refuse_bomb(im, p)
             im.load()
             return im.copy() if im.mode != "P" else im.convert("RGBA")
     except FileNotFoundError:
         raise DeployKitError(f"{p}: image file not found") from None
+    except IsADirectoryError:
+        raise DeployKitError(f"{p}: is a directory, not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DeployKitError(f"{p}: refused to decode: {e}") from None
     except UnidentifiedImageError:
         raise DeployKitError(f"{p}: cannot decode image (not a format Pillow recognises)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DeployKitError(f"{p}: refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DeployKitError(f"{p}: cannot decode image ({e})") from None
+    except Exception as e:  # Pillow's decoders raise assorted types (struct.error, ...) on bad data
+        raise DeployKitError(f"{p}: cannot decode image ({e.__class__.__name__}: {e})") from None
+
+
+@contextlib.contextmanager
+def no_decompression_bombs() -> Iterator[None]:
+    """Pillow's decompression-bomb warning raised as an error, so an oversized image is refused."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 # ------------------------------------------------------------------------------- Fashion-MNIST

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from deploykit.data.config import DataConfig
-from deploykit.data.datasets import refuse_bomb
+from deploykit.data.datasets import no_decompression_bombs, refuse_bomb
 from deploykit.errors import DeployKitError
 from deploykit.progress import task
 
@@ -33,13 +33,14 @@ ImageLike = Any  # PIL.Image.Image | str | os.PathLike | bytes | np.ndarray (uin
 
 def decode(img: ImageLike, channels: int = 3) -> Image.Image:
     """Any accepted image input as a PIL image in RGB (3 channels) or L (1 channel)."""
-    if isinstance(img, (str, os.PathLike)):
-        from deploykit.data.datasets import load_image
+    from deploykit.data.datasets import load_image, no_decompression_bombs
 
+    where = str(img) if isinstance(img, (str, os.PathLike)) else "<image>"
+    if isinstance(img, (str, os.PathLike)):
         img = load_image(img)
     elif isinstance(img, (bytes, bytearray, memoryview)):
         try:
-            with Image.open(io.BytesIO(bytes(img))) as im:
+            with no_decompression_bombs(), Image.open(io.BytesIO(bytes(img))) as im:
                 refuse_bomb(im, "<bytes>")
                 im.load()
                 img = im.copy()
@@ -54,12 +55,22 @@ def decode(img: ImageLike, channels: int = 3) -> Image.Image:
     mode = "RGB" if channels == 3 else "L"
     if img.mode == mode:
         return img
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grey: Pillow's own convert() clips at 255 (a white image); scale 0..65535 to 0..255.
+        arr = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        img = Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8))
+    elif img.mode == "F":
+        raise DeployKitError(f"{where}: 32-bit floating-point images are not supported; "
+                             "save it with 8 or 16 bits per channel")
     if img.mode in ("P", "PA", "LA", "RGBA") and mode == "RGB":
         img = img.convert("RGBA")
         # Composite transparency over white rather than the undefined colour under alpha 0.
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return img.convert(mode)
+    try:
+        return img.convert(mode)
+    except ValueError as e:  # e.g. LAB or HSV, which Pillow cannot convert to RGB
+        raise DeployKitError(f"{where}: cannot convert a {img.mode} image to {mode} ({e})") from None
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:

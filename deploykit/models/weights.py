@@ -186,6 +186,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike,
 
 
 def _existing_file(path: str | os.PathLike) -> Path:
+    if not str(path).strip():
+        raise DeployKitError("empty weights path; give a .safetensors or .pt file")
     p = Path(path)
     if not p.exists():
         raise DeployKitError(f"{p}: weights file not found")
@@ -215,7 +217,7 @@ def _read_torch(p: Path) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        if "Weights only load failed" in text:
+        if "Weights only load failed" in text and not re.search(r"Unsupported operand|truncated|EOF", text):
             # The file asks to import/call something: refuse, and never retry with weights_only=False.
             found = re.search(r"GLOBAL ([\w.]+)", text)
             detail = f"it imports {found.group(1).rstrip('.')}" if found else ""
@@ -324,6 +326,15 @@ def _apply_state_dict(model: nn.Module, state_dict: dict[str, Tensor], path: Pat
             f"{path}: {len(wrong)} tensors have the wrong shape for {_model_label(model)}: "
             f"{shown}{more} - weights for another architecture?{_saved_as_hint(path, name)}"
         )
+    # load_state_dict would silently cast integer or bool tensors into float parameters.
+    bad = [(k, sd[k].dtype, v.dtype) for k, v in expected.items()
+           if k in sd and sd[k].is_floating_point() != v.is_floating_point()]
+    if bad:
+        shown = ", ".join(f"{k} {str(d).replace('torch.', '')} vs model {str(e).replace('torch.', '')}"
+                          for k, d, e in bad[:_SHOW])
+        more = f", and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
+        raise DeployKitError(f"{path}: {len(bad)} tensors have the wrong dtype for {_model_label(model)}: "
+                             f"{shown}{more}")
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:  # dtype or other problems the checks above did not foresee

@@ -50,7 +50,7 @@ def optimize_artifact(
     batch = m.batch.opt if not m.batch.dynamic else max(2, m.batch.min)
     result.parity = verify_or_raise(model, result.model, where=str(parent.main_path), batch=batch)
 
-    with ArtifactWriter(out, force=force) as writer:
+    with ArtifactWriter(out, force=force, reads=(parent.path,)) as writer:
         save_onnx(result.model, writer.dir / m.main_file)
         for rel in m.files:  # labels and other side files travel along; inlined weights do not
             if rel != m.main_file and rel not in external:

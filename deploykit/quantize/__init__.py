@@ -408,7 +408,7 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
 
     m, o, rep = parent.manifest, result.options, result.report
     best = result.chosen
-    with ArtifactWriter(out_dir, force=force) as w:
+    with ArtifactWriter(out_dir, force=force, reads=(parent.path,)) as w:
         onnx.save(result.model, str(w.dir / "model.onnx"))
         files = {"model": "model.onnx"}
         if o.profile == "tensorrt":
@@ -468,7 +468,7 @@ def quantize_artifact(
     :class:`GateFailedError` (after writing ``report`` when given) and writes no artifact when the
     gate cannot be met.
     """
-    from deploykit.artifact import Artifact
+    from deploykit.artifact import Artifact, check_output
     from deploykit.onnx_io import load_onnx
     from deploykit.quantize.recipes import load_recipe, recipe_for
 
@@ -483,8 +483,7 @@ def quantize_artifact(
     elif overrides:
         raise DeployKitError("give quantisation settings either as options or as keyword overrides, not both")
     out_dir = Path(out) if out is not None else art.path.with_name(f"{art.path.name}-{options.out_suffix}")
-    if out_dir.exists() and not force:
-        raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
+    check_output(out_dir, force, reads=(art.path,))
     try:
         result = quantize_model(load_onnx(art.main_path, check=False), calib, val, art.data_config, options,
                                 model_name=m.model, progress=progress, log_fn=log_fn)

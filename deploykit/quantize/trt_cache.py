@@ -59,10 +59,10 @@ def parse_cache(text: str, where: str = "calibration cache") -> tuple[str, dict[
     for no, ln in enumerate(lines[1:], start=2):
         name, sep, val = ln.rpartition(":")
         try:
-            if not sep or not name:
+            if not sep or not name.strip() or len(val.strip()) != 8:
                 raise ValueError
             scales[name.strip()] = hex_to_float(val)
-        except ValueError:
+        except (ValueError, struct.error):
             raise DeployKitError(f"{where}: line {no} is not 'tensor: hex-scale' ({ln[:60]!r})") from None
     return lines[0], scales
 
@@ -97,13 +97,19 @@ def read_cache(path: str | os.PathLike, onnx_path: str | os.PathLike) -> dict[st
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
         bound = meta["onnx_sha256"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError):
         raise DeployKitError(f"{side}: malformed sidecar (expected JSON with 'onnx_sha256')") from None
+    if not isinstance(meta, dict) or not isinstance(bound, str):
+        raise DeployKitError(f"{side}: malformed sidecar (expected JSON with 'onnx_sha256')")
     actual = sha256_file(onnx_path)
     if bound != actual:
         raise DeployKitError(
             f"{path}: calibration cache was made for another model "
             f"({meta.get('onnx_file', '?')} sha256 {str(bound)[:12]}…, not {Path(onnx_path).name} {actual[:12]}…)"
         )
-    _, scales = parse_cache(path.read_text(encoding="utf-8"), where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DeployKitError(f"{path}: not a TensorRT calibration cache (not UTF-8 text)") from None
+    _, scales = parse_cache(text, where=str(path))
     return scales

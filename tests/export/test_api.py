@@ -242,6 +242,7 @@ def test_force_replaces_an_artifact_and_tampering_is_detected(ckpt_dir, tmp_path
     ckpt = checkpoint(ckpt_dir, "resnet18", 32)
     out = tmp_path / "art"
     out.mkdir()
+    (out / "manifest.json").write_text("{}")  # an old artifact: --force replaces only artifacts
     (out / "stale.txt").write_text("old")
     # optimize=False keeps it quick: the optimiser is tested above
     art = export_model("resnet18", weights=ckpt, out=out, force=True, optimize=False, progress=False)

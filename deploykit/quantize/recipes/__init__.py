@@ -104,14 +104,29 @@ def parse_recipe(body: str, where: str, name: str = "custom") -> Recipe:
     unknown = set(flat) - fields
     if unknown:
         raise DeployKitError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    for key, value in flat.items():
+        want = _TYPES[key]
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if key == "keep_fp32":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not ok:
+            kind = "a list of strings" if key == "keep_fp32" else _TYPE_NAMES[want]
+            raise DeployKitError(f"{where}: '{key}' must be {kind}, got {value!r:.60}")
     if "keep_fp32" in flat:
-        if not isinstance(flat["keep_fp32"], list) or not all(isinstance(x, str) for x in flat["keep_fp32"]):
-            raise DeployKitError(f"{where}: keep_fp32 must be a list of node-name globs")
         flat["keep_fp32"] = tuple(flat["keep_fp32"])
-    try:
-        return _check(Recipe(name=name, **flat), where)
-    except TypeError as e:
-        raise DeployKitError(f"{where}: malformed recipe ({e})") from None
+    for key in ("percentile", "gate"):
+        if key in flat:
+            flat[key] = float(flat[key])
+    rec = Recipe(name=name, **flat)
+    if not 0 < rec.percentile <= 100:
+        raise DeployKitError(f"{where}: percentile {rec.percentile} must be in (0, 100]")
+    return _check(rec, where)
+
+
+_TYPES: dict[str, Any] = {"method": str, "percentile": (int, float), "num_images": int, "batch": int,
+                          "min_images": int, "per_channel": bool, "keep_fp32": list, "gate": (int, float),
+                          "max_fallbacks": int}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", (int, float): "a number"}
 
 
 def recipe_for(model: str, family: str) -> Recipe:
