@@ -33,7 +33,7 @@ ImageLike = Any  # PIL.Image.Image | str | os.PathLike | bytes | np.ndarray (uin
 
 def decode(img: ImageLike, channels: int = 3) -> Image.Image:
     """Any accepted image input as a PIL image in RGB (3 channels) or L (1 channel)."""
-    from deploykit.data.datasets import load_image, no_decompression_bombs
+    from deploykit.data.datasets import load_image
 
     where = str(img) if isinstance(img, (str, os.PathLike)) else "<image>"
     if isinstance(img, (str, os.PathLike)):

@@ -190,9 +190,11 @@ def recipe_text(draw) -> str:
 
 
 def test_fuzz_recipe(files):
-    from deploykit.quantize.recipes import RECIPE_DIR, load_recipe
+    from importlib import resources
 
-    seed = (RECIPE_DIR / "resnet.toml").read_bytes()
+    from deploykit.quantize.recipes import load_recipe
+
+    seed = (resources.files("deploykit.quantize.recipes") / "resnet.toml").read_bytes()
 
     @fuzz("recipe")
     @given(st.one_of(recipe_text().map(str.encode), recipe_text().map(str.encode), mutated(seed)))
