@@ -34,10 +34,13 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Also write the report JSON (and its _sqnr.png) here.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
+@click.option("--int8-layout", "layout", type=click.Choice(["vnni", "avx2"]), default=None,
+              help="onnxruntime weights: full range (vnni) or reduced 7-bit range (avx2, exact on CPUs "
+                   "without VNNI). Default: this CPU's.")
 def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str | None, gate: float | None,
                  recipe: str | None, num_images: int | None, keep_fp32: tuple[str, ...],
                  max_fallbacks: int | None, out: str | None, force: bool, report: str | None,
-                 threads: int | None) -> None:
+                 threads: int | None, layout: str | None) -> None:
     """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes."""
     import warnings
 
@@ -52,7 +55,7 @@ def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str 
             artifact, calib, val, profile=profile, method=method, gate=gate, out=out, force=force,
             recipe=recipe, num_images=num_images, keep_fp32=list(keep_fp32) or None,
             max_fallbacks=max_fallbacks, report=report, threads=threads, progress=True,
-            log_fn=lambda s: err.print(s, markup=False, highlight=False),
+            log_fn=lambda s: err.print(s, markup=False, highlight=False), layout=layout,
         )
     except GateFailedError as e:
         if e.report is not None:

@@ -190,19 +190,21 @@ def quantize_artifact(
     threads: int | None = None,
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
+    layout: str | None = None,
 ):
     """Quantise an FP32 artifact to INT8 and prove it keeps ``gate`` x FP32 top-1 on ``val``.
 
     Returns the new :class:`~deploykit.artifact.Artifact` (its ``report`` attribute holds the
     :class:`~deploykit.quantize.report.QuantReport`). Raises :class:`GateFailedError` (after writing
-    ``report`` when given) if the gate cannot be met; no artifact is written then.
+    ``report`` when given) if the gate cannot be met; no artifact is written then. ``layout``
+    (onnxruntime): ``vnni`` or ``avx2`` (reduced-range) weights; None picks this CPU's.
     """
     import onnx
 
     from deploykit.artifact import Artifact, ArtifactWriter, Manifest
     from deploykit.quantize.calibrators import CalibConfig, METHODS
     from deploykit.quantize.gate import run_gate, top1
-    from deploykit.quantize.placement import PROFILES, plan_placement, prepare_model, resolve_keep
+    from deploykit.quantize.placement import PROFILES, check_layout, plan_placement, prepare_model, resolve_keep
     from deploykit.quantize.recipes import load_recipe, recipe_for
     from deploykit.quantize.report import QuantReport
     from deploykit.quantize.stats import collect_stats
@@ -215,6 +217,7 @@ def quantize_artifact(
         raise DeployKitError(f"{art.path}: quantisation needs an FP32 ONNX artifact, this one is {m.precision} {m.format}")
     if profile not in PROFILES:
         raise DeployKitError(f"profile '{profile}' is not one of {', '.join(PROFILES)}")
+    layout = check_layout(layout) if profile == "onnxruntime" else None
     rec = load_recipe(recipe) if recipe is not None else recipe_for(m.model, m.family)
     method = method or rec.method
     if method not in METHODS + ("auto",):
@@ -263,7 +266,7 @@ def quantize_artifact(
         raise DeployKitError(f"{art.main_path}: cannot read ONNX ({e.__class__.__name__})") from None
     model = prepare_model(_fold_batchnorm(fp32))
     keep = resolve_keep(model, keep_patterns)
-    full_plan = plan_placement(model, profile, keep)
+    full_plan = plan_placement(model, profile, keep, layout)
     tensors = list(full_plan.stat_tensors)
     if profile == "tensorrt":
         tensors = list(dict.fromkeys(tensors + _float_tensors(model)))
@@ -307,7 +310,7 @@ def quantize_artifact(
         cc = CalibConfig(method=meth, percentile=percentile)
         return run_gate(model, stats, cc, profile, keep, val_batches, lambda: iter(sens), fp32_top1,
                         gate, max_fallbacks=fallbacks, threads=threads, per_channel=rec.per_channel,
-                        log=say)
+                        log=say, layout=layout)
 
     results: dict[str, tuple] = {}
     if method == "auto":
@@ -378,6 +381,7 @@ def quantize_artifact(
             params={
                 "profile": profile, "method": chosen, "requested_method": method, "gate": gate,
                 "per_channel": rec.per_channel, "recipe": rec.name, "keep_fp32_patterns": keep_patterns,
+                "layout": layout,
             },
             calibration=calib_info,
             fallbacks=summary["fallbacks"],
