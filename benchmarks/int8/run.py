@@ -120,24 +120,17 @@ def save(model, path: Path) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    try:
-        from deploykit.harness.bench import describe_machine
+    """The one machine description (CPU generation, ISA, VNNI), as every result records it."""
+    from deploykit.machine import describe_machine
 
-        return describe_machine()
-    except Exception:  # noqa: BLE001 - the harness may be absent; name the machine anyway
-        import os
-        import platform
-
-        return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    return describe_machine()
 
 
 def slug(m: dict[str, Any]) -> str:
-    try:
-        from deploykit.harness.bench import machine_slug
+    """Result file names come from the machine description: CPU generation and ISA included."""
+    from deploykit.machine import machine_slug
 
-        return machine_slug(m)
-    except Exception:  # noqa: BLE001
-        return "cpu"
+    return machine_slug(m)
 
 
 def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[Path]:
