@@ -37,10 +37,12 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
 @click.option("--int8-layout", "layout", type=click.Choice(["vnni", "avx2"]), default=None,
               help="onnxruntime weights: full range (vnni) or reduced 7-bit range (avx2, exact on CPUs "
                    "without VNNI). Default: this CPU's.")
+@click.option("--no-speed-check", is_flag=True,
+              help="Skip the few seconds of timing INT8 against its FP32 parent on this machine.")
 def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str | None, gate: float | None,
                  recipe: str | None, num_images: int | None, keep_fp32: tuple[str, ...],
                  max_fallbacks: int | None, out: str | None, force: bool, report: str | None,
-                 threads: int | None, layout: str | None) -> None:
+                 threads: int | None, layout: str | None, no_speed_check: bool) -> None:
     """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes."""
     import warnings
 
@@ -56,10 +58,16 @@ def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str 
             recipe=recipe, num_images=num_images, keep_fp32=list(keep_fp32) or None,
             max_fallbacks=max_fallbacks, report=report, threads=threads, progress=True,
             log_fn=lambda s: err.print(s, markup=False, highlight=False), layout=layout,
+            speed_check=not no_speed_check,
         )
     except GateFailedError as e:
         if e.report is not None:
             e.report.render(err)
         raise
     art.report.render(err)
+    speed = getattr(art, "speed", None)
+    if speed is not None:  # a PASS never stands without the speed-up it buys here
+        err.print(speed.summary(), markup=False, highlight=False, soft_wrap=True)
+        if speed.advice():
+            err.print(speed.advice(), markup=False, highlight=False, soft_wrap=True)
     click.echo(str(art.path))

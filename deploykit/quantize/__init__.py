@@ -191,6 +191,7 @@ def quantize_artifact(
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
     layout: str | None = None,
+    speed_check: bool = True,
 ):
     """Quantise an FP32 artifact to INT8 and prove it keeps ``gate`` x FP32 top-1 on ``val``.
 
@@ -351,6 +352,12 @@ def quantize_artifact(
             f"{fused.get('QLinearAdd', 0)} QLinearAdd, {fused.get('QLinearConcat', 0)} QLinearConcat; "
             f"{unfused} weighted ops left in float")
 
+    speed = None  # does INT8 pay here? measured against the FP32 parent, recorded, said when not
+    if speed_check and profile == "onnxruntime":
+        from deploykit.quantize.speed import artifact_batches, check_speed
+
+        speed = check_speed(qmodel, str(art.main_path), artifact_batches(m.batch), threads=threads, progress=say)
+
     # the artifact, written whole or not at all
     from deploykit.artifact import tool_versions
     from deploykit.quantize.calibrators import calibrate
@@ -396,8 +403,11 @@ def quantize_artifact(
         }
         manifest.results["quantize"] = {k: summary[k] for k in (
             "method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")}
+        if speed is not None:
+            manifest.results["int8_speed"] = speed.to_dict()
         result = w.commit(manifest)
     if report is not None:
         rep.write(report)
     result.report = rep  # type: ignore[attr-defined]
+    result.speed = speed  # type: ignore[attr-defined]
     return result
