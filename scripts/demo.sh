@@ -16,7 +16,7 @@ deploykit list --family resnext
 RECIPE_FLAG=--demo
 [ "${FULL:-0}" = 1 ] && RECIPE_FLAG=
 step "2/7 reference checkpoint for $MODEL (trained once on Fashion-MNIST, then cached)"
-WEIGHTS=$(deploykit train-reference "$MODEL" $RECIPE_FLAG --threads auto)
+WEIGHTS=${WEIGHTS:-$(deploykit train-reference "$MODEL" $RECIPE_FLAG --threads auto)}  # WEIGHTS=file: skip training
 echo "$WEIGHTS"
 
 step "3/7 export to ONNX: optimised, parity-gated against PyTorch"
