@@ -86,11 +86,19 @@ def _loadavg() -> float | None:
         return None
 
 
+THROUGHPUT_BATCH = 32  # checked when an artifact's optimum is its smallest batch (the export default)
+
+
 def artifact_batches(profile: Any) -> list[int]:
-    """Batch 1 and the artifact's optimal batch (a fixed-batch artifact: its one batch)."""
+    """Its smallest batch (1) and its optimal one; where the optimum is the smallest too, a
+    throughput batch (32, or the largest allowed). A fixed-batch artifact: its one batch."""
     if not profile.dynamic:
         return [int(profile.max)]
-    return sorted({max(1, int(profile.min)), max(1, int(profile.opt))})
+    low = max(1, int(profile.min))
+    opt = max(low, int(profile.opt))
+    if opt == low:
+        opt = max(low, min(int(profile.max), THROUGHPUT_BATCH))
+    return sorted({low, opt})
 
 
 def check_speed(int8_model: Any, fp32_model: Any, batches: Sequence[int] = (1,), threads: int | None = None,

@@ -32,7 +32,9 @@ def test_int8_slower_anywhere_names_the_figures_the_reason_and_what_to_do():
 
 def test_the_batches_checked_are_one_and_the_optimum():
     assert artifact_batches(BatchProfile(1, 32, 64, True)) == [1, 32]
-    assert artifact_batches(BatchProfile(1, 1, 64, True)) == [1]
+    assert artifact_batches(BatchProfile(1, 1, 64, True)) == [1, 32]  # the export default: opt = min
+    assert artifact_batches(BatchProfile(1, 1, 8, True)) == [1, 8]
+    assert artifact_batches(BatchProfile(1, 1, 1, True)) == [1]
     assert artifact_batches(BatchProfile(8, 8, 8, False)) == [8]
 
 
