@@ -57,6 +57,7 @@ def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_
     status = "cached" if cached else "trained"
     # Only the path goes to stdout, so a script can do: W=$(deploykit train-reference resnet18)
     click.echo(f"{record['checkpoint']}")
-    click.echo(f"{recipe.model} (recipe {record['recipe_hash']}, {status}, {record.get('precision', 'bfloat16' if record['recipe'].get('bf16') else 'float32')}): test top-1 "
+    precision = record.get("precision") or ("bfloat16" if record["recipe"].get("bf16") else "float32")
+    click.echo(f"{recipe.model} (recipe {record['recipe_hash']}, {status}, {precision}): test top-1 "
                f"{record['test_top1'] * 100:.2f}% on {record['test_images']} images, "
                f"training time {record['train_seconds']:.0f} s (threads: {record['threads']})", err=True)
