@@ -220,8 +220,8 @@ def training_precision(recipe: Recipe, device: str = "cpu") -> tuple[Recipe, str
 # A recipe short enough for `make demo` on a 2-core AVX2 CPU (float32); the full recipes above
 # stay the benchmark references. Measured so far (benchmarks/reference/README.md, float32, one
 # epoch): AdamW at 24x24, batch 32, no crop padding or label smoothing, 30,000 images: 86.09%
-# (SGD at 28x28: 85.46%). This one takes all 60,000 images
-# cores, estimated): 87.65% in 550 s of training on two mostly idle Zen 3 cores, short of 88%.
+# (SGD at 28x28: 85.46%). This one takes all 60,000 images: 87.65% in 550 s of training on two
+# mostly idle Zen 3 cores, short of the 88% the demo should show.
 DEMO_RECIPES: dict[str, Recipe] = {
     "resnet18": Recipe("resnet18", image_size=24, epochs=1, batch_size=32, optimizer="adamw", lr=0.002,
                        pad=0, label_smoothing=0.0, bf16=False),
