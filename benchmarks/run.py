@@ -123,8 +123,6 @@ def deploykit_int8(name: str, family: str, fp32: Path, out: Path, calib: np.ndar
     These are the steps ``deploykit.quantize.quantize_artifact`` takes before its accuracy gate; the
     gate is left out because the suite's weights are random (its accuracy lives in benchmarks/int8).
     """
-    if importlib.util.find_spec("deploykit.quantize") is None:
-        raise Skip("deploykit.quantize is not available yet")
     import onnx
 
     from deploykit.quantize.calibrators import CalibConfig, calibrate

@@ -12,8 +12,11 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "1/7 the zoo"
 deploykit list --family resnext
 
+# The short demo recipe (float32, minutes on 2 cores); FULL=1 trains the full reference recipe.
+RECIPE_FLAG=--demo
+[ "${FULL:-0}" = 1 ] && RECIPE_FLAG=
 step "2/7 reference checkpoint for $MODEL (trained once on Fashion-MNIST, then cached)"
-WEIGHTS=$(deploykit train-reference "$MODEL" --threads auto)
+WEIGHTS=${WEIGHTS:-$(deploykit train-reference "$MODEL" $RECIPE_FLAG --threads auto)}  # WEIGHTS=file: skip training
 echo "$WEIGHTS"
 
 step "3/7 export to ONNX: optimised, parity-gated against PyTorch"
@@ -25,10 +28,10 @@ deploykit validate "$OUT/$MODEL" --data fashion-mnist:test --json "$OUT/$MODEL.a
 
 step "5/7 INT8: calibrate on the train split, gate on the test split"
 deploykit quantize "$OUT/$MODEL" --calib "fashion-mnist:train[:1024]" --val fashion-mnist:test \
-  --out "$OUT/$MODEL-int8" --force --report "$OUT/$MODEL-int8.report.json"
+  --out "$OUT/$MODEL-int8" --force --json "$OUT/$MODEL-int8.report.json"
 
 step "6/7 compare backends on the same real images"
-deploykit compare "$OUT/$MODEL" --backends torch,onnxruntime --data "fashion-mnist:test[:256]"
+deploykit compare "$OUT/$MODEL" --backend torch,onnxruntime --data "fashion-mnist:test[:256]"
 
 step "7/7 latency: FP32 and INT8 on ONNX Runtime"
 deploykit bench "$OUT/$MODEL" --batch 1,8,32 --iters 100 --json "$OUT/$MODEL.bench.json" \
@@ -36,5 +39,5 @@ deploykit bench "$OUT/$MODEL" --batch 1,8,32 --iters 100 --json "$OUT/$MODEL.ben
 deploykit bench "$OUT/$MODEL-int8" --batch 1,8,32 --iters 100 --json "$OUT/$MODEL-int8.bench.json" \
   --md "$OUT/$MODEL-int8.bench.md"
 
-step "done: artifacts and reports are in $OUT/"
+step "done in $((SECONDS / 60)) min $((SECONDS % 60)) s: artifacts and reports are in $OUT/"
 ls -1 "$OUT"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +54,9 @@ def test_recipe_hash_changes_with_every_field():
         "interpolation": "bicubic", "zero_init_residual": True,
         "init": "kaiming", "dropout": 0.0,
     }
-    assert set(changed) | {"model"} == set(base.to_dict()), "a new field needs a hash test"
+    not_hashed = {"force_bf16"}  # a permission: forced bfloat16 computes what native bfloat16 does
+    assert set(changed) | {"model"} | not_hashed == set(base.to_dict()), "a new field needs a hash test"
+    assert base.replace(force_bf16=True).hash == base.hash
     hashes = {base.replace(**{k: v}).hash for k, v in changed.items()}
     assert len(hashes) == len(changed) and base.hash not in hashes
     assert Recipe("resnet50").hash != base.hash
@@ -62,7 +65,8 @@ def test_recipe_hash_changes_with_every_field():
 def test_fields_added_later_keep_existing_cache_keys():
     """A field left at its default is not hashed, so checkpoints cached before it existed stay valid."""
     base = Recipe("resnet18")
-    payload = {k: v for k, v in base.to_dict().items() if k not in ("zero_init_residual", "init", "dropout")}
+    payload = {k: v for k, v in base.to_dict().items()
+               if k not in ("zero_init_residual", "init", "dropout", "force_bf16")}
     import hashlib
 
     legacy = hashlib.sha256(json.dumps({"trainer": reference.TRAINER_VERSION, **payload},
@@ -159,9 +163,14 @@ def test_tiny_recipe_trains_once_and_is_cached(tiny):
     assert again == path and len(calls) == 1, "a cached checkpoint was trained again"
     assert path.stat().st_mtime_ns == mtime
     record = json.loads(sidecar.read_text())
-    assert record["recipe_hash"] == recipe.hash and record["train_images"] == 1000
+    trained, _ = reference.training_precision(recipe)  # float32 twin where bfloat16 is not native
+    assert record["recipe_hash"] == trained.hash and record["train_images"] == 1000
     assert record["test_images"] == 500 and len(record["epochs"]) == 1
     assert record["train_seconds"] > 0 and record["machine"]["cores"] >= 1
+    from deploykit.machine import cpu_info
+
+    assert record["machine"]["isa"] == cpu_info().isa  # the one machine description
+    assert record["precision"] == ("bfloat16" if trained.bf16 else "float32")
     assert not list(path.parent.glob("*.tmp")), "temporary files left behind"
 
 
@@ -171,7 +180,7 @@ def test_checkpoint_metadata_and_load_model(tiny):
     recipe, path, _ = tiny
     meta = read_checkpoint_metadata(path)
     assert meta["deploykit.model"] == "resnet18"
-    assert meta["deploykit.recipe"] == recipe.hash
+    assert meta["deploykit.recipe"] == reference.training_precision(recipe)[0].hash  # as trained here
     cfg = json.loads(meta["deploykit.data_config"])
     assert cfg["input_size"] == [3, 32, 32] and cfg["crop_pct"] == 1.0 and cfg["num_classes"] == 10
     assert cfg["labels"][0] == "T-shirt/top" and len(set(cfg["mean"])) == 1
@@ -197,3 +206,87 @@ def test_loaded_checkpoint_beats_chance_on_test_slice(tiny):
     assert top1 > 0.3, f"top-1 {top1:.3f} is not well above chance (0.1)"
     record = json.loads(path.with_suffix(".json").read_text())
     assert top1 == pytest.approx(record["test_top1"], abs=1e-4)
+
+
+# ------------------------------------------------------------------ bfloat16 only where native
+
+
+def _cpu(flags: str):
+    from deploykit.machine import parse_cpuinfo
+
+    return parse_cpuinfo(f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+                         f"model name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n")
+
+
+@pytest.fixture()
+def zen3(monkeypatch):
+    """An AVX2-only CPU (no native bfloat16), whatever this machine is."""
+    from deploykit import machine
+
+    monkeypatch.setattr(machine, "cpu_info", lambda: _cpu("avx avx2 fma f16c"))
+
+
+@pytest.fixture()
+def zen4(monkeypatch):
+    from deploykit import machine
+
+    monkeypatch.setattr(machine, "cpu_info", lambda: _cpu("avx2 fma avx512f avx512_vnni avx512_bf16"))
+
+
+def test_bf16_recipe_trains_float32_where_bf16_is_emulated(zen3):
+    r, note = reference.training_precision(Recipe("resnet18"))
+    assert not r.bf16 and r.hash == Recipe("resnet18", bf16=False).hash
+    assert note.startswith("training in float32") and "no native bfloat16" in note
+
+
+def test_bf16_recipe_keeps_bf16_where_native(zen4):
+    r, note = reference.training_precision(Recipe("resnet18"))
+    assert r == Recipe("resnet18") and note is None
+
+
+def test_forced_bf16_keeps_bf16_and_names_the_slowdown(zen3):
+    r, note = reference.training_precision(Recipe("resnet18", force_bf16=True))
+    assert r.bf16 and r.hash == Recipe("resnet18").hash
+    assert note.startswith("warning") and "slower" in note
+
+
+def test_forced_bf16_training_warns_once_and_records_its_precision(cache, zen3):
+    lines: list[str] = []
+    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=64, eval_limit=32, batch_size=32,
+                    force_bf16=True, channels_last=False)
+    with pytest.warns(reference.Bf16Warning) as caught:
+        record = reference.train_reference("resnet18", recipe=recipe, progress=False, log=lines.append)
+    assert len([w for w in caught if w.category is reference.Bf16Warning]) == 1
+    assert sum("bfloat16 forced" in ln for ln in lines) == 1
+    assert record["precision"] == "bfloat16"
+    from deploykit.models.weights import read_checkpoint_metadata
+
+    assert read_checkpoint_metadata(record["checkpoint"])["deploykit.precision"] == "bfloat16"
+
+
+def test_float32_fallback_is_said_in_one_line_and_recorded(cache, zen3):
+    lines: list[str] = []
+    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=72, eval_limit=32, batch_size=32,
+                    channels_last=False)
+    record = reference.train_reference("resnet18", recipe=recipe, progress=False, log=lines.append)
+    assert sum(ln.startswith("training in float32") for ln in lines) == 1
+    assert record["precision"] == "float32" and record["recipe"]["bf16"] is False
+    # the cache finds the float32 twin when asked for the bf16 recipe
+    assert reference.reference_checkpoint("resnet18", recipe=recipe, train_if_missing=False) == \
+        Path(record["checkpoint"])
+
+
+def test_non_terminal_training_prints_timed_lines_with_time_left(cache, monkeypatch):
+    monkeypatch.setattr(reference, "LOG_SECONDS", 0.0)  # every step: the test must not wait 20 s
+    lines: list[str] = []
+    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=96, eval_limit=32, batch_size=32,
+                    bf16=False, channels_last=False)
+    reference.train_reference("resnet18", recipe=recipe, progress=True, log=lines.append)
+    steps = [ln for ln in lines if "step" in ln]
+    assert steps and all("left" in ln for ln in steps)
+
+
+def test_demo_recipe_exists_only_where_defined():
+    assert reference.demo_recipe("resnet18").bf16 is False
+    with pytest.raises(DeployKitError, match="no demo recipe"):
+        reference.demo_recipe("densenet121")

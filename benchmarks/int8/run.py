@@ -71,7 +71,8 @@ def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
     return np.concatenate([x for x, _ in iter_batches(open_dataset(spec), cfg, 64, limit=limit)])
 
 
-def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_channel: bool = True) -> Path:
+def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_channel: bool = True,
+                        weight_type: str = "QInt8", reduce_range: bool = False) -> Path:
     """ONNX Runtime's own static QDQ quantisation (u8 activations, s8 weights) on the same images."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
@@ -90,22 +91,23 @@ def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_chann
     pre = out.with_name(out.stem + "-pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+                    activation_type=QuantType.QUInt8, weight_type=getattr(QuantType, weight_type),
+                    per_channel=per_channel, reduce_range=reduce_range)
     return out
 
 
 def deploykit_int8(fp32_path: Path, calib: np.ndarray, method: str, profile: str = "onnxruntime",
-                   stats=None):
+                   stats=None, layout: str | None = None, keep: tuple[str, ...] = ()):
     """deploykit's own pipeline, low level: (QDQ model, prepared FP32 model, stats)."""
     import onnx
 
-    from deploykit.quantize import _fold_batchnorm
+    from deploykit.quantize import prepare_for_quantization
     from deploykit.quantize.calibrators import CalibConfig, calibrate
-    from deploykit.quantize.placement import apply_plan, plan_placement, prepare_model
+    from deploykit.quantize.placement import apply_plan, plan_placement, resolve_keep
     from deploykit.quantize.stats import collect_stats, iter_arrays
 
-    model = prepare_model(_fold_batchnorm(onnx.load(str(fp32_path))))
-    plan = plan_placement(model, profile)
+    model = prepare_for_quantization(onnx.load(str(fp32_path)))
+    plan = plan_placement(model, profile, resolve_keep(model, keep) if keep else (), layout)
     if stats is None:
         stats = collect_stats(model, plan.stat_tensors, iter_arrays(calib, 32))
     th = calibrate(stats, CalibConfig(method), asymmetric=profile == "onnxruntime")
@@ -120,24 +122,17 @@ def save(model, path: Path) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    try:
-        from deploykit.harness.bench import describe_machine
+    """The one machine description (CPU generation, ISA, VNNI), as every result records it."""
+    from deploykit.machine import describe_machine
 
-        return describe_machine()
-    except Exception:  # noqa: BLE001 - the harness may be absent; name the machine anyway
-        import os
-        import platform
-
-        return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    return describe_machine()
 
 
 def slug(m: dict[str, Any]) -> str:
-    try:
-        from deploykit.harness.bench import machine_slug
+    """Result file names come from the machine description: CPU generation and ISA included."""
+    from deploykit.machine import machine_slug
 
-        return machine_slug(m)
-    except Exception:  # noqa: BLE001
-        return "cpu"
+    return machine_slug(m)
 
 
 def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[Path]:
@@ -154,69 +149,106 @@ def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[P
 # -------------------------------------------------------------------------------- speed mode
 
 
+
+
+def speed_variants(fp32: Path, calib: np.ndarray, tmp: Path, stem: str) -> dict[str, Path]:
+    """Every INT8 layout worth timing against FP32 on a CPU, built from the same calibration images.
+
+    deploykit: full-range weights (the VNNI layout), reduced 7-bit weights (the AVX2 layout, exact
+    where vpmaddubsw would saturate), and the AVX2 layout with the stem conv kept in FP32 (3 input
+    channels: the worst-shaped INT8 conv). ORT's quantize_static: its default (uint8 x int8), with
+    reduced range, and uint8 x uint8 weights (U8U8 kernels, no int16 saturation).
+    """
+    out = {"fp32": fp32}
+    q, _, stats = deploykit_int8(fp32, calib, "entropy", layout="vnni")
+    out["dk_vnni"] = save(q, tmp / f"{stem}-dk-vnni.onnx")
+    q, _, _ = deploykit_int8(fp32, calib, "entropy", layout="avx2", stats=stats)
+    out["dk_avx2"] = save(q, tmp / f"{stem}-dk-avx2.onnx")
+    q, _, _ = deploykit_int8(fp32, calib, "entropy", layout="avx2", stats=stats, keep=("first",))
+    out["dk_avx2_stem_fp32"] = save(q, tmp / f"{stem}-dk-avx2-stem.onnx")
+    out["ort_s8"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-s8.onnx")
+    out["ort_s8_reduced"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-s8r.onnx", reduce_range=True)
+    out["ort_u8u8"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-u8u8.onnx", weight_type="QUInt8")
+    return out
+
+
 def speed_only(args) -> dict[str, Any]:
+    """FP32 against every INT8 layout, per model and batch, on this machine's ONNX Runtime."""
+    import os
+
     import torch
 
     from deploykit.harness.significance import session_ratio_ci
     from deploykit.models.registry import create_model
+    from deploykit.reference import get_recipe
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="dk-int8-speed-"))
-    model = create_model("resnet50").eval()  # random weights: latency does not depend on them
-    cfg = model.data_config
-    fp32 = tmp / "resnet50-fp32.onnx"
-    torch.onnx.export(model, (torch.zeros(1, *cfg.input_size),), str(fp32), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-    calib = calib_arrays(cfg, f"fashion-mnist:train[:{args.calib_images}]")
-    t0 = time.perf_counter()
-    q, _, _ = deploykit_int8(fp32, calib, "entropy")
-    t_dk = time.perf_counter() - t0
-    dk = save(q, tmp / "resnet50-deploykit-int8.onnx")
-    t0 = time.perf_counter()
-    qs = ort_quantize_static(fp32, calib, tmp / "resnet50-ort-quantize-static.onnx")
-    t_qs = time.perf_counter() - t0
-    variants = {"fp32": fp32, "deploykit_int8": dk, "ort_quantize_static": qs}
-    lat = interleaved_latency(variants, (1, *cfg.input_size), args.rounds, args.per_round, args.threads,
-                              sessions=args.sessions)
-    base = lat["fp32"]["median_ms"]
-    doc = {
-        "mode": "speed-only", "model": "resnet50", "weights": "random", "input": list(cfg.input_size),
-        "batch": 1, "threads": args.threads, "sessions": args.sessions, "rounds": args.rounds,
-        "per_round": args.per_round,
-        "calibration_images": len(calib), "machine": machine(),
-        "quantize_seconds": {"deploykit_int8": t_dk, "ort_quantize_static": t_qs},
-        "latency": lat,
-        "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
-        # FP32 / INT8 per session block, with its interval over the blocks
-        "speedup_ci": {k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
-                       for k, v in lat.items() if k != "fp32"},
-        "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()},
-        "target": "deploykit INT8 >= 3x faster than FP32 at batch 1",
+    models = args.speed_models
+    doc: dict[str, Any] = {
+        "mode": "speed-only", "weights": "random (latency does not depend on them)", "threads": args.threads,
+        "sessions": args.sessions, "rounds": args.rounds, "per_round": args.per_round,
+        "machine": machine(), "load_average_start": os.getloadavg()[0], "models": {},
     }
-    doc["target_met"] = doc["speedup_vs_fp32"]["deploykit_int8"] >= 3.0
+    for spec in models:
+        # NAME@SIZE: ImageNet-shaped (1000 classes), batch 1; NAME: its Fashion-MNIST recipe size
+        name, _, at = spec.partition("@")
+        imagenet = bool(at)
+        size = int(at) if imagenet else get_recipe(name).image_size
+        model = create_model(name, num_classes=1000 if imagenet else 10).eval()
+        shape = (3, size, size)
+        fp32 = tmp / f"{name}-fp32.onnx"
+        torch.onnx.export(model, (torch.zeros(1, *shape),), str(fp32), dynamo=False,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+        calib = np.random.default_rng(0).normal(size=(args.calib_images, *shape)).astype(np.float32)
+        variants = speed_variants(fp32, calib, tmp, name)
+        rows: dict[str, Any] = {}
+        for batch in [1] if imagenet else args.speed_batches:
+            per_round = max(1, args.per_round // (5 if batch > 1 else 1))
+            print(f"{name} {size}x{size} batch {batch}: {len(variants)} variants", file=sys.stderr, flush=True)
+            lat = interleaved_latency(variants, (batch, *shape), args.rounds, per_round, args.threads,
+                                      sessions=args.sessions)
+            base = lat["fp32"]["median_ms"]
+            rows[str(batch)] = {
+                "latency": {k: {kk: v[kk] for kk in ("median_ms", "p90_ms", "min_ms", "samples")}
+                            for k, v in lat.items()},
+                "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
+                "speedup_ci": {k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
+                               for k, v in lat.items() if k != "fp32"},
+            }
+        doc["models"][f"{name} {size}x{size}"] = {"input": list(shape), "batches": rows,
+                               "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()}}
+    doc["load_average_end"] = os.getloadavg()[0]
     return doc
 
 
 def speed_markdown(doc: dict[str, Any]) -> str:
-    m = doc["machine"]
+    from deploykit.machine import machine_line
+
     lines = [
-        "# INT8 speed: resnet50 224x224, ONNX Runtime CPU, batch 1",
+        "# INT8 speed: FP32 against every INT8 layout, ONNX Runtime CPU",
         "",
-        f"Machine: {m.get('cpu', m)} ({doc['threads']} ORT threads, no thread spinning; CPU shared with other "
-        f"jobs, variants interleaved in {doc.get('sessions', 1)} blocks of fresh sessions x {doc['rounds']} "
-        f"rounds x {doc['per_round']} runs). Random weights: "
-        "speed does not depend on them.",
+        f"Machine: {machine_line(doc['machine'])}. {doc['threads']} ORT threads, no thread spinning; "
+        f"variants interleaved in {doc['sessions']} blocks of fresh sessions x {doc['rounds']} rounds. "
+        f"Load average {doc['load_average_start']:.1f} at start, {doc['load_average_end']:.1f} at end "
+        "(a shared machine: ratios inside one block are fair, absolute ms are not). Random weights.",
         "",
-        "| variant | median ms | p90 ms | speed-up vs FP32 (interval over sessions) | size MB |",
-        "|---|---:|---:|---:|---:|",
+        "Speed-up = FP32 / variant (median per block; interval over blocks). dk = deploykit "
+        "(vnni: full-range weights; avx2: 7-bit weights; stem_fp32: first conv kept in FP32); "
+        "ort = onnxruntime quantize_static (s8: default int8 weights; s8_reduced: reduce_range; u8u8: uint8 weights).",
+        "",
     ]
-    for k, v in doc["latency"].items():
-        ci = doc.get("speedup_ci", {}).get(k)
-        interval = f" ({ci['ci_low']:.2f}-{ci['ci_high']:.2f})" if ci else ""
-        lines.append(f"| {k} | {v['median_ms']:.1f} | {v['p90_ms']:.1f} | {doc['speedup_vs_fp32'][k]:.2f}x{interval} | "
-                     f"{doc['size_bytes'][k] / 1e6:.1f} |")
-    lines += ["", f"Target (deploykit INT8 >= 3x FP32): {'met' if doc['target_met'] else 'NOT met'}.", ""]
+    for name, m in doc["models"].items():
+        for batch, row in m["batches"].items():
+            lines += [f"## {name}, batch {batch}", "",
+                      "| variant | median ms | speed-up vs FP32 | interval | size MB |", "|---|---:|---:|---|---:|"]
+            for k, v in row["latency"].items():
+                ci = row["speedup_ci"].get(k)
+                interval = f"{ci['ci_low']:.2f}-{ci['ci_high']:.2f}" if ci else ""
+                lines.append(f"| {k} | {v['median_ms']:.2f} | {row['speedup_vs_fp32'][k]:.2f}x | {interval} | "
+                             f"{m['size_bytes'][k] / 1e6:.1f} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -226,13 +258,15 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(doc["latency"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(names, [doc["latency"][k]["median_ms"] for k in names], color=["gray", "tab:blue", "tab:orange"])
-    for i, k in enumerate(names):
-        ax.text(i, doc["latency"][k]["median_ms"], f"{doc['speedup_vs_fp32'][k]:.2f}x", ha="center", va="bottom")
-    ax.set_ylabel("median latency (ms), batch 1")
-    ax.set_title("resnet50 224x224, ORT CPU, 2 threads")
+    panels = [(n, b, row) for n, m in doc["models"].items() for b, row in m["batches"].items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (n, b, row) in zip(axes[0], panels):
+        names = list(row["speedup_vs_fp32"])
+        ax.bar(range(len(names)), [row["speedup_vs_fp32"][k] for k in names], color="tab:blue")
+        ax.axhline(1.0, color="gray", lw=1)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{n}, batch {b}", fontsize=9)
+        ax.set_ylabel("speed-up vs FP32")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -308,7 +342,7 @@ def accuracy_mode(args) -> dict[str, Any]:
         qs = ort_quantize_static(art.main_path, calib, tmp / f"{name}-qs.onnx")
         # Per-image correctness of both INT8 models, for a paired test of their difference.
         fp_pred, labels = predictions(open_model(art.main_path), val, args.threads)
-        dk_pred, _ = predictions(open_model(dk_art.main_path), val, args.threads)
+        dk_pred, _ = predictions(open_model(dk_art.artifact.main_path), val, args.threads)
         qs_pred, _ = predictions(open_model(qs), val, args.threads)
         row["ort_quantize_static_top1"] = float((qs_pred == labels).mean())
         row["vs_quantize_static"] = paired_comparison(dk_pred == labels, qs_pred == labels)
@@ -316,7 +350,7 @@ def accuracy_mode(args) -> dict[str, Any]:
         row["fp32_agreement"] = {"deploykit_int8": float((dk_pred == fp_pred).mean()),
                                  "ort_quantize_static": float((qs_pred == fp_pred).mean()),
                                  **paired_comparison(dk_pred == fp_pred, qs_pred == fp_pred)}
-        variants = {"fp32": art.main_path, "deploykit_int8": dk_art.main_path, "ort_quantize_static": qs}
+        variants = {"fp32": art.main_path, "deploykit_int8": dk_art.artifact.main_path, "ort_quantize_static": qs}
         row["size_bytes"] = {k: Path(v).stat().st_size for k, v in variants.items()}
         row["latency"] = {}
         for b in (1, 32):
@@ -451,7 +485,13 @@ def accuracy_plot(doc: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--speed-only", action="store_true", help="resnet50 224x224 random weights, batch 1")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="FP32 vs every INT8 layout: resnet50 224x224 batch 1, and --speed-models at their recipe size")
+    ap.add_argument("--speed-models", nargs="+",
+                    default=["resnet50@224", "resnet18", "resnet50", "googlenet", "densenet121"],
+                    help="speed-only: NAME@SIZE (ImageNet-shaped, batch 1) or NAME (its Fashion-MNIST recipe size)")
+    ap.add_argument("--speed-batches", type=int, nargs="+", default=[1, 32],
+                    help="speed-only: batch sizes for the Fashion-MNIST-sized models")
     ap.add_argument("--models", nargs="+", default=FAMILY_MODELS)
     ap.add_argument("--calib", default=CALIB_SPEC)
     ap.add_argument("--val", default=VAL_SPEC)
@@ -469,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.speed_only:
         doc = speed_only(args)
-        md, plot, stem = speed_markdown(doc), speed_plot, "speed-resnet50"
+        md, plot, stem = speed_markdown(doc), speed_plot, "speed"
     else:
         doc = accuracy_mode(args)
         if not doc["models"]:

@@ -46,28 +46,19 @@ LABELS = {
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "fma") if f" {f}" in text)
-    except OSError:
-        pass
+    """The one machine description (deploykit.machine), plus the optimiser libraries' versions."""
+    from deploykit.machine import describe_machine
+
+    m = describe_machine()
     vers = {}
     for pkg in ("onnxruntime", "onnx", "onnxslim", "onnxsim", "onnxscript", "onnx-ir", "torch"):
         try:
             vers[pkg] = version(pkg)
         except PackageNotFoundError:
             vers[pkg] = None
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "isa": flags, "python": platform.python_version(),
-            "platform": platform.platform(), "versions": vers}
+    m["versions"] = {**m.get("versions", {}), **vers}
+    m["platform"] = platform.platform()
+    return m
 
 
 def export(name: str, size: int, workdir: Path) -> onnx.ModelProto:
@@ -260,11 +251,13 @@ NOTES = [
 
 
 def write_markdown(payload: dict, path: Path) -> None:
+    from deploykit.machine import machine_line
+
     m = payload["machine"]
     lines = [
         "# Graph optimisers on ONNX Runtime CPU",
         "",
-        f"Machine: {m['cpu']}, {m['logical_cores']} logical cores ({m['isa']}), Python {m['python']}; "
+        f"Machine: {machine_line(m)}, Python {m['python']}; "
         f"onnxruntime {m['versions']['onnxruntime']}, onnxslim {m['versions']['onnxslim']}, "
         f"onnxsim {m['versions']['onnxsim']}, torch {m['versions']['torch']}.",
         f"Run {payload['started']} to {payload['finished']} (UTC); load average at start "
@@ -368,12 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:  # a smoke test must not overwrite the committed results
         args.out = Path(tempfile.gettempdir()) / "deploykit-bench-optimize" if args.quick else HERE
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{prefix}results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    write_markdown(payload, args.out / f"{prefix}results.md")
-    plot(payload, args.out / f"{prefix}speedup.png")
+    from deploykit.machine import machine_slug
+
+    name = machine_slug(payload["machine"])  # CPU generation and ISA: machines never overwrite each other
+    (args.out / f"{prefix}results-{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_markdown(payload, args.out / f"{prefix}results-{name}.md")
+    plot(payload, args.out / f"{prefix}speedup-{name}.png")
     for line in payload["verdicts"]:
         print(line)
-    print(f"results: {args.out / (prefix + 'results.md')}")
+    print(f"results: {args.out / f'{prefix}results-{name}.md'}")
     return 0
 
 

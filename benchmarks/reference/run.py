@@ -116,14 +116,22 @@ def _row(record: dict) -> dict:
     }
 
 
+def _machine_text(m: dict) -> str:
+    """The machine line of deploykit.machine; older records (no ISA) keep their family/model text."""
+    from deploykit.machine import machine_line
+
+    if "isa" in m:
+        return machine_line(m)
+    return f"{m['cpu']} (family/model {m.get('cpu_family_model', '?')}), {m.get('cores', '?')} cores"
+
+
 def _write(results: dict, out: Path) -> None:
     atomic_write_json(out / "results.json", results)
     m = results["machine"]
     lines = [
         "# Reference checkpoints: Fashion-MNIST FP32 test top-1",
         "",
-        f"Machine: {m['cpu']} (family/model {m.get('cpu_family_model', '?')}), {m['cores']} cores"
-        f"{' under a hypervisor' if m.get('virtualised') else ''}, shared with other jobs while training: the "
+        f"Machine: {_machine_text(m)}, shared with other jobs while training: the "
         "load average per row says how busy it was, and training times scale with it. "
         "FP32 top-1 on the Fashion-MNIST test split (10,000 images unless the row says less), "
         f"scored through `deploykit.data.transforms` as `deploykit validate` scores. Target: >= {TARGET:.0%}.",

@@ -39,10 +39,16 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
               callback=deprecated_alias("--report", "--json"))
 @threads_option
 @quiet_option
+@click.option("--int8-layout", "layout", type=click.Choice(["vnni", "avx2"]), default=None,
+              help="onnxruntime weights: full range (vnni) or reduced 7-bit range (avx2, exact on CPUs "
+                   "without VNNI). Default: this CPU's.")
+@click.option("--no-speed-check", is_flag=True,
+              help="Skip the few seconds of timing INT8 against its FP32 parent on this machine.")
 def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str | None, gate: float | None,
                  recipe: str | None, num_images: int | None, keep_fp32: tuple[str, ...],
                  max_fallbacks: int | None, out: str | None, force: bool, json_path: str | None,
-                 old_report: str | None, threads: int | None, quiet: bool) -> None:
+                 old_report: str | None, threads: int | None, quiet: bool, layout: str | None,
+                 no_speed_check: bool) -> None:
     """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes.
 
     Exits 3 when INT8 stays under the gate after every allowed fallback (no artifact is written).
@@ -58,13 +64,17 @@ def quantize_cmd(artifact: str, calib: str, val: str, profile: str, method: str 
     try:
         result = quantize_artifact(
             artifact, calib, val, out=out, force=force, report=json_path or old_report, progress=not quiet,
-            log_fn=lambda s: err.print(s, markup=False, highlight=False),
+            log_fn=lambda s: err.print(s, markup=False, highlight=False), speed_check=not no_speed_check,
             profile=profile, method=method, gate=gate, recipe=recipe, num_images=num_images,
-            keep_fp32=list(keep_fp32) or None, max_fallbacks=max_fallbacks, threads=threads,
+            keep_fp32=list(keep_fp32) or None, max_fallbacks=max_fallbacks, threads=threads, layout=layout,
         )
     except GateFailedError as e:
         if e.report is not None:
             e.report.render(err)
         raise
     result.report.render(err)
+    if result.speed is not None:  # a PASS never stands without the speed-up it buys here
+        err.print(result.speed.summary(), markup=False, highlight=False, soft_wrap=True)
+        if result.speed.advice():
+            err.print(result.speed.advice(), markup=False, highlight=False, soft_wrap=True)
     click.echo(str(result.path))

@@ -34,21 +34,31 @@ def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 @device_option
 @quiet_option
 @click.option("--no-progress", is_flag=True, hidden=True, callback=deprecated_alias("--no-progress", "--quiet"))
+@click.option("--demo", is_flag=True, help="The short demo recipe (minutes on 2 CPU cores, float32).")
+@click.option("--bf16", is_flag=True,
+              help="Train in bfloat16 even where the hardware emulates it (several times slower).")
 def train_reference_cmd(model: str, epochs: int | None, limit: int | None, eval_limit: int | None,
-                        force: bool, threads: int | str | None, device: str, quiet: bool, no_progress: bool) -> None:
+                        force: bool, threads: int | str | None, device: str, quiet: bool, no_progress: bool,
+                        demo: bool, bf16: bool) -> None:
     """Train MODEL on Fashion-MNIST with its reference recipe, once; print the cached checkpoint.
 
     The checkpoint path is the only thing on stdout; accuracy and timing go to stderr.
     """
-    from deploykit.reference import get_recipe, read_result, train_reference
+    from deploykit.reference import cached_recipe, demo_recipe, get_recipe, read_result, train_reference
 
-    recipe = get_recipe(model, epochs=epochs, limit=limit, eval_limit=eval_limit)
-    cached = None if force else read_result(recipe)
+    overrides = {"epochs": epochs, "limit": limit, "eval_limit": eval_limit}
+    if bf16:
+        overrides.update(bf16=True, force_bf16=True)
+    recipe = (demo_recipe(model).replace(**{k: v for k, v in overrides.items() if v is not None})
+              if demo else get_recipe(model, **overrides))
+    found = None if force else cached_recipe(recipe, device)
+    cached = read_result(found) if found is not None else None
     record = cached or train_reference(model, recipe=recipe, progress=not (quiet or no_progress),
                                        force=force, threads=threads, device=device)
     status = "cached" if cached else "trained"
     # Only the path goes to stdout, so a script can do: W=$(deploykit train-reference resnet18)
     click.echo(f"{record['checkpoint']}")
-    click.echo(f"{recipe.model} (recipe {recipe.hash}, {status}): test top-1 "
+    precision = record.get("precision") or ("bfloat16" if record["recipe"].get("bf16") else "float32")
+    click.echo(f"{recipe.model} (recipe {record['recipe_hash']}, {status}, {precision}): test top-1 "
                f"{record['test_top1'] * 100:.2f}% on {record['test_images']} images, "
                f"training time {record['train_seconds']:.0f} s (threads: {record['threads']})", err=True)

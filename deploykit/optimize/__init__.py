@@ -22,7 +22,7 @@ from deploykit.optimize.passes import PASSES
 # The default pipeline is what measurably pays off on ONNX Runtime CPU (benchmarks/optimize/).
 # fuse_parallel_conv is exact but opt-in ("all" or --passes): on x86 ORT lays convolutions out in
 # its blocked NCHWc format and has no blocked Split, so the Split the fusion needs costs layout
-# reorders that outweigh the wider GEMM (see benchmarks/optimize/results.md).
+# reorders that outweigh the wider GEMM (see benchmarks/optimize/results-amd-epyc-zen4-avx512vnni-2cpu.md).
 DEFAULT_PASSES: tuple[str, ...] = (
     "cleanup",
     "constant_fold",

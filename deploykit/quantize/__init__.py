@@ -190,6 +190,7 @@ class QuantizeOptions:
     max_fallbacks: int = 10
     percentile: float = 99.99
     threads: int | None = None
+    layout: str | None = None  # onnxruntime weights: "vnni" (full range) or "avx2" (7-bit); None: this CPU's
 
     @classmethod
     def from_recipe(cls, recipe: Any, **overrides: Any) -> "QuantizeOptions":
@@ -218,7 +219,10 @@ class QuantizeOptions:
             raise DeployKitError("num_images, batch and min_images must be positive and max_fallbacks not negative")
         if self.threads is not None and self.threads < 1:
             raise DeployKitError(f"threads must be at least 1, got {self.threads}")
-        return self
+        from deploykit.quantize.placement import check_layout
+
+        layout = check_layout(self.layout) if self.profile == "onnxruntime" else None
+        return self if layout == self.layout else dataclasses.replace(self, layout=layout)
 
     @property
     def out_suffix(self) -> str:
@@ -239,6 +243,7 @@ class QuantizeResult:
     calibration: dict[str, Any]
     validation: str
     fusion: dict[str, int] | None = None
+    speed: Any = None  # speed.SpeedCheck: INT8 against its FP32 parent on this machine (quantize_artifact)
     artifact: Any = None  # the written Artifact (quantize_artifact), None for quantize_model alone
 
     @property
@@ -297,7 +302,7 @@ def quantize_model(
 
     model = prepare_for_quantization(fp32)
     keep = resolve_keep(model, list(o.keep_fp32))
-    tensors = list(plan_placement(model, o.profile, keep).stat_tensors)
+    tensors = list(plan_placement(model, o.profile, keep, o.layout).stat_tensors)
     if o.profile == "tensorrt":
         tensors = list(dict.fromkeys(tensors + _float_tensors(model)))
 
@@ -329,7 +334,7 @@ def quantize_model(
     def attempt(meth: str, fallbacks: int):
         return run_gate(model, stats, CalibConfig(method=meth, percentile=o.percentile), o.profile, keep,
                         val_batches, lambda: iter(sens), fp32_top1, o.gate, max_fallbacks=fallbacks,
-                        threads=o.threads, per_channel=o.per_channel, log=say)
+                        threads=o.threads, per_channel=o.per_channel, log=say, layout=o.layout)
 
     tried: dict[str, tuple] = {}
     if o.method == "auto":
@@ -431,7 +436,8 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
         manifest.add_stage(
             "quantize",
             params={"profile": o.profile, "method": rep.chosen, "requested_method": o.method, "gate": o.gate,
-                    "per_channel": o.per_channel, "recipe": o.recipe, "keep_fp32_patterns": list(o.keep_fp32)},
+                    "per_channel": o.per_channel, "recipe": o.recipe, "keep_fp32_patterns": list(o.keep_fp32),
+                    "layout": o.layout},
             calibration=result.calibration,
             fallbacks=summary["fallbacks"],
             kept_fp32=summary["kept_fp32"],
@@ -444,6 +450,8 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
             reference="fp32 model (ONNX Runtime) on the same images")
         manifest.results["quantize"] = {k: summary[k] for k in (
             "method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")}
+        if result.speed is not None:
+            manifest.results["int8_speed"] = result.speed.to_dict()
         return w.commit(manifest)
 
 
@@ -458,6 +466,7 @@ def quantize_artifact(
     report: str | os.PathLike | None = None,
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
+    speed_check: bool = True,
     **overrides: Any,
 ) -> QuantizeResult:
     """Quantise an FP32 artifact to INT8 and prove it keeps ``gate`` x FP32 top-1 on ``val``.
@@ -466,7 +475,8 @@ def quantize_artifact(
     (``profile``, ``method``, ``gate``, ``num_images``, ``keep_fp32``, ``threads``...). Returns a
     :class:`QuantizeResult` whose ``artifact`` is the new INT8 artifact; raises
     :class:`GateFailedError` (after writing ``report`` when given) and writes no artifact when the
-    gate cannot be met.
+    gate cannot be met. With ``speed_check`` (onnxruntime profile) the INT8 model is timed against
+    its FP32 parent on this machine and the verdict recorded (``result.speed``, ``int8_speed``).
     """
     from deploykit.artifact import Artifact, check_output
     from deploykit.onnx_io import load_onnx
@@ -491,6 +501,11 @@ def quantize_artifact(
         if report is not None and e.report is not None:
             e.report.write(report)
         raise
+    if speed_check and options.profile == "onnxruntime":  # does INT8 pay here? recorded, said when not
+        from deploykit.quantize.speed import artifact_batches, check_speed
+
+        result.speed = check_speed(result.model, str(art.main_path), artifact_batches(m.batch),
+                                   threads=options.threads, progress=log_fn or log.info)
     result.artifact = write_int8_artifact(art, result, out_dir, force=force)
     if report is not None:
         result.report.write(report)

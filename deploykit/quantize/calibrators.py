@@ -181,18 +181,21 @@ def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
     return float(scale), zp
 
 
-def quantize_weight(w: np.ndarray, axis: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights, per output channel along ``axis`` (None: per tensor)."""
+def quantize_weight(w: np.ndarray, axis: int | None = 0, qmax: int = INT8_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights in [-qmax, qmax], per output channel along ``axis`` (None: per tensor).
+
+    ``qmax`` below 127 is the reduced range that CPUs without VNNI need (see placement.ORT_LAYOUTS).
+    """
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
         amax = np.array(np.abs(w).max() if w.size else 0.0, dtype=np.float32)
-        scale = np.array(symmetric_scale(float(amax)), dtype=np.float32)
-        q = np.clip(np.round(w / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+        scale = np.array(float(amax) / qmax if amax > 0 else 1.0, dtype=np.float32)
+        q = np.clip(np.round(w / scale), -qmax, qmax).astype(np.int8)
         return q, scale
     red = tuple(i for i in range(w.ndim) if i != axis)
     amax = np.abs(w).max(axis=red) if w.size else np.zeros(w.shape[axis], np.float32)
-    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
+    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    q = np.clip(np.round(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scale

@@ -106,12 +106,13 @@ def run_gate(
     threads: int | None = None,
     per_channel: bool = True,
     log: Callable[[str], None] = lambda s: None,
+    layout: str | None = None,
 ) -> tuple[Attempt, Any, QuantPlan]:
     """Quantise with ``cfg``; fall back layer by layer until the gate passes or fallbacks run out."""
     asym = profile == "onnxruntime"
     thresholds = calibrate(stats, cfg, asymmetric=asym)
     kept = list(keep)
-    plan = plan_placement(model, profile, kept)
+    plan = plan_placement(model, profile, kept, layout)
     qmodel = apply_plan(model, plan, stats, thresholds, per_channel)
     acc = top1(qmodel, val(), threads)
     log(f"{cfg.method}: INT8 top-1 {acc:.4f} (FP32 {fp32_top1:.4f}, gate {gate} -> {gate * fp32_top1:.4f})")
@@ -123,7 +124,7 @@ def run_gate(
     for r in ranking[:max_fallbacks]:
         before = acc
         kept.append(r.layer)
-        plan = plan_placement(model, profile, kept)
+        plan = plan_placement(model, profile, kept, layout)
         qmodel = apply_plan(model, plan, stats, thresholds, per_channel)
         acc = top1(qmodel, val(), threads)
         drop = r.drop if np.isfinite(r.drop) else None

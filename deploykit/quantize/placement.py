@@ -26,6 +26,18 @@ Two profiles:
     VNNI kernels take 4 bytes per multiply-add, and a 3-channel stem runs at 40% of the efficiency
     of the other convs (resnet50 224x224, batch 1: 0.78 against 0.60 ms). Outputs are unchanged.
 
+Two weight layouts for the ``onnxruntime`` profile (``ORT_LAYOUTS``), chosen from the CPU:
+
+``vnni``
+    int8 weights over the full range [-127, 127]: CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX)
+    multiply uint8 x int8 and add into 32 bits in one instruction, exactly.
+``avx2``
+    int8 weights in the reduced range [-64, 64] (7 bits). Without VNNI, ONNX Runtime's U8S8 kernels
+    multiply through ``vpmaddubsw``, which adds two uint8 x int8 products into a saturating int16:
+    255 x 127 x 2 overflows it, 255 x 64 x 2 = 32640 does not. With full-range weights the result
+    depends on how the channels happen to pair up (zero-padding the stem changes it) and errors
+    reach tenths of a logit; ONNX Runtime's documentation recommends reduced-range weights there.
+
 Layers listed as kept (node-name globs, or ``first``/``last`` for the first/last weighted layer)
 get no Q/DQ: their inputs are read in FP32 and their weights stay FP32.
 """
@@ -43,6 +55,7 @@ from deploykit.errors import DeployKitError
 from deploykit.quantize.calibrators import asymmetric_params, quantize_weight, symmetric_scale
 
 PROFILES = ("tensorrt", "onnxruntime")
+ORT_LAYOUTS = {"vnni": 127, "avx2": 64}  # onnxruntime weight layout -> largest int8 weight magnitude
 WEIGHTED = ("Conv", "Gemm", "MatMul")
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
@@ -75,6 +88,12 @@ class QuantPlan:
     weight_qdq: dict[str, tuple[str, int]] = field(default_factory=dict)  # weight init -> (node, axis)
     anchors: set[str] = field(default_factory=set)  # a group holding one takes its scale from it alone
     channel_pad: dict[str, int] = field(default_factory=dict)  # graph input -> channels it is padded to
+    layout: str | None = None  # onnxruntime weight layout (ORT_LAYOUTS); None for tensorrt
+
+    @property
+    def weight_max(self) -> int:
+        """Largest int8 weight magnitude: 127, or 64 where the CPU's kernels would saturate."""
+        return ORT_LAYOUTS.get(self.layout or "vnni", 127)
 
     @property
     def activations(self) -> list[str]:
@@ -98,6 +117,8 @@ class QuantPlan:
             "kept_fp32": list(self.kept),
             "qdq_activations": len(self.edges),
             "scale_groups": len({self.groups[t] for t in self.edges}),
+            "layout": self.layout,
+            "weight_range": [-self.weight_max, self.weight_max],
         }
 
 
@@ -245,10 +266,32 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = ()) -> QuantPlan:
-    """Decide the Q/DQ placement of ``profile`` on ``model`` (prepared), leaving ``keep`` in FP32."""
+def default_layout(cpu=None) -> str:
+    """The onnxruntime weight layout this CPU computes exactly: ``vnni`` where it has VNNI, else
+    ``avx2`` (reduced range, also the safe choice for an unknown CPU)."""
+    from deploykit.machine import cpu_info
+
+    return "vnni" if (cpu or cpu_info()).vnni else "avx2"
+
+
+def check_layout(layout: str | None) -> str:
+    """``layout`` validated, or this CPU's default when None."""
+    if layout is None:
+        return default_layout()
+    if layout not in ORT_LAYOUTS:
+        raise DeployKitError(f"INT8 layout '{layout}' is not one of {', '.join(ORT_LAYOUTS)}")
+    return layout
+
+
+def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = (),
+                   layout: str | None = None) -> QuantPlan:
+    """Decide the Q/DQ placement of ``profile`` on ``model`` (prepared), leaving ``keep`` in FP32.
+
+    ``layout`` (onnxruntime only): ``vnni`` or ``avx2`` weights; None picks this CPU's.
+    """
     if profile not in PROFILES:
         raise DeployKitError(f"profile '{profile}' is not one of {', '.join(PROFILES)}")
+    layout = check_layout(layout) if profile == "onnxruntime" else None
     g = _Graph(model)
     kept = set(keep)
     unknown = kept - set(g.by_name)
@@ -324,7 +367,8 @@ def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = ()
     groups = {t: uf.find(t) for t in uf.parent}
     weight_qdq = {lay.weight: (lay.name, lay.weight_axis) for lay in layers}
     return QuantPlan(profile=profile, layers=layers, kept=sorted(kept), edges=dict(edges),
-                     groups=groups, weight_qdq=weight_qdq, anchors=anchors, channel_pad=channel_pad)
+                     groups=groups, weight_qdq=weight_qdq, anchors=anchors, channel_pad=channel_pad,
+                     layout=layout)
 
 
 def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> None:
@@ -462,7 +506,7 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
             extra = pad_extra[lay.input] = plan.channel_pad[lay.input] - w.shape[1]
             w = np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), np.float32)], axis=1)
         axis = lay.weight_axis if per_channel else None
-        q, wscale = quantize_weight(w, axis=axis)
+        q, wscale = quantize_weight(w, axis=axis, qmax=plan.weight_max)
         bias = None
         if not signed and lay.bias is not None and lay.input in params:
             xs = params[lay.input][0]
@@ -478,7 +522,7 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
                 shape = [1] * w.ndim
                 if wscale.ndim:
                     shape[axis] = -1
-                q = np.clip(np.round(w / wscale.reshape(shape)), -127, 127).astype(np.int8)
+                q = np.clip(np.round(w / wscale.reshape(shape)), -plan.weight_max, plan.weight_max).astype(np.int8)
         axis_attr = {"axis": lay.weight_axis} if wscale.ndim else {}
         base = f"{lay.name}.weight"
         s_name = const(f"{base}_scale", wscale.astype(np.float32))

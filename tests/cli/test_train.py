@@ -46,3 +46,25 @@ def test_bad_options_rejected():
     assert result.exit_code == 2 and "--epochs" in result.output
     result = CliRunner().invoke(cli, ["train-reference", "resnet18", "--threads", "many"])
     assert result.exit_code == 2 and "'many' is not a number of threads" in result.output
+
+
+def test_demo_recipe_trains_in_float32_and_says_so(tmp_path, monkeypatch):
+    from deploykit.reference import demo_recipe
+
+    monkeypatch.setenv("DEPLOYKIT_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        res = CliRunner().invoke(cli, ["train-reference", "resnet18", "--demo", "--epochs", "1", "--limit", "64",
+                                       "--eval-limit", "32", "--threads", "1", "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output
+    want = demo_recipe("resnet18").replace(epochs=1, limit=64, eval_limit=32)
+    assert res.stdout.strip().endswith(f"resnet18-{want.hash}.safetensors")
+    assert "float32" in res.stderr
+
+
+def test_demo_without_a_demo_recipe_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYKIT_CACHE", str(tmp_path))
+    res = CliRunner().invoke(cli, ["train-reference", "densenet121", "--demo"])
+    assert res.exit_code != 0 and "no demo recipe" in res.output

@@ -21,6 +21,22 @@ def test_quantize_command_writes_an_int8_artifact(fp32_artifact, tmp_path):
     assert (tmp_path / "r.json").is_file()
 
 
+def test_int8_layout_can_be_forced_and_is_recorded(fp32_artifact, tmp_path):
+    from deploykit.quantize.placement import default_layout
+
+    forced = "vnni" if default_layout() == "avx2" else "avx2"  # the one this CPU would not pick
+    out = tmp_path / "q"
+    res = CliRunner().invoke(cli, [
+        "quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:64]",
+        "--val", "fashion-mnist:test[:300]", "--method", "max", "--out", str(out),
+        "--num-images", "64", "--int8-layout", forced,
+    ])
+    assert res.exit_code == 0, res.output
+    stage = Artifact.load(out).manifest.stages[-1]
+    params = stage["params"] if isinstance(stage, dict) else stage.params
+    assert params["layout"] == forced
+
+
 def test_failed_gate_exits_non_zero(sensitive_artifact, tmp_path):
     res = CliRunner().invoke(cli, [
         "quantize", str(sensitive_artifact.path), "--calib", "fashion-mnist:train[:64]",

@@ -322,3 +322,55 @@ def test_channel_padding_needs_a_declared_4d_input():
     model = prepare_model(concat_block())
     model.graph.input[0].type.tensor_type.ClearField("shape")  # rank unknown
     assert plan_placement(model, "onnxruntime").channel_pad == {}
+
+
+def _cpu(flags: str):
+    from deploykit.machine import parse_cpuinfo
+
+    return parse_cpuinfo(f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+                         f"model name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n")
+
+
+@pytest.mark.parametrize("flags, layout", [
+    ("fpu sse2 avx avx2 fma f16c", "avx2"),  # Zen 1-3: vpmaddubsw saturates, reduced range
+    ("avx2 fma avx512f avx512bw avx512_vnni avx512_bf16", "vnni"),  # Zen 4
+    ("avx2 fma avx_vnni", "vnni"),  # Alder Lake's AVX-VNNI
+    ("", "avx2"),  # unknown: the layout that is exact everywhere
+])
+def test_layout_follows_the_cpu(flags, layout):
+    from deploykit.quantize.placement import default_layout
+
+    assert default_layout(_cpu(flags)) == layout
+
+
+@pytest.mark.parametrize("layout, wmax", [("vnni", 127), ("avx2", 64)])
+def test_layout_sets_the_weight_range_on_any_cpu(layout, wmax, x_res):
+    model = prepare_model(residual_block())
+    plan = plan_placement(model, "onnxruntime", layout=layout)
+    assert plan.layout == layout and plan.summary()["weight_range"] == [-wmax, wmax]
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x_res, 8))
+    q = apply_plan(model, plan, stats, calibrate(stats, CalibConfig("max"), asymmetric=True))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    for lay in plan.layers:  # each output channel's largest weight lands exactly on the range edge
+        w = inits[f"{lay.name}.weight_int8"].astype(np.int32)
+        per_channel = np.abs(w).reshape(w.shape[0], -1).max(axis=1) if lay.weight_axis == 0 else np.abs(w).max()
+        assert (per_channel == wmax).all(), (lay.name, per_channel)
+    assert count_ops(fused_model(q)).get("QLinearConv", 0) == 3  # both layouts fuse alike
+
+
+def test_reduced_range_is_exact_where_full_range_pairs_saturate(x_cat):
+    """On the avx2 layout, zero-padding the stem cannot change a result on any CPU."""
+    import dataclasses
+
+    model = prepare_model(concat_block())
+    plan = plan_placement(model, "onnxruntime", layout="avx2")
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x_cat, 8))
+    th = calibrate(stats, CalibConfig("max"), asymmetric=True)
+    padded = apply_plan(model, plan, stats, th)
+    plain = apply_plan(model, dataclasses.replace(plan, channel_pad={}), stats, th)
+    np.testing.assert_array_equal(run(padded, x_cat), run(plain, x_cat))
+
+
+def test_unknown_layout_is_refused():
+    with pytest.raises(DeployKitError, match="INT8 layout 'u8u8'"):
+        plan_placement(prepare_model(residual_block()), "onnxruntime", layout="u8u8")

@@ -1,0 +1,158 @@
+"""Does INT8 pay on this machine? A short interleaved latency check against the FP32 parent.
+
+INT8 is only worth deploying where it is faster: on a CPU without VNNI (AVX2 only), ONNX
+Runtime's 8-bit kernels multiply through three instructions and an INT8 model can be slower
+than its FP32 parent. ``check_speed`` times both models in the same rounds (so a shared
+machine's load hits them alike) at batch 1 and the artifact's optimal batch, in seconds, and
+returns the per-batch speed-up with its interval and the machine it was measured on. The
+quantiser records it in the manifest and the CLI says, in one line, when INT8 does not pay.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+ROUNDS = 8  # the fewest rounds that give a 95% interval for the median per-round ratio (99.2%)
+MIN_ITERS, MAX_ITERS = 1, 20
+
+
+@dataclass
+class BatchSpeed:
+    """FP32 against INT8 at one batch size: medians of the per-round p50s and their ratio."""
+
+    batch: int
+    fp32_ms: float
+    int8_ms: float
+    speedup: float  # median per-round FP32 / INT8: above 1, INT8 is faster
+    interval: tuple[float, float] | None  # 95% interval of the speed-up; None: too few rounds
+    verdict: str  # "faster", "slower", "no measurable difference" (INT8 against FP32)
+    rounds: int
+    iters_per_round: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "fp32_ms": round(self.fp32_ms, 4), "int8_ms": round(self.int8_ms, 4),
+                "speedup": round(self.speedup, 4),
+                "interval": [round(x, 4) for x in self.interval] if self.interval else None,
+                "verdict": self.verdict, "rounds": self.rounds, "iters_per_round": self.iters_per_round}
+
+
+@dataclass
+class SpeedCheck:
+    """The INT8-against-FP32 check as recorded in the manifest (``results["int8_speed"]``)."""
+
+    batches: list[BatchSpeed]
+    threads: int | None
+    seconds: float
+    machine: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # why INT8 may not pay on this CPU (cpu_info().int8_note())
+
+    @property
+    def pays(self) -> bool:
+        """INT8 is measurably faster at every batch size checked."""
+        return all(b.verdict == "faster" for b in self.batches)
+
+    def advice(self) -> str | None:
+        """One line, when INT8 does not pay: how much slower/faster, why, and what to do instead."""
+        if self.pays:
+            return None
+        figures = ", ".join(f"{b.speedup:.2f}x at batch {b.batch}" for b in self.batches)
+        why = self.note or "its 8-bit kernels are no faster than FP32 on this model here"
+        return (f"INT8 does not pay on this machine (speed-up over FP32: {figures}): {why}; "
+                "deploy the FP32 (optimised) artifact here, or this INT8 one on a CPU with VNNI "
+                "(AVX-512 VNNI, AVX-VNNI, AMX) or a GPU")
+
+    def summary(self) -> str:
+        """One line for the console: the measured speed-up beside the word INT8."""
+        parts = []
+        for b in self.batches:
+            ci = f" [{b.interval[0]:.2f}, {b.interval[1]:.2f}]" if b.interval else ""
+            parts.append(f"batch {b.batch}: {b.int8_ms:.2f} ms vs FP32 {b.fp32_ms:.2f} ms, "
+                         f"{b.speedup:.2f}x{ci} ({b.verdict})")
+        return "INT8 speed on this machine: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batches": [b.to_dict() for b in self.batches], "pays": self.pays, "threads": self.threads,
+                "seconds": round(self.seconds, 1), "note": self.note, "advice": self.advice(),
+                "load_average": _loadavg(), "machine": self.machine}
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+THROUGHPUT_BATCH = 32  # checked when an artifact's optimum is its smallest batch (the export default)
+
+
+def artifact_batches(profile: Any) -> list[int]:
+    """Its smallest batch (1) and its optimal one; where the optimum is the smallest too, a
+    throughput batch (32, or the largest allowed). A fixed-batch artifact: its one batch."""
+    if not profile.dynamic:
+        return [int(profile.max)]
+    low = max(1, int(profile.min))
+    opt = max(low, int(profile.opt))
+    if opt == low:
+        opt = max(low, min(int(profile.max), THROUGHPUT_BATCH))
+    return sorted({low, opt})
+
+
+def check_speed(int8_model: Any, fp32_model: Any, batches: Sequence[int] = (1,), threads: int | None = None,
+                budget_s: float = 3.0, progress: Callable[[str], None] | None = None) -> SpeedCheck:
+    """Time ``int8_model`` against ``fp32_model`` (paths or ModelProtos) on ONNX Runtime's CPU provider.
+
+    Per batch size, both sessions are timed in ``ROUNDS`` interleaved rounds (order reversed every
+    other round) with as many calls per round as fit ``budget_s`` seconds in all; the speed-up is
+    the median per-round FP32/INT8 ratio with its 95% interval
+    (``deploykit.harness.significance.median_ratio_ci``). Sessions do not spin idle threads, so the
+    waiting one does not steal cores from the one being timed.
+    """
+    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
+    from deploykit.harness.bench import benchmark_interleaved, make_feeds
+    from deploykit.harness.significance import median_ratio_ci
+    from deploykit.machine import cpu_info, describe_machine
+
+    t0 = time.perf_counter()
+    machine = describe_machine()
+    runners = {"int8": OnnxRuntimeRunner(int8_model, threads=threads, name="int8", spin=False),
+               "fp32": OnnxRuntimeRunner(fp32_model, threads=threads, name="fp32", spin=False)}
+    out: list[BatchSpeed] = []
+    try:
+        for r in runners.values():
+            r.activate()
+        for batch in batches:
+            if progress:
+                progress(f"timing INT8 against FP32 at batch {batch}")
+            feeds = make_feeds(runners["fp32"], batch)
+            probe = {}
+            for k, r in runners.items():  # warm up and size the rounds from one timed call each
+                r.infer(feeds)
+                t = time.perf_counter()
+                r.infer(feeds)
+                probe[k] = time.perf_counter() - t
+            per_call = sum(probe.values())
+            iters = int(min(MAX_ITERS, max(MIN_ITERS, budget_s / (ROUNDS * per_call))))
+            timed = benchmark_interleaved(runners, batch=batch, rounds=ROUNDS, iters_per_round=iters,
+                                          warmup=1, feeds={"int8": feeds, "fp32": feeds}, machine=machine)
+            i8 = timed["int8"].batches[0].round_p50_ms
+            f32 = timed["fp32"].batches[0].round_p50_ms
+            ratio = median_ratio_ci(i8, f32)  # INT8 / FP32 latency: below 1, INT8 is faster
+            interval = (1 / ratio.ci_high, 1 / ratio.ci_low) if ratio.interval else None
+            out.append(BatchSpeed(batch=batch, fp32_ms=_median(f32), int8_ms=_median(i8),
+                                  speedup=1 / ratio.median_ratio, interval=interval, verdict=ratio.verdict,
+                                  rounds=ROUNDS, iters_per_round=iters))
+    finally:
+        for r in runners.values():
+            r.deactivate()
+    return SpeedCheck(batches=out, threads=threads, seconds=time.perf_counter() - t0, machine=machine,
+                      note=cpu_info().int8_note())
+
+
+def _median(xs: Sequence[float]) -> float:
+    import statistics
+
+    return float(statistics.median(xs))

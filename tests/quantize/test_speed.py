@@ -1,0 +1,78 @@
+"""Does INT8 pay here: the speed check beside every INT8 artifact, and the line when it does not."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from deploykit.artifact import Artifact, BatchProfile
+from deploykit.cli import cli
+from deploykit.quantize import quantize_artifact
+from deploykit.quantize.speed import BatchSpeed, SpeedCheck, artifact_batches, check_speed
+
+CALIB, VAL = "fashion-mnist:train[:64]", "fashion-mnist:test[:200]"
+
+
+def _check(*speedups: float, note: str | None = "this CPU has no VNNI") -> SpeedCheck:
+    verdict = {True: "faster", False: "slower"}
+    return SpeedCheck(batches=[BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), verdict[s > 1], 8, 5)
+                               for b, s in zip((1, 32), speedups)], threads=2, seconds=1.0, note=note)
+
+
+def test_int8_that_pays_says_nothing_more():
+    assert _check(1.8, 2.5).pays and _check(1.8, 2.5).advice() is None
+
+
+def test_int8_slower_anywhere_names_the_figures_the_reason_and_what_to_do():
+    advice = _check(0.84, 1.3).advice()
+    assert "0.84x at batch 1" in advice and "1.30x at batch 32" in advice
+    assert "no VNNI" in advice and "FP32" in advice
+    assert "\n" not in advice  # one line
+
+
+def test_the_batches_checked_are_one_and_the_optimum():
+    assert artifact_batches(BatchProfile(1, 32, 64, True)) == [1, 32]
+    assert artifact_batches(BatchProfile(1, 1, 64, True)) == [1, 32]  # the export default: opt = min
+    assert artifact_batches(BatchProfile(1, 1, 8, True)) == [1, 8]
+    assert artifact_batches(BatchProfile(1, 1, 1, True)) == [1]
+    assert artifact_batches(BatchProfile(8, 8, 8, False)) == [8]
+
+
+def test_check_speed_times_both_models_in_the_same_rounds(fp32_artifact, tmp_path):
+    art = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q", speed_check=False)
+    sc = check_speed(art.artifact.main_path, fp32_artifact.main_path, batches=[1, 4], threads=1, budget_s=0.2)
+    assert [b.batch for b in sc.batches] == [1, 4]
+    for b in sc.batches:
+        assert b.fp32_ms > 0 and b.int8_ms > 0
+        assert b.speedup == pytest.approx(b.fp32_ms / b.int8_ms, rel=0.5)  # median of ratios, not ratio of medians
+        assert b.verdict in ("faster", "slower", "no measurable difference")
+        assert b.interval is not None and b.interval[0] <= b.speedup <= b.interval[1]
+    d = sc.to_dict()
+    assert d["machine"]["isa"] and d["pays"] == sc.pays and "load_average" in d
+
+
+def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_path):
+    from deploykit.machine import cpu_info
+
+    art = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q")
+    rec = Artifact.load(art.path).manifest.results["int8_speed"]
+    assert [b["batch"] for b in rec["batches"]] == artifact_batches(fp32_artifact.manifest.batch)
+    assert rec["machine"]["isa"] == cpu_info().isa
+    assert rec["note"] == cpu_info().int8_note()
+    skipped = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q2",
+                                speed_check=False)
+    assert "int8_speed" not in Artifact.load(skipped.path).manifest.results
+
+
+def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_path):
+    res = CliRunner().invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL,
+                                   "--method", "max", "--out", str(tmp_path / "q"), "--num-images", "64"])
+    assert res.exit_code == 0, res.output
+    assert "INT8 speed on this machine: batch 1:" in res.stderr
+    art = Artifact.load(tmp_path / "q")
+    if not art.manifest.results["int8_speed"]["pays"]:
+        assert "INT8 does not pay on this machine" in res.stderr
+    res = CliRunner().invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL,
+                                   "--method", "max", "--out", str(tmp_path / "q2"), "--num-images", "64",
+                                   "--no-speed-check"])
+    assert res.exit_code == 0 and "INT8 speed" not in res.stderr
