@@ -365,8 +365,6 @@ def load_image(path: str | os.PathLike):
         raise DeployKitError(f"{p}: image file not found") from None
     except IsADirectoryError:
         raise DeployKitError(f"{p}: is a directory, not an image file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DeployKitError(f"{p}: refused to decode: {e}") from None
     except UnidentifiedImageError:
         raise DeployKitError(f"{p}: cannot decode image (not a format Pillow recognises)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -46,6 +46,8 @@ def decode(img: ImageLike, channels: int = 3) -> Image.Image:
                 img = im.copy()
         except DeployKitError:
             raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DeployKitError(f"<bytes>: refused as a decompression bomb ({e})") from None
         except Exception as e:  # Pillow raises several types for bad data
             raise DeployKitError(f"<bytes>: cannot decode image ({e.__class__.__name__}: {e})") from None
     elif isinstance(img, np.ndarray):

@@ -37,9 +37,9 @@ def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
 def test_decompression_bomb_header_is_an_error(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header_only(100_000, 100_000))
-    with pytest.raises(DeployKitError, match=r"bomb\.png: refused to decode.*exceeds limit"):
+    with pytest.raises(DeployKitError, match=r"bomb\.png: refused as a decompression bomb"):
         load_image(path)
-    with pytest.raises(DeployKitError, match="cannot decode image"):
+    with pytest.raises(DeployKitError, match="<bytes>: refused as a decompression bomb"):
         decode(path.read_bytes())
 
 
@@ -48,7 +48,7 @@ def test_image_between_the_warning_and_error_limits_is_an_error_too(tmp_path):
     side = int((Image.MAX_IMAGE_PIXELS * 1.2) ** 0.5)
     path = tmp_path / "big.png"
     path.write_bytes(_png_header_only(side, side))
-    with pytest.raises(DeployKitError, match=r"big\.png: refused to decode"):
+    with pytest.raises(DeployKitError, match=r"big\.png: refused as a decompression bomb"):
         load_image(path)
 
 
