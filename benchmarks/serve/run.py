@@ -18,7 +18,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.machine import describe_machine, machine_line, machine_slug
+from deploykit.serve.server import free_ports
 
 HERE = Path(__file__).resolve().parent
 MODEL = "resnet18"
@@ -56,14 +56,6 @@ def export_reference(out: Path) -> tuple[Any, str]:
     return art, source
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def drive(clients: int, seconds: float, make_call: Callable[[], Callable[[], None]]) -> dict[str, float]:

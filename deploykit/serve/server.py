@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sysconfig
 import threading
 from dataclasses import dataclass, field
@@ -182,6 +183,17 @@ class Server:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` loopback ports free right now (bind to port 0, read what the kernel chose, release)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind((LOOPBACK, 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def _has_nvidia_gpu() -> bool:

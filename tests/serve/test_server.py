@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from deploykit.runtime import Predictor
+from deploykit.serve.server import free_ports
 
 pytest.importorskip("pytriton.triton", reason="PyTriton is in the serve extra: pip install 'deploykit[serve]'")
 httpclient = pytest.importorskip("tritonclient.http", reason="pip install 'deploykit[serve]'")
@@ -23,14 +23,6 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 START_TIMEOUT = 120  # seconds for Triton to start and load the model on a busy 2-core machine
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture
