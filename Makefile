@@ -6,7 +6,7 @@ STAMP := $(VENV)/.deploykit-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test lint clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ demo: setup data
 
 test: setup data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# ruff: lint rules and formatting, both configured in pyproject.toml; CI runs this before the tests.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

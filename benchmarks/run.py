@@ -24,9 +24,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +60,16 @@ class Row:
     speedup_ci: tuple[float, float] | None = None  # 95% interval of the per-round ratio
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "variant": self.variant, "device": self.device, "status": self.status,
-                "reason": self.reason, "p50_ms": self.p50_ms, "speedup_vs_baseline": self.speedup,
-                "speedup_ci": list(self.speedup_ci) if self.speedup_ci else None}
+        return {
+            "model": self.model,
+            "variant": self.variant,
+            "device": self.device,
+            "status": self.status,
+            "reason": self.reason,
+            "p50_ms": self.p50_ms,
+            "speedup_vs_baseline": self.speedup,
+            "speedup_ci": list(self.speedup_ci) if self.speedup_ci else None,
+        }
 
 
 def _first_line(e: BaseException) -> str:
@@ -98,12 +106,18 @@ def calibration_images(cfg: Any, n: int) -> tuple[np.ndarray, str]:
 
 def ort_quantize_static(plain: Path, out: Path, calib: np.ndarray) -> Path:
     """ONNX Runtime's own static INT8 (QDQ, per-channel signed weights, unsigned activations)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quant_pre_process, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter(calib[i:i + 1] for i in range(len(calib)))
+            self._it = iter(calib[i : i + 1] for i in range(len(calib)))
 
         def get_next(self):
             x = next(self._it, None)
@@ -111,9 +125,16 @@ def ort_quantize_static(plain: Path, out: Path, calib: np.ndarray) -> Path:
 
     pre = out.with_name(out.stem + "-pre.onnx")
     quant_pre_process(str(plain), str(pre), skip_symbolic_shape=False)
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
     return out
 
 
@@ -162,9 +183,16 @@ def set_bn_statistics(model: Any, images: np.ndarray) -> None:
 
 
 # -- one model ---------------------------------------------------------------------------------
-def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], machine: dict[str, Any],
-                results: list, rows: list[Row], timings: dict[str, float],
-                budget_left: Callable[[], float]) -> None:
+def bench_model(
+    name: str,
+    args: argparse.Namespace,
+    counts: dict[str, Any],
+    machine: dict[str, Any],
+    results: list,
+    rows: list[Row],
+    timings: dict[str, float],
+    budget_left: Callable[[], float],
+) -> None:
     import onnx
     import torch
 
@@ -173,9 +201,8 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
     from deploykit.export.to_onnx import export_onnx
     from deploykit.harness.bench import benchmark_interleaved, make_feeds
     from deploykit.harness.significance import median_ratio_ci
-    from deploykit.models.weights import load_model
-
     from deploykit.models.registry import get_spec
+    from deploykit.models.weights import load_model
 
     torch.manual_seed(0)
     model = load_model(name)
@@ -245,6 +272,7 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
                 runner = OnnxRuntimeRunner(f, providers=providers, threads=threads, name=f"{name}:{key}", spin=False)
                 runner.precision = "int8" if "int8" in key else "fp32"
                 return runner
+
             return make
 
         variants: list[tuple[str, str, Callable[[], Any]]] = [
@@ -282,12 +310,21 @@ def bench_model(name: str, args: argparse.Namespace, counts: dict[str, Any], mac
                 if not group:
                     continue
                 t0 = time.perf_counter()
-                _log(f"  timing {len(group)} {device} rows interleaved ({counts['rounds']} rounds x "
-                     f"{counts['iters_per_round']} calls)")
+                _log(
+                    f"  timing {len(group)} {device} rows interleaved ({counts['rounds']} rounds x "
+                    f"{counts['iters_per_round']} calls)"
+                )
                 try:
-                    timed = benchmark_interleaved(group, batch=args.batch, rounds=counts["rounds"],
-                                                  iters_per_round=counts["iters_per_round"], warmup=counts["warmup"],
-                                                  progress=sys.stdout.isatty(), model=name, machine=machine)
+                    timed = benchmark_interleaved(
+                        group,
+                        batch=args.batch,
+                        rounds=counts["rounds"],
+                        iters_per_round=counts["iters_per_round"],
+                        warmup=counts["warmup"],
+                        progress=sys.stdout.isatty(),
+                        model=name,
+                        machine=machine,
+                    )
                 except Exception as e:  # noqa: BLE001
                     for v in group:
                         _fail(row_of[v], e, args.verbose)
@@ -341,13 +378,15 @@ def _compiled(model: Any, threads: int, disabled: bool, budget_left_s: float) ->
     if disabled:
         raise Skip("torch.compile disabled with --no-compile")
     if budget_left_s < COMPILE_RESERVE_S:
-        raise Skip(f"skipped to stay within the time budget ({budget_left_s:.0f} s left per model; "
-                   "raise --budget-minutes)")
+        raise Skip(
+            f"skipped to stay within the time budget ({budget_left_s:.0f} s left per model; raise --budget-minutes)"
+        )
     return TorchRunner(model, threads=threads, compile=True)
 
 
-def _gpu_variants(model: Any, name: str, files: dict[str, Any], has_cuda: bool, args: argparse.Namespace,
-                  tmp: Path) -> list[tuple[str, str, Callable[[], Any]]]:
+def _gpu_variants(
+    model: Any, name: str, files: dict[str, Any], has_cuda: bool, args: argparse.Namespace, tmp: Path
+) -> list[tuple[str, str, Callable[[], Any]]]:
     """GPU rows, each skipped with its reason when the GPU or the library is missing."""
     from deploykit.backends.torch import TorchRunner
 
@@ -359,6 +398,7 @@ def _gpu_variants(model: Any, name: str, files: dict[str, Any], has_cuda: bool, 
         def make() -> Any:
             need_cuda()
             return TorchRunner(model, device="cuda", **kw)
+
         return make
 
     def ort_cuda() -> Any:
@@ -372,8 +412,9 @@ def _gpu_variants(model: Any, name: str, files: dict[str, Any], has_cuda: bool, 
         plain = files["plain"]
         if isinstance(plain, Exception):
             raise plain
-        return OnnxRuntimeRunner(plain, providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
-                                 name=f"{name}:plain")
+        return OnnxRuntimeRunner(
+            plain, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), name=f"{name}:plain"
+        )
 
     def tensorrt_fp16() -> Any:
         need_cuda()
@@ -385,8 +426,14 @@ def _gpu_variants(model: Any, name: str, files: dict[str, Any], has_cuda: bool, 
         plain = files["plain"]
         if isinstance(plain, Exception):
             raise plain
-        engine = write_engine(plain, tmp / "fp16.engine", precision="fp16", min_batch=1,
-                              opt_batch=args.batch, max_batch=max(args.batch, 8))
+        engine = write_engine(
+            plain,
+            tmp / "fp16.engine",
+            precision="fp16",
+            min_batch=1,
+            opt_batch=args.batch,
+            max_batch=max(args.batch, 8),
+        )
         return TensorRTRunner(engine)
 
     if not has_cuda:  # one row saying why, rather than five identical ones
@@ -406,16 +453,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help="comma list (default: the five suite models)")
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke test; writes to a temp dir")
     p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {FULL['rounds']})")
-    p.add_argument("--iters-per-round", type=int, default=None,
-                   help=f"timed calls per row and round (default {FULL['iters_per_round']})")
+    p.add_argument(
+        "--iters-per-round",
+        type=int,
+        default=None,
+        help=f"timed calls per row and round (default {FULL['iters_per_round']})",
+    )
     p.add_argument("--warmup", type=int, default=None, help=f"warm-up calls per row (default {FULL['warmup']})")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every CPU row")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/results)")
     p.add_argument("--machine", default=None, help="results file name (default: derived from the hardware)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    p.add_argument("--budget-minutes", type=float, default=20.0,
-                   help="skip torch.compile rows once the suite would overrun this (default 20)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=20.0,
+        help="skip torch.compile rows once the suite would overrun this (default 20)",
+    )
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU rows even when CUDA is present")
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failed rows")
     return p.parse_args(argv)
@@ -441,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine()
     slug = args.machine or machine_slug(machine) + ("-quick" if args.quick else "")
     out = args.out or (Path(tempfile.gettempdir()) / "deploykit-bench-quick" if args.quick else RESULTS_DIR)
-    _log(f"machine {slug}: {machine['cpu']}, {machine['usable_cores']} cores, gpu {machine['gpu'] and machine['gpu']['name']}")
+    _log(
+        f"machine {slug}: {machine['cpu']}, {machine['usable_cores']} cores, "
+        f"gpu {machine['gpu'] and machine['gpu']['name']}"
+    )
     _log(f"counts: {counts}, batch {args.batch}, threads {args.threads}")
 
     start = time.perf_counter()
@@ -450,8 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     load_start = _load()
     if load_start is not None and load_start > 0.5 * (machine["usable_cores"] or 1):
-        _log(f"warning: load average {load_start:.1f} on {machine['usable_cores']} cores; other jobs will distort "
-             "the numbers (torch's OpenMP threads suffer most): run the suite on an idle machine")
+        _log(
+            f"warning: load average {load_start:.1f} on {machine['usable_cores']} cores; other jobs will distort "
+            "the numbers (torch's OpenMP threads suffer most): run the suite on an idle machine"
+        )
     deadline = start + args.budget_minutes * 60
     for i, name in enumerate(models):
         per_model = lambda i=i: (deadline - time.perf_counter()) / (len(models) - i)  # noqa: E731
@@ -460,11 +520,20 @@ def main(argv: list[str] | None = None) -> int:
 
     suite = {
         "baseline": f"PyTorch eager FP32 on the same device ({CPU_BASELINE} / {GPU_BASELINE})",
-        "settings": {"models": models, "batch": args.batch, "threads": args.threads, **counts,
-                     "quick": args.quick, "weights": "random (torch.manual_seed(0))", "total_s": round(total, 1),
-                     "ratio": "median over rounds of p50(baseline) / p50(row) within the round, same process, "
-                              "rows interleaved round by round; speedup_ci: its 95% interval (order statistics)",
-                     "load_average_start": load_start, "load_average_end": _load(), "timings_s": timings},
+        "settings": {
+            "models": models,
+            "batch": args.batch,
+            "threads": args.threads,
+            **counts,
+            "quick": args.quick,
+            "weights": "random (torch.manual_seed(0))",
+            "total_s": round(total, 1),
+            "ratio": "median over rounds of p50(baseline) / p50(row) within the round, same process, "
+            "rows interleaved round by round; speedup_ci: its 95% interval (order statistics)",
+            "load_average_start": load_start,
+            "load_average_end": _load(),
+            "timings_s": timings,
+        },
         "rows": [r.to_dict() for r in rows],
     }
     doc = bench_report(results, machine=machine, suite=suite)

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     ds = open_dataset("fashion-mnist:train")  # never the test split
     idx = balanced_indices(ds.labels(), args.num_images, args.seed)
     if args.format == "index":
-        header = (f"# deploykit calibration set: fashion-mnist:train, {len(idx)} images, seed {args.seed}, "
-                  f"source sha256 {ds.source_fingerprint()}\n")
+        header = (
+            f"# deploykit calibration set: fashion-mnist:train, {len(idx)} images, seed {args.seed}, "
+            f"source sha256 {ds.source_fingerprint()}\n"
+        )
         atomic_write_text(out, header + "\n".join(str(int(i)) for i in idx) + "\n")
     else:
         import shutil

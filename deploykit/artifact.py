@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 
 def utc_now() -> str:
     """ISO-8601 UTC timestamp used in every manifest."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def tool_versions(*extra: str) -> dict[str, str]:
@@ -59,7 +59,7 @@ class TensorSpec:
     shape: list[int | str]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
         return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=list(d["shape"]))
 
 
@@ -77,9 +77,7 @@ class BatchProfile:
         if not self.dynamic and batch != self.max:
             raise DeployKitError(f"{where}: batch {batch} requested but it was built for batch {self.max} only")
         if self.dynamic and not (self.min <= batch <= self.max):
-            raise DeployKitError(
-                f"{where}: batch {batch} is outside its profile [{self.min}, {self.max}]"
-            )
+            raise DeployKitError(f"{where}: batch {batch} is outside its profile [{self.min}, {self.max}]")
 
 
 @dataclass
@@ -110,9 +108,7 @@ class Manifest:
         if self.format not in FORMATS:
             raise DeployKitError(f"manifest format '{self.format}' is not one of {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
-            raise DeployKitError(
-                f"manifest precision '{self.precision}' is not one of {', '.join(PRECISIONS)}"
-            )
+            raise DeployKitError(f"manifest precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"schema": SCHEMA}
@@ -128,13 +124,15 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
+    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> Manifest:
         schema = d.get("schema")
         if schema != SCHEMA:
             prefix, _, version = str(schema).rpartition("/")
             if prefix == SCHEMA.rpartition("/")[0] and version.isdigit() and int(version) > 1:
-                raise DeployKitError(f"{where}: written by a newer deploykit (schema {schema}, this one reads "
-                                     f"{SCHEMA}); upgrade deploykit to read it")
+                raise DeployKitError(
+                    f"{where}: written by a newer deploykit (schema {schema}, this one reads "
+                    f"{SCHEMA}); upgrade deploykit to read it"
+                )
             raise DeployKitError(f"{where}: schema '{str(schema)[:80]}' is not {SCHEMA}")
         try:
             m = cls(
@@ -179,19 +177,21 @@ def _check_fields(m: Manifest, where: str) -> None:
         if not isinstance(getattr(m, name), (dict, type(None))):
             raise DeployKitError(f"{where}: field '{name}' must be an object or null")
     b = m.batch
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (b.min, b.opt, b.max)) \
-            or not 1 <= b.min <= b.opt <= b.max:
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (b.min, b.opt, b.max))
+        or not 1 <= b.min <= b.opt <= b.max
+    ):
         raise DeployKitError(f"{where}: batch profile {dataclasses.asdict(b)} is not 1 <= min <= opt <= max")
     for spec in (*m.inputs, *m.outputs):
-        if not all((isinstance(x, int) and not isinstance(x, bool) and x >= 0) or isinstance(x, str)
-                   for x in spec.shape):
+        if not all(
+            (isinstance(x, int) and not isinstance(x, bool) and x >= 0) or isinstance(x, str) for x in spec.shape
+        ):
             raise DeployKitError(f"{where}: tensor '{spec.name}' has an invalid shape {spec.shape}")
     for rel in (m.main_file, *m.files):
         if not _inside(rel):
             raise DeployKitError(f"{where}: file name '{rel}' points outside the artifact directory")
     for rel, info in m.files.items():
-        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
-                and isinstance(info.get("bytes"), int)):
+        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str) and isinstance(info.get("bytes"), int)):
             raise DeployKitError(f"{where}: entry for '{rel}' in 'files' needs a sha256 string and a byte count")
 
 
@@ -221,7 +221,7 @@ class Artifact:
         return self.path / MANIFEST_NAME
 
     @classmethod
-    def load(cls, path: str | os.PathLike, verify: bool = True) -> "Artifact":
+    def load(cls, path: str | os.PathLike, verify: bool = True) -> Artifact:
         """Read an artifact directory; with ``verify`` every file is re-hashed against the manifest."""
         p = Path(path)
         if not p.exists():
@@ -288,22 +288,31 @@ def accuracy_gate(top1: float, reference_top1: float, ratio: float) -> tuple[boo
     need = ratio * reference_top1
     passed = top1 >= need - 1e-12
     kept_text = f"{top1 / reference_top1:.2%}" if reference_top1 > 0 else "n/a"
-    message = (f"top-1 {top1:.2%} vs FP32 reference {reference_top1:.2%}: keeps {kept_text} "
-               f"(gate: at least {ratio:.2%}, i.e. top-1 >= {need:.2%}): {'PASS' if passed else 'FAIL'}")
+    message = (
+        f"top-1 {top1:.2%} vs FP32 reference {reference_top1:.2%}: keeps {kept_text} "
+        f"(gate: at least {ratio:.2%}, i.e. top-1 >= {need:.2%}): {'PASS' if passed else 'FAIL'}"
+    )
     return passed, message
 
 
-def accuracy_record(dataset: str, top1: float, reference_top1: float | None, gate: float | None,
-                    reference: Any = None, **extra: Any) -> dict[str, Any]:
+def accuracy_record(
+    dataset: str, top1: float, reference_top1: float | None, gate: float | None, reference: Any = None, **extra: Any
+) -> dict[str, Any]:
     """The manifest's ``results["accuracy"]`` entry, the same keys whichever stage measured it."""
     passed = message = None
     if reference_top1 is not None and gate is not None:
         passed, message = accuracy_gate(top1, reference_top1, gate)
     return {
-        "dataset": dataset, "top1": top1, "fp32_top1": reference_top1,
+        "dataset": dataset,
+        "top1": top1,
+        "fp32_top1": reference_top1,
         "relative": (top1 / reference_top1) if reference_top1 else None,
-        "gate": gate, "passed": passed, "gate_message": message, "reference": reference,
-        "created": utc_now(), **extra,
+        "gate": gate,
+        "passed": passed,
+        "gate_message": message,
+        "reference": reference,
+        "created": utc_now(),
+        **extra,
     }
 
 
@@ -313,8 +322,11 @@ def is_artifact_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / MANIFEST_NAME).is_file()
 
 
-def check_output(out_dir: str | os.PathLike, force: bool = False,
-                 reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
+def check_output(
+    out_dir: str | os.PathLike,
+    force: bool = False,
+    reads: tuple[str | os.PathLike, ...] | list[str | os.PathLike] = (),
+) -> None:
     """Refuse an output location before any work: taken without --force, not an artifact, inside an
     artifact, or one of the stage's own inputs."""
     out_dir = Path(out_dir)
@@ -330,15 +342,11 @@ def check_output(out_dir: str | os.PathLike, force: bool = False,
         )
     inside = _enclosing_artifact(out_dir)
     if inside is not None:
-        raise DeployKitError(
-            f"{out_dir}: output path is inside the artifact {inside}; choose a path outside it"
-        )
+        raise DeployKitError(f"{out_dir}: output path is inside the artifact {inside}; choose a path outside it")
     for src in reads:
         src_path = Path(src).resolve()
         if src_path == out_dir.resolve() or src_path.is_relative_to(out_dir.resolve()):
-            raise DeployKitError(
-                f"{out_dir}: output path would replace the input {src}; choose another --out"
-            )
+            raise DeployKitError(f"{out_dir}: output path would replace the input {src}; choose another --out")
 
 
 class ArtifactWriter:
@@ -350,8 +358,12 @@ class ArtifactWriter:
     always holds a complete artifact. ``reads`` names the stage's inputs, which it must not replace.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, force: bool = False,
-                 reads: "tuple[str | os.PathLike, ...] | list[str | os.PathLike]" = ()) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        force: bool = False,
+        reads: tuple[str | os.PathLike, ...] | list[str | os.PathLike] = (),
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.force = force
         check_output(self.out_dir, force, reads)
@@ -363,7 +375,7 @@ class ArtifactWriter:
             raise DeployKitError(f"{parent}: output directory is not writable ({e.strerror})") from None
         self._committed = False
 
-    def __enter__(self) -> "ArtifactWriter":
+    def __enter__(self) -> ArtifactWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

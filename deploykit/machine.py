@@ -88,15 +88,19 @@ class CpuInfo:
             return None
         if self.isa == "unknown":
             return "the CPU's instruction sets are unknown, so INT8 speed cannot be predicted"
-        return (f"this CPU ({self.model}) has no VNNI: 8-bit dot products take three instructions "
-                f"({self.isa.upper()}), so INT8 gains little over FP32")
+        return (
+            f"this CPU ({self.model}) has no VNNI: 8-bit dot products take three instructions "
+            f"({self.isa.upper()}), so INT8 gains little over FP32"
+        )
 
     def bf16_note(self) -> str | None:
         """Why bfloat16 is slow here, or None when it is native."""
         if self.native_bf16:
             return None
-        return (f"this CPU ({self.model}) has no native bfloat16 (AVX-512 BF16 or AMX): "
-                "PyTorch emulates it, typically 3-6x slower than float32")
+        return (
+            f"this CPU ({self.model}) has no native bfloat16 (AVX-512 BF16 or AMX): "
+            "PyTorch emulates it, typically 3-6x slower than float32"
+        )
 
 
 # AMD: (family, inclusive model ranges) -> Zen generation. Families 0x17/0x19/0x1A are Zen 1-5.
@@ -157,8 +161,9 @@ def parse_cpuinfo(text: str) -> CpuInfo:
 
     family, model_id = _int("cpu family"), _int("model")
     generation = _amd_generation(family, model_id, features) if vendor == "amd" else "unknown"
-    return CpuInfo(vendor=vendor, model=model, generation=generation, family=family, model_id=model_id,
-                   features=features)
+    return CpuInfo(
+        vendor=vendor, model=model, generation=generation, family=family, model_id=model_id, features=features
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -194,8 +199,13 @@ def _nvidia_smi(*query: str) -> list[str] | None:
     if smi is None:
         return None
     try:
-        out = subprocess.run([smi, f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            [smi, f"--query-gpu={','.join(query)}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     lines = [ln for ln in out.strip().splitlines() if ln.strip()]
@@ -224,10 +234,14 @@ def gpu_info() -> GpuInfo | None:
                 return None
             idx = torch.cuda.current_device()
             props = torch.cuda.get_device_properties(idx)
-            return GpuInfo(name=torch.cuda.get_device_name(idx), count=torch.cuda.device_count(),
-                           memory_gb=round(props.total_memory / 2**30, 1),
-                           capability=f"{props.major}.{props.minor}", driver=nvidia_driver(),
-                           cuda_runtime=torch.version.cuda)
+            return GpuInfo(
+                name=torch.cuda.get_device_name(idx),
+                count=torch.cuda.device_count(),
+                memory_gb=round(props.total_memory / 2**30, 1),
+                capability=f"{props.major}.{props.minor}",
+                driver=nvidia_driver(),
+                cuda_runtime=torch.version.cuda,
+            )
         except Exception:  # noqa: BLE001 - a broken CUDA install must not break a description
             return None
     lines = _nvidia_smi("name", "memory.total", "compute_cap", "driver_version")
@@ -241,8 +255,9 @@ def gpu_info() -> GpuInfo | None:
         memory_gb: float | None = round(float(mem) / 1024, 1)
     except ValueError:
         memory_gb = None
-    return GpuInfo(name=name, count=len(lines), memory_gb=memory_gb, capability=cap or None,
-                   driver=driver or nvidia_driver())
+    return GpuInfo(
+        name=name, count=len(lines), memory_gb=memory_gb, capability=cap or None, driver=driver or nvidia_driver()
+    )
 
 
 def _version(pkg: str) -> str | None:
@@ -293,8 +308,10 @@ def describe_machine(*, threads: bool = True) -> dict[str, Any]:
     info = Machine(gpu=gpu_info()).to_dict()
     info["versions"] = {p: v for p in VERSIONED if (v := _version(p))}
     if threads:
-        t: dict[str, Any] = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-                             "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS")}
+        t: dict[str, Any] = {
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        }
         torch = sys.modules.get("torch")
         if torch is not None:
             t["torch_intra_op"] = torch.get_num_threads()
@@ -332,8 +349,11 @@ def machine_slug(machine: dict[str, Any] | None = None) -> str:
 def machine_line(m: dict[str, Any]) -> str:
     """One line naming the machine a report was measured on (CPU generation and ISA included)."""
     gpu = m.get("gpu")
-    gpu_text = (f"; GPU {gpu['name']} (driver {gpu.get('driver') or '?'}, CUDA {gpu.get('cuda_runtime') or '?'})"
-                if gpu else "; no GPU")
+    gpu_text = (
+        f"; GPU {gpu['name']} (driver {gpu.get('driver') or '?'}, CUDA {gpu.get('cuda_runtime') or '?'})"
+        if gpu
+        else "; no GPU"
+    )
     gen = m.get("cpu_generation")
     cpu = m.get("cpu")
     if gen and gen != "unknown":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from deploykit.errors import DeployKitError
 
@@ -74,7 +75,7 @@ def session_options(
 
 
 def ort_session(
-    model: "str | os.PathLike | bytes | onnx.ModelProto",
+    model: str | os.PathLike | bytes | onnx.ModelProto,
     *,
     providers: Sequence[str] = CPU,
     provider_options: Sequence[dict] | None = None,
@@ -106,8 +107,12 @@ def ort_session(
     else:
         raise DeployKitError(f"an ONNX Runtime session needs a path, bytes or ModelProto, got {type(model).__name__}")
     try:
-        return ort.InferenceSession(src, sess_options=so, providers=list(providers),
-                                    provider_options=list(provider_options) if provider_options else None)
+        return ort.InferenceSession(
+            src,
+            sess_options=so,
+            providers=list(providers),
+            provider_options=list(provider_options) if provider_options else None,
+        )
     except Exception as e:  # ORT raises its own pybind exception types for bad files
         raise DeployKitError(f"{label}: ONNX Runtime cannot load it ({first_line(e)})") from None
 
@@ -118,19 +123,19 @@ def _looks_like_onnx(data: bytes) -> bool:
     return data[:1] in (b"\x08", b"\x42", b"\x12", b"\x1a", b"\x3a")
 
 
-def _all_tensors(model: "onnx.ModelProto"):
+def _all_tensors(model: onnx.ModelProto):
     from onnx.external_data_helper import _get_all_tensors
 
     return _get_all_tensors(model)
 
 
-def _has_external(tensor: "onnx.TensorProto") -> bool:
+def _has_external(tensor: onnx.TensorProto) -> bool:
     import onnx
 
     return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
 
 
-def check_external_data(model: "onnx.ModelProto", path: Path) -> None:
+def check_external_data(model: onnx.ModelProto, path: Path) -> None:
     """External data must live inside the model's own directory (no absolute paths, no '..')."""
     base = path.parent.resolve()
     for tensor in _all_tensors(model):
@@ -151,7 +156,7 @@ def check_external_data(model: "onnx.ModelProto", path: Path) -> None:
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
-def check_domains(model: "onnx.ModelProto", path: Path, custom_ops: bool = False) -> None:
+def check_domains(model: onnx.ModelProto, path: Path, custom_ops: bool = False) -> None:
     """Every node's op domain must be one the model imports and, unless ``custom_ops``, a standard one."""
     imported = {o.domain for o in model.opset_import}
     functions = {(f.domain, f.name) for f in model.functions}
@@ -170,7 +175,7 @@ def check_domains(model: "onnx.ModelProto", path: Path, custom_ops: bool = False
             )
 
 
-def load_onnx(path: str | os.PathLike, check: bool = True, custom_ops: bool = False) -> "onnx.ModelProto":
+def load_onnx(path: str | os.PathLike, check: bool = True, custom_ops: bool = False) -> onnx.ModelProto:
     """Read an ONNX file (and its external data) or raise a one-line error saying what is wrong.
 
     Ops from unknown domains are refused unless ``custom_ops`` (a caller that only rewrites the
@@ -235,30 +240,35 @@ def check_declared_inputs(path: str | os.PathLike, specs: Sequence[Any], where: 
     for spec in specs:
         vi = declared.get(spec.name)
         if vi is None:
-            raise DeployKitError(f"{label}: the manifest's input '{spec.name}' is not an input of the model "
-                                 f"(it declares {', '.join(declared) or 'none'})")
+            raise DeployKitError(
+                f"{label}: the manifest's input '{spec.name}' is not an input of the model "
+                f"(it declares {', '.join(declared) or 'none'})"
+            )
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
         clash = len(dims) != len(spec.shape) or any(
-            isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(dims, spec.shape))
+            isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(dims, spec.shape)
+        )
         if clash:
-            raise DeployKitError(f"{label}: input '{spec.name}' is declared {dims} in the model but "
-                                 f"{list(spec.shape)} in the manifest")
+            raise DeployKitError(
+                f"{label}: input '{spec.name}' is declared {dims} in the model but {list(spec.shape)} in the manifest"
+            )
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
         except (KeyError, TypeError, ValueError):
             dtype = f"onnx type {tt.elem_type}"
         if dtype != str(spec.dtype):
-            raise DeployKitError(f"{label}: input '{spec.name}' is {dtype} in the model but {spec.dtype} "
-                                 "in the manifest")
+            raise DeployKitError(
+                f"{label}: input '{spec.name}' is {dtype} in the model but {spec.dtype} in the manifest"
+            )
 
 
-def weights_bytes(model: "onnx.ModelProto") -> int:
+def weights_bytes(model: onnx.ModelProto) -> int:
     """Bytes held in initializers (what decides whether the model needs external data)."""
     return sum(len(t.raw_data) or t.ByteSize() for t in model.graph.initializer)
 
 
-def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, threshold: int | None = None) -> str | None:
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, threshold: int | None = None) -> str | None:
     """Write a model atomically; weights go to ``<name>.data`` beside it past the 2 GB protobuf limit.
 
     The model (and its data file) are written into a temporary sibling directory and renamed into
@@ -275,8 +285,14 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, threshold: int 
     try:
         external = weights_bytes(model) >= limit
         if external:
-            onnx.save_model(model, str(tmp / path.name), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            onnx.save_model(
+                model,
+                str(tmp / path.name),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
+            )
             os.replace(tmp / data_name, path.parent / data_name)
         else:
             try:
@@ -290,6 +306,19 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, threshold: int 
     return data_name if external else None
 
 
-__all__ = ["CPU", "EXTERNAL_DATA_SUFFIX", "EXTERNAL_DATA_THRESHOLD", "KNOWN_DOMAINS", "OPT_LEVELS",
-           "check_declared_inputs", "check_domains", "check_external_data",
-           "first_line", "load_onnx", "ort_session", "save_onnx", "session_options", "weights_bytes"]
+__all__ = [
+    "CPU",
+    "EXTERNAL_DATA_SUFFIX",
+    "EXTERNAL_DATA_THRESHOLD",
+    "KNOWN_DOMAINS",
+    "OPT_LEVELS",
+    "check_declared_inputs",
+    "check_domains",
+    "check_external_data",
+    "first_line",
+    "load_onnx",
+    "ort_session",
+    "save_onnx",
+    "session_options",
+    "weights_bytes",
+]

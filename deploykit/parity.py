@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,7 @@ def compare_outputs(ref: np.ndarray, out: np.ndarray) -> ParityResult:
     ref_arr, out_arr = np.asarray(ref), np.asarray(out)
     if ref_arr.shape != out_arr.shape:
         raise DeployKitError(
-            f"parity: output shape {tuple(out_arr.shape)} does not match the reference "
-            f"{tuple(ref_arr.shape)}"
+            f"parity: output shape {tuple(out_arr.shape)} does not match the reference {tuple(ref_arr.shape)}"
         )
     if ref_arr.size == 0:
         raise DeployKitError("parity: no outputs to compare (empty array)")
@@ -97,9 +97,14 @@ def compare_outputs(ref: np.ndarray, out: np.ndarray) -> ParityResult:
     )
 
 
-def random_feeds(inputs: Mapping[str, tuple[Any, Sequence[Any]]], batch: int = 1, seed: int = 0,
-                 dims: Mapping[str, int] | None = None, where: str = "model",
-                 check_batch: bool = False) -> dict[str, np.ndarray]:
+def random_feeds(
+    inputs: Mapping[str, tuple[Any, Sequence[Any]]],
+    batch: int = 1,
+    seed: int = 0,
+    dims: Mapping[str, int] | None = None,
+    where: str = "model",
+    check_batch: bool = False,
+) -> dict[str, np.ndarray]:
     """Fixed-seed inputs for named ``(dtype, shape)`` specs: the one random-input generator.
 
     A symbolic dim is ``dims[name]`` when given, else the batch size for dim 0; a symbolic dim
@@ -112,18 +117,25 @@ def random_feeds(inputs: Mapping[str, tuple[Any, Sequence[Any]]], batch: int = 1
         for i, d in enumerate(shape):
             if isinstance(d, int) and d > 0:
                 if i == 0 and check_batch and d != batch:
-                    raise DeployKitError(f"{where}: batch {batch} requested but input '{name}' has a fixed batch of {d}")
+                    raise DeployKitError(
+                        f"{where}: batch {batch} requested but input '{name}' has a fixed batch of {d}"
+                    )
                 out.append(d)
             elif dims is not None and str(d) in dims:
                 out.append(int(dims[str(d)]))
             elif i == 0:
                 out.append(batch)
             else:
-                raise DeployKitError(f"{where}: input '{name}' has a symbolic dim {i} ({d!r}) in shape "
-                                     f"{tuple(shape)}; pass inputs explicitly")
+                raise DeployKitError(
+                    f"{where}: input '{name}' has a symbolic dim {i} ({d!r}) in shape "
+                    f"{tuple(shape)}; pass inputs explicitly"
+                )
         dt = np.dtype(dtype)
-        feeds[name] = (rng.standard_normal(out).astype(dt) if np.issubdtype(dt, np.floating)
-                       else rng.integers(0, 2, size=out).astype(dt))
+        feeds[name] = (
+            rng.standard_normal(out).astype(dt)
+            if np.issubdtype(dt, np.floating)
+            else rng.integers(0, 2, size=out).astype(dt)
+        )
     return feeds
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 # A caller's own callback: (task label, units done, total or None) after every advance.
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -44,8 +45,9 @@ def reporting(reporter: Reporter | None) -> Iterator[Reporter | None]:
 
 
 @contextlib.contextmanager
-def task(progress: bool | str | ProgressFn | None, label: str,
-         total: int | None = None) -> Iterator[Callable[[int], None]]:
+def task(
+    progress: bool | str | ProgressFn | None, label: str, total: int | None = None
+) -> Iterator[Callable[[int], None]]:
     """Report a unit of work; yields ``advance(n=1)``. Quiet when ``progress`` is falsy.
 
     ``progress`` may be True (use the installed reporter), a string (the same, with that label)

@@ -22,9 +22,10 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class Recipe:
         """JSON-ready fields."""
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         """A copy with some fields changed (a different recipe, so a different cache key)."""
         return dataclasses.replace(self, **changes)
 
@@ -115,9 +116,11 @@ class Recipe:
         Fields added after the first release are left out while at their default, so adding one
         keeps every existing recipe's key (and its cached checkpoint) valid.
         """
-        fields = {k: v for k, v in self.to_dict().items()
-                  if not (k in _HASH_OPTIONAL_DEFAULTS and v == _HASH_OPTIONAL_DEFAULTS[k])
-                  and k not in _NOT_HASHED}
+        fields = {
+            k: v
+            for k, v in self.to_dict().items()
+            if not (k in _HASH_OPTIONAL_DEFAULTS and v == _HASH_OPTIONAL_DEFAULTS[k]) and k not in _NOT_HASHED
+        }
         payload = json.dumps({"trainer": TRAINER_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -153,20 +156,18 @@ RECIPES: dict[str, Recipe] = {
     "resnet50": Recipe("resnet50", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
     "resnet101": Recipe("resnet101", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
     "resnet152": Recipe("resnet152", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
-    "resnext50_32x4d": Recipe("resnext50_32x4d", image_size=32, epochs=5, lr=0.1,
-                              zero_init_residual=True),
-    "resnext101_32x8d": Recipe("resnext101_32x8d", image_size=32, epochs=5, lr=0.1,
-                               zero_init_residual=True),
-    "resnext101_64x4d": Recipe("resnext101_64x4d", image_size=32, epochs=5, lr=0.1,
-                               zero_init_residual=True),
+    "resnext50_32x4d": Recipe("resnext50_32x4d", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
+    "resnext101_32x8d": Recipe("resnext101_32x8d", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
+    "resnext101_64x4d": Recipe("resnext101_64x4d", image_size=32, epochs=5, lr=0.1, zero_init_residual=True),
     "densenet121": Recipe("densenet121", image_size=32, epochs=5),
     "densenet161": Recipe("densenet161", image_size=32, epochs=5),
     "densenet169": Recipe("densenet169", image_size=32, epochs=5),
     "densenet201": Recipe("densenet201", image_size=32, epochs=5),
     "googlenet": Recipe("googlenet", image_size=48, epochs=5, pad=3),
     # Inception-v3's valid-padded stem needs at least 75x75 (its last stage is then 1x1).
-    "inception_v3": Recipe("inception_v3", image_size=107, epochs=4, pad=5, optimizer="adamw", lr=0.002,
-                           weight_decay=0.05, init="kaiming"),
+    "inception_v3": Recipe(
+        "inception_v3", image_size=107, epochs=4, pad=5, optimizer="adamw", lr=0.002, weight_decay=0.05, init="kaiming"
+    ),
 }
 
 
@@ -209,11 +210,15 @@ def training_precision(recipe: Recipe, device: str = "cpu") -> tuple[Recipe, str
         return recipe, None
     if native_bf16(device):
         return recipe.replace(force_bf16=False), None
-    why = ("this GPU has no bfloat16 support" if device.startswith("cuda")
-           else cpu_info().bf16_note() or "this CPU has no native bfloat16")
+    why = (
+        "this GPU has no bfloat16 support"
+        if device.startswith("cuda")
+        else cpu_info().bf16_note() or "this CPU has no native bfloat16"
+    )
     if recipe.force_bf16:
         return recipe.replace(force_bf16=False), (
-            f"warning: bfloat16 forced although {why}; expect training several times slower than float32")
+            f"warning: bfloat16 forced although {why}; expect training several times slower than float32"
+        )
     return recipe.replace(bf16=False), f"training in float32: {why}"
 
 
@@ -223,8 +228,17 @@ def training_precision(recipe: Recipe, device: str = "cpu") -> tuple[Recipe, str
 # (SGD at 28x28: 85.46%). This one takes all 60,000 images: 87.65% in 550 s of training on two
 # mostly idle Zen 3 cores, short of the 88% the demo should show.
 DEMO_RECIPES: dict[str, Recipe] = {
-    "resnet18": Recipe("resnet18", image_size=24, epochs=1, batch_size=32, optimizer="adamw", lr=0.002,
-                       pad=0, label_smoothing=0.0, bf16=False),
+    "resnet18": Recipe(
+        "resnet18",
+        image_size=24,
+        epochs=1,
+        batch_size=32,
+        optimizer="adamw",
+        lr=0.002,
+        pad=0,
+        label_smoothing=0.0,
+        bf16=False,
+    ),
 }
 
 
@@ -234,8 +248,7 @@ def demo_recipe(name: str) -> Recipe:
 
     canonical = resolve_name(name)
     if canonical not in DEMO_RECIPES:
-        raise DeployKitError(f"no demo recipe for model '{canonical}' (there is one for: "
-                             f"{', '.join(DEMO_RECIPES)})")
+        raise DeployKitError(f"no demo recipe for model '{canonical}' (there is one for: {', '.join(DEMO_RECIPES)})")
     return DEMO_RECIPES[canonical]
 
 
@@ -273,8 +286,9 @@ def read_result(recipe: Recipe) -> dict[str, Any] | None:
         return None
 
 
-def reference_checkpoint(name: str, train_if_missing: bool = True, progress: bool = True,
-                         recipe: Recipe | None = None) -> Path:
+def reference_checkpoint(
+    name: str, train_if_missing: bool = True, progress: bool = True, recipe: Recipe | None = None
+) -> Path:
     """Path of the cached reference checkpoint for a model, training it first if needed."""
     recipe = recipe or get_recipe(name)
     found = cached_recipe(recipe)
@@ -310,8 +324,9 @@ def _fashion_split(split: str) -> tuple[Any, np.ndarray, np.ndarray]:
     return ds, images, labels
 
 
-def prepare_split(split: str, recipe: Recipe, limit: int | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def prepare_split(
+    split: str, recipe: Recipe, limit: int | None = None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 N x H x W pixels at the recipe's size, int64 labels), resized like preprocessing.
 
     Resized once and cached under the cache directory, keyed by split, size and interpolation,
@@ -361,12 +376,22 @@ def _bar(progress: bool):
     if not progress:
         return None
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
     )
     bar.start()
@@ -386,8 +411,8 @@ def _augment(x, pad: int, hflip: bool, gen):
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
         # Gather each sample's window with index arithmetic rather than a Python loop.
-        rows = (dy[:, None] + torch.arange(h)[None, :])  # N x H
-        cols = (dx[:, None] + torch.arange(w)[None, :])  # N x W
+        rows = dy[:, None] + torch.arange(h)[None, :]  # N x H
+        cols = dx[:, None] + torch.arange(w)[None, :]  # N x W
         idx_n = torch.arange(n)[:, None, None]
         x = padded[idx_n, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
     if hflip:
@@ -414,8 +439,7 @@ def _main_logits(out):
     return out, []
 
 
-def evaluate(model, recipe: Recipe, batch_size: int = 256,
-             progress: bool = False) -> tuple[float, int]:
+def evaluate(model, recipe: Recipe, batch_size: int = 256, progress: bool = False) -> tuple[float, int]:
     """(top-1, images scored) on the Fashion-MNIST test split in FP32, fed as validate feeds it."""
     import torch
 
@@ -428,17 +452,23 @@ def evaluate(model, recipe: Recipe, batch_size: int = 256,
     model.eval()
     correct = 0
     with torch.inference_mode():
-        for x, y in iter_batches(ds, cfg, batch_size, limit=n,
-                                 progress="scoring fashion-mnist:test" if progress else False):
+        for x, y in iter_batches(
+            ds, cfg, batch_size, limit=n, progress="scoring fashion-mnist:test" if progress else False
+        ):
             pred = model(torch.from_numpy(x)).argmax(1).numpy()
             correct += int((pred == y).sum())
     return correct / n, n
 
 
-def train_reference(name: str, recipe: Recipe | None = None, progress: bool = True,
-                    force: bool = False, threads: int | str | None = None,
-                    log: Callable[[str], None] | None = None,
-                    device: str = "cpu") -> dict[str, Any]:
+def train_reference(
+    name: str,
+    recipe: Recipe | None = None,
+    progress: bool = True,
+    force: bool = False,
+    threads: int | str | None = None,
+    log: Callable[[str], None] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Train a model with its recipe, score it on the test split and cache the checkpoint.
 
     Returns the sidecar record (path, test top-1, training seconds, machine). An existing
@@ -506,8 +536,7 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
     else:
@@ -515,8 +544,13 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=recipe.lr, total_steps=total_steps, pct_start=recipe.warmup_pct,
-        div_factor=25.0, final_div_factor=1e3, cycle_momentum=recipe.optimizer == "sgd",
+        opt,
+        max_lr=recipe.lr,
+        total_steps=total_steps,
+        pct_start=recipe.warmup_pct,
+        div_factor=25.0,
+        final_div_factor=1e3,
+        cycle_momentum=recipe.optimizer == "sgd",
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     mean, std = cfg.mean[0], cfg.std[0]
@@ -526,10 +560,12 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
         if recipe.bf16:  # forced where emulated: also a warning a library caller can filter
             warnings.warn(precision_note, Bf16Warning, stacklevel=2)
     precision = "bfloat16" if recipe.bf16 else "float32"
-    say(f"training {recipe.model} (recipe {recipe.hash}, {precision}): {n} images at "
+    say(
+        f"training {recipe.model} (recipe {recipe.hash}, {precision}): {n} images at "
         f"{recipe.image_size}x{recipe.image_size}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
         f"{recipe.optimizer} lr {recipe.lr}, "
-        + (f"{torch.get_num_threads()} threads" if dev.type == "cpu" else _device_name(dev)))
+        + (f"{torch.get_num_threads()} threads" if dev.type == "cpu" else _device_name(dev))
+    )
     bar = _bar(progress and _interactive())
     task = bar.add_task("epoch", total=total_steps, info="") if bar else None
     epochs_log: list[dict[str, Any]] = []
@@ -543,7 +579,7 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
             loss_sum = 0.0
             t_epoch = time.perf_counter()
             for step in range(steps_per_epoch):
-                idx = perm[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+                idx = perm[step * recipe.batch_size : (step + 1) * recipe.batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single image
                     continue
                 xb = _augment(x_all[idx], recipe.pad, recipe.hflip, gen).to(dev, non_blocking=True)
@@ -569,28 +605,39 @@ def train_reference(name: str, recipe: Recipe | None = None, progress: bool = Tr
                 rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
                 info = f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {rate:.0f} img/s"
                 if bar is not None:
-                    bar.update(task, advance=1, description=f"epoch {epoch + 1}/{recipe.epochs}",
-                               info=info)
+                    bar.update(task, advance=1, description=f"epoch {epoch + 1}/{recipe.epochs}", info=info)
                 done_steps += 1
                 now = time.perf_counter()
                 if bar is None and now - last_line >= LOG_SECONDS and step + 1 < steps_per_epoch:
                     # not a terminal (CI, a pipe, a log file): a line at least every LOG_SECONDS
                     eta = (now - t_train) / done_steps * (total_steps - epoch * steps_per_epoch - step - 1)
-                    say(f"  epoch {epoch + 1}/{recipe.epochs} step {step + 1}/{steps_per_epoch}: {info}, "
-                        f"about {_duration(eta)} left")
+                    say(
+                        f"  epoch {epoch + 1}/{recipe.epochs} step {step + 1}/{steps_per_epoch}: {info}, "
+                        f"about {_duration(eta)} left"
+                    )
                     last_line = now
             dt = time.perf_counter() - t_epoch
-            rec = {"epoch": epoch + 1, "loss": round(loss_sum / max(seen, 1), 4),
-                   "train_top1": round(correct / max(seen, 1), 4), "seconds": round(dt, 1),
-                   "img_per_s": round(seen / max(dt, 1e-9), 1), "threads": torch.get_num_threads()}
+            rec = {
+                "epoch": epoch + 1,
+                "loss": round(loss_sum / max(seen, 1), 4),
+                "train_top1": round(correct / max(seen, 1), 4),
+                "seconds": round(dt, 1),
+                "img_per_s": round(seen / max(dt, 1e-9), 1),
+                "threads": torch.get_num_threads(),
+            }
             epochs_log.append(rec)
             if bar is not None:
-                bar.console.print(f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
-                                  f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s "
-                                  f"({dt:.0f} s)", soft_wrap=True)
+                bar.console.print(
+                    f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
+                    f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s "
+                    f"({dt:.0f} s)",
+                    soft_wrap=True,
+                )
             else:
-                say(f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
-                    f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s ({dt:.0f} s)")
+                say(
+                    f"epoch {rec['epoch']}/{recipe.epochs}: loss {rec['loss']:.3f} "
+                    f"train top-1 {rec['train_top1']:.3f} {rec['img_per_s']:.0f} img/s ({dt:.0f} s)"
+                )
                 last_line = time.perf_counter()
     finally:
         if bar is not None:
@@ -638,12 +685,16 @@ def save_checkpoint(model, recipe: Recipe, top1: float) -> Path:
     """Write the state dict as safetensors; its metadata carries model, data config and recipe."""
     from deploykit.models.weights import save_weights
 
-    return save_weights(model, checkpoint_path(recipe), metadata={
-        "deploykit.recipe": recipe.hash,
-        "deploykit.recipe_spec": json.dumps(recipe.to_dict(), sort_keys=True),
-        "deploykit.test_top1": f"{top1:.4f}",
-        "deploykit.precision": "bfloat16" if recipe.bf16 else "float32",  # what trained it
-    })
+    return save_weights(
+        model,
+        checkpoint_path(recipe),
+        metadata={
+            "deploykit.recipe": recipe.hash,
+            "deploykit.recipe_spec": json.dumps(recipe.to_dict(), sort_keys=True),
+            "deploykit.test_top1": f"{top1:.4f}",
+            "deploykit.precision": "bfloat16" if recipe.bf16 else "float32",  # what trained it
+        },
+    )
 
 
 def machine_info() -> dict[str, Any]:

@@ -67,10 +67,17 @@ def tiny_resnet18_weights(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        model = load_model("resnet18", num_classes=10, overrides={
-            "image_size": (32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3,
-            "labels": FASHION_MNIST_CLASSES, "crop_pct": 1.0,
-        })
+        model = load_model(
+            "resnet18",
+            num_classes=10,
+            overrides={
+                "image_size": (32, 32),
+                "mean": (0.5,) * 3,
+                "std": (0.5,) * 3,
+                "labels": FASHION_MNIST_CLASSES,
+                "crop_pct": 1.0,
+            },
+        )
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         model.train()
         for x, y in iter_batches(open_dataset("fashion-mnist:train[:2000]"), model.data_config, 32):
@@ -95,9 +102,18 @@ def fmnist_artifact(tmp_path_factory, tiny_resnet18_weights):
 
     out = tmp_path_factory.mktemp("fmnist-art") / "resnet18"
     return export_model(
-        "resnet18", weights=tiny_resnet18_weights, num_classes=10, out=out, progress=False,
-        overrides={"image_size": (32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                   "labels": FASHION_MNIST_CLASSES, "crop_pct": 1.0},
+        "resnet18",
+        weights=tiny_resnet18_weights,
+        num_classes=10,
+        out=out,
+        progress=False,
+        overrides={
+            "image_size": (32, 32),
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+            "labels": FASHION_MNIST_CLASSES,
+            "crop_pct": 1.0,
+        },
         max_batch=8,
     )
 

@@ -24,11 +24,16 @@ from deploykit.errors import DeployKitError
 
 def manifest(**kw) -> Manifest:
     base = dict(
-        model="resnet18", family="resnet", format="onnx", precision="fp32", main_file="model.onnx",
+        model="resnet18",
+        family="resnet",
+        format="onnx",
+        precision="fp32",
+        main_file="model.onnx",
         data_config=DataConfig(input_size=(3, 32, 32), num_classes=10),
         inputs=[TensorSpec("input", "float32", ["batch", 3, 32, 32])],
         outputs=[TensorSpec("logits", "float32", ["batch", 10])],
-        batch=BatchProfile(1, 1, 8, True), opset=18,
+        batch=BatchProfile(1, 1, 8, True),
+        opset=18,
     )
     base.update(kw)
     return Manifest(**base)
@@ -89,8 +94,7 @@ def test_tampered_files_are_detected(tmp_path, change):
         Artifact.load(tmp_path / "art")
     msg = one_line(e)
     assert "model.onnx.data" in msg
-    assert {"flip": "sha256 does not match", "truncate": "size does not match",
-            "delete": "missing"}[change] in msg
+    assert {"flip": "sha256 does not match", "truncate": "size does not match", "delete": "missing"}[change] in msg
     Artifact.load(tmp_path / "art", verify=False)  # loading without verification still works
 
 
@@ -126,13 +130,16 @@ def test_commit_without_main_file_is_a_bug(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("edit,expected", [
-    (lambda d: d.pop("model"), "missing required field model"),
-    (lambda d: d.update(schema="other/2"), "schema 'other/2'"),
-    (lambda d: d.update(precision="fp8"), "precision 'fp8'"),
-    (lambda d: d.update(format="tflite"), "format 'tflite'"),
-    (lambda d: d["files"].pop("model.onnx"), "main file 'model.onnx' is not listed"),
-])
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (lambda d: d.pop("model"), "missing required field model"),
+        (lambda d: d.update(schema="other/2"), "schema 'other/2'"),
+        (lambda d: d.update(precision="fp8"), "precision 'fp8'"),
+        (lambda d: d.update(format="tflite"), "format 'tflite'"),
+        (lambda d: d["files"].pop("model.onnx"), "main file 'model.onnx' is not listed"),
+    ],
+)
 def test_bad_manifests(tmp_path, edit, expected):
     write(tmp_path / "art")
     mpath = tmp_path / "art" / MANIFEST_NAME

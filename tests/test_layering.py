@@ -12,18 +12,31 @@ import deploykit
 
 # Ground first; runtime/serve and the CLI on top (see the package map in the README).
 LEVELS = {
-    "errors": 0, "_io": 0, "machine": 0, "progress": 0,
+    "errors": 0,
+    "_io": 0,
+    "machine": 0,
+    "progress": 0,
     "onnx_io": 1,  # needs only errors (and onnx / onnxruntime, imported lazily)
-    "data": 2, "models": 2, "artifact": 2, "parity": 2,
+    "data": 2,
+    "models": 2,
+    "artifact": 2,
+    "parity": 2,
     "backends": 3,
     # The harness's measuring primitives sit just above the backends they time, so a stage may
     # measure (quantize's INT8 speed check) without reaching up into the harness's orchestration.
-    "harness.bench": 3.5, "harness.significance": 3.5,
-    "export": 4, "optimize": 4, "quantize": 4, "build": 4, "reference": 4,
+    "harness.bench": 3.5,
+    "harness.significance": 3.5,
+    "export": 4,
+    "optimize": 4,
+    "quantize": 4,
+    "build": 4,
+    "reference": 4,
     "harness": 5,
-    "runtime": 6, "serve": 6,
+    "runtime": 6,
+    "serve": 6,
     "cli": 7,
-    "__init__": 8, "__main__": 8,
+    "__init__": 8,
+    "__main__": 8,
 }
 ROOT = Path(deploykit.__file__).parent
 
@@ -46,8 +59,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_every_top_level_module_has_a_level():
-    names = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
-             if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    names = {
+        p.stem if p.is_file() else p.name
+        for p in ROOT.iterdir()
+        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    }
     assert names <= set(LEVELS), f"give these a level: {sorted(names - set(LEVELS))}"
 
 

@@ -11,24 +11,34 @@ from deploykit.machine import CpuInfo, describe_machine, machine_slug, nvidia_dr
 
 
 def _cpuinfo(model: str, family: int, model_id: int, flags: str, vendor: str = "AuthenticAMD") -> str:
-    block = (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model_id}\n"
-             f"model name\t: {model}\nflags\t\t: {flags}\n")
+    block = (
+        f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model_id}\n"
+        f"model name\t: {model}\nflags\t\t: {flags}\n"
+    )
     return block + "\n" + block.replace("processor\t: 0", "processor\t: 1")
 
 
 ZEN1 = _cpuinfo("AMD EPYC 7551 32-Core Processor", 23, 1, "fpu sse2 avx avx2 fma f16c")
 ZEN3 = _cpuinfo("AMD EPYC 7B13", 25, 1, "fpu sse2 avx avx2 fma f16c vaes")
 ZEN4 = _cpuinfo("AMD EPYC 9R14", 25, 17, "avx2 fma avx512f avx512bw avx512_vnni avx512_bf16")
-SPR = _cpuinfo("Intel(R) Xeon(R) Platinum 8480+", 6, 143,
-               "avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_int8 amx_bf16", "GenuineIntel")
+SPR = _cpuinfo(
+    "Intel(R) Xeon(R) Platinum 8480+",
+    6,
+    143,
+    "avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_int8 amx_bf16",
+    "GenuineIntel",
+)
 
 
-@pytest.mark.parametrize(("text", "gen", "isa", "vnni", "bf16"), [
-    (ZEN1, "zen1", "avx2", False, False),
-    (ZEN3, "zen3", "avx2", False, False),
-    (ZEN4, "zen4", "avx512vnni", True, True),
-    (SPR, "unknown", "amx", True, True),
-])
+@pytest.mark.parametrize(
+    ("text", "gen", "isa", "vnni", "bf16"),
+    [
+        (ZEN1, "zen1", "avx2", False, False),
+        (ZEN3, "zen3", "avx2", False, False),
+        (ZEN4, "zen4", "avx512vnni", True, True),
+        (SPR, "unknown", "amx", True, True),
+    ],
+)
 def test_generation_and_features_come_from_cpuinfo(text, gen, isa, vnni, bf16):
     cpu = parse_cpuinfo(text)
     assert (cpu.generation, cpu.isa, cpu.vnni, cpu.native_bf16) == (gen, isa, vnni, bf16)
@@ -41,8 +51,11 @@ def test_two_cpu_generations_never_share_a_result_name():
         cpu = parse_cpuinfo(text)
         m = machine.Machine(cpu=cpu, usable_cores=2).to_dict()
         names.add(machine_slug(m))
-    assert names == {"amd-epyc-7551-zen1-avx2-2cpu", "amd-epyc-7b13-zen3-avx2-2cpu",
-                     "amd-epyc-9r14-zen4-avx512vnni-2cpu"}
+    assert names == {
+        "amd-epyc-7551-zen1-avx2-2cpu",
+        "amd-epyc-7b13-zen3-avx2-2cpu",
+        "amd-epyc-9r14-zen4-avx512vnni-2cpu",
+    }
 
 
 def test_a_gpu_machine_is_named_by_its_gpu():
@@ -70,8 +83,15 @@ def test_missing_proc_cpuinfo_is_not_a_crash(monkeypatch, tmp_path):
 def test_this_machine_is_described():
     m = describe_machine()
     assert m["cpu"] and m["logical_cores"] >= 1 and m["usable_cores"] >= 1
-    assert "onnxruntime" in m["versions"] and m["isa"] in ("sse", "avx2", "avx2vnni", "avx512", "avx512vnni",
-                                                          "amx", "unknown")
+    assert "onnxruntime" in m["versions"] and m["isa"] in (
+        "sse",
+        "avx2",
+        "avx2vnni",
+        "avx512",
+        "avx512vnni",
+        "amx",
+        "unknown",
+    )
     slug = machine_slug(m)
     assert slug and all(c.isalnum() or c == "-" for c in slug) and slug.endswith("cpu") == (m["gpu"] is None)
 

@@ -30,8 +30,11 @@ def test_public_entry_point_is_the_stage_function_with_type_hints(name: str) -> 
     if inspect.isfunction(obj):
         sig = inspect.signature(obj)
         assert sig.return_annotation is not inspect.Signature.empty, f"{name} has no return type"
-        assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()
-                   if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)), f"{name} has unannotated parameters"
+        assert all(
+            p.annotation is not inspect.Parameter.empty
+            for p in sig.parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ), f"{name} has unannotated parameters"
 
 
 def test_entry_points_do_what_they_say() -> None:

@@ -162,8 +162,10 @@ def test_parity_inputs_grayscale_and_bad_batch():
         parity_inputs(cfg, 0)
 
 
-@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Fashion-MNIST is not installed (dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Fashion-MNIST is not installed (dataset-fashion-mnist)",
+)
 def test_dataset_inputs_are_real_preprocessed_images():
     from deploykit.parity import dataset_inputs
 

@@ -48,11 +48,25 @@ def test_recipe_hash_changes_with_every_field():
     base = Recipe("resnet18")
     assert base.hash == Recipe("resnet18").hash
     changed = {
-        "image_size": 48, "epochs": 2, "batch_size": 64, "optimizer": "adamw", "lr": 0.05,
-        "weight_decay": 0.0, "warmup_pct": 0.3, "label_smoothing": 0.0, "pad": 5, "hflip": False,
-        "seed": 1, "limit": 1000, "eval_limit": 500, "bf16": False, "channels_last": False,
-        "interpolation": "bicubic", "zero_init_residual": True,
-        "init": "kaiming", "dropout": 0.0,
+        "image_size": 48,
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adamw",
+        "lr": 0.05,
+        "weight_decay": 0.0,
+        "warmup_pct": 0.3,
+        "label_smoothing": 0.0,
+        "pad": 5,
+        "hflip": False,
+        "seed": 1,
+        "limit": 1000,
+        "eval_limit": 500,
+        "bf16": False,
+        "channels_last": False,
+        "interpolation": "bicubic",
+        "zero_init_residual": True,
+        "init": "kaiming",
+        "dropout": 0.0,
     }
     not_hashed = {"force_bf16"}  # a permission: forced bfloat16 computes what native bfloat16 does
     assert set(changed) | {"model"} | not_hashed == set(base.to_dict()), "a new field needs a hash test"
@@ -65,12 +79,14 @@ def test_recipe_hash_changes_with_every_field():
 def test_fields_added_later_keep_existing_cache_keys():
     """A field left at its default is not hashed, so checkpoints cached before it existed stay valid."""
     base = Recipe("resnet18")
-    payload = {k: v for k, v in base.to_dict().items()
-               if k not in ("zero_init_residual", "init", "dropout", "force_bf16")}
+    payload = {
+        k: v for k, v in base.to_dict().items() if k not in ("zero_init_residual", "init", "dropout", "force_bf16")
+    }
     import hashlib
 
-    legacy = hashlib.sha256(json.dumps({"trainer": reference.TRAINER_VERSION, **payload},
-                                       sort_keys=True).encode()).hexdigest()[:12]
+    legacy = hashlib.sha256(
+        json.dumps({"trainer": reference.TRAINER_VERSION, **payload}, sort_keys=True).encode()
+    ).hexdigest()[:12]
     assert base.hash == legacy
     assert base.replace(zero_init_residual=True).hash != legacy
     assert base.replace(dropout=0.5).hash != legacy
@@ -78,11 +94,13 @@ def test_fields_added_later_keep_existing_cache_keys():
 
 def test_zero_init_residual_is_refused_for_other_families(cache):
     with pytest.raises(DeployKitError, match="zero_init_residual applies to ResNet/ResNeXt, not densenet121"):
-        reference.train_reference("densenet121", recipe=get_recipe("densenet121", zero_init_residual=True,
-                                                                   limit=8, epochs=1), progress=False)
+        reference.train_reference(
+            "densenet121", recipe=get_recipe("densenet121", zero_init_residual=True, limit=8, epochs=1), progress=False
+        )
     with pytest.raises(DeployKitError, match="dropout applies to GoogLeNet/Inception-v3, not resnet18"):
-        reference.train_reference("resnet18", recipe=get_recipe("resnet18", dropout=0.1, limit=8, epochs=1),
-                                  progress=False)
+        reference.train_reference(
+            "resnet18", recipe=get_recipe("resnet18", dropout=0.1, limit=8, epochs=1), progress=False
+        )
 
 
 def test_unknown_or_missing_device_is_a_one_line_error(cache):
@@ -133,8 +151,7 @@ def test_bad_recipes_are_one_line_errors():
 
 def test_missing_checkpoint_without_training_says_how(cache):
     with pytest.raises(DeployKitError, match="deploykit train-reference resnet18"):
-        reference_checkpoint("resnet18", recipe=get_recipe("resnet18", seed=123),
-                             train_if_missing=False)
+        reference_checkpoint("resnet18", recipe=get_recipe("resnet18", seed=123), train_if_missing=False)
 
 
 def test_training_resize_matches_eval_preprocessing(cache):
@@ -144,8 +161,12 @@ def test_training_resize_matches_eval_preprocessing(cache):
 
     recipe = get_recipe("resnet18", image_size=40)
     pixels, labels = reference.prepare_split("test", recipe, limit=16)
-    x = reference._normalise(torch.from_numpy(pixels).unsqueeze(1), recipe.data_config().mean[0],
-                             recipe.data_config().std[0], channels_last=False).numpy()
+    x = reference._normalise(
+        torch.from_numpy(pixels).unsqueeze(1),
+        recipe.data_config().mean[0],
+        recipe.data_config().std[0],
+        channels_last=False,
+    ).numpy()
     images, want_labels = fashion_mnist("test").arrays()
     want = preprocess_batch(list(images[:16]), recipe.data_config())
     assert x.shape == want.shape == (16, 3, 40, 40)
@@ -214,8 +235,9 @@ def test_loaded_checkpoint_beats_chance_on_test_slice(tiny):
 def _cpu(flags: str):
     from deploykit.machine import parse_cpuinfo
 
-    return parse_cpuinfo(f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
-                         f"model name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n")
+    return parse_cpuinfo(
+        f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n"
+    )
 
 
 @pytest.fixture()
@@ -252,8 +274,16 @@ def test_forced_bf16_keeps_bf16_and_names_the_slowdown(zen3):
 
 def test_forced_bf16_training_warns_once_and_records_its_precision(cache, zen3):
     lines: list[str] = []
-    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=64, eval_limit=32, batch_size=32,
-                    force_bf16=True, channels_last=False)
+    recipe = Recipe(
+        "resnet18",
+        image_size=32,
+        epochs=1,
+        limit=64,
+        eval_limit=32,
+        batch_size=32,
+        force_bf16=True,
+        channels_last=False,
+    )
     with pytest.warns(reference.Bf16Warning) as caught:
         record = reference.train_reference("resnet18", recipe=recipe, progress=False, log=lines.append)
     assert len([w for w in caught if w.category is reference.Bf16Warning]) == 1
@@ -266,21 +296,22 @@ def test_forced_bf16_training_warns_once_and_records_its_precision(cache, zen3):
 
 def test_float32_fallback_is_said_in_one_line_and_recorded(cache, zen3):
     lines: list[str] = []
-    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=72, eval_limit=32, batch_size=32,
-                    channels_last=False)
+    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=72, eval_limit=32, batch_size=32, channels_last=False)
     record = reference.train_reference("resnet18", recipe=recipe, progress=False, log=lines.append)
     assert sum(ln.startswith("training in float32") for ln in lines) == 1
     assert record["precision"] == "float32" and record["recipe"]["bf16"] is False
     # the cache finds the float32 twin when asked for the bf16 recipe
-    assert reference.reference_checkpoint("resnet18", recipe=recipe, train_if_missing=False) == \
-        Path(record["checkpoint"])
+    assert reference.reference_checkpoint("resnet18", recipe=recipe, train_if_missing=False) == Path(
+        record["checkpoint"]
+    )
 
 
 def test_non_terminal_training_prints_timed_lines_with_time_left(cache, monkeypatch):
     monkeypatch.setattr(reference, "LOG_SECONDS", 0.0)  # every step: the test must not wait 20 s
     lines: list[str] = []
-    recipe = Recipe("resnet18", image_size=32, epochs=1, limit=96, eval_limit=32, batch_size=32,
-                    bf16=False, channels_last=False)
+    recipe = Recipe(
+        "resnet18", image_size=32, epochs=1, limit=96, eval_limit=32, batch_size=32, bf16=False, channels_last=False
+    )
     reference.train_reference("resnet18", recipe=recipe, progress=True, log=lines.append)
     steps = [ln for ln in lines if "step" in ln]
     assert steps and all("left" in ln for ln in steps)

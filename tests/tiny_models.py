@@ -28,7 +28,8 @@ def tiny_onnx(path: Path, bias_shift: float = 0.0, batch: int | str = "batch", s
         helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, CLASSES])],
         [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (fw, "fw"), (fb, "fb"))],
@@ -48,8 +49,9 @@ def tiny_module(num_classes: int = CLASSES, size: int = SIZE):
     from deploykit.data.config import DataConfig
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, num_classes)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)
+    ).eval()
     model.data_config = DataConfig(input_size=(3, size, size), num_classes=num_classes)
     model.model_name = "tiny"
     return model
@@ -64,7 +66,11 @@ def tiny_artifact(out: Path, bias_shift: float = 0.0, dynamic: bool = True, batc
     with ArtifactWriter(out) as writer:
         tiny_onnx(writer.dir / "model.onnx", bias_shift=bias_shift, batch=dim)
         manifest = Manifest(
-            model="tiny", family="test", format="onnx", precision="fp32", main_file="model.onnx",
+            model="tiny",
+            family="test",
+            format="onnx",
+            precision="fp32",
+            main_file="model.onnx",
             data_config=DataConfig(input_size=(3, SIZE, SIZE), num_classes=CLASSES),
             inputs=[TensorSpec("input", "float32", [dim, 3, SIZE, SIZE])],
             outputs=[TensorSpec("logits", "float32", [dim, CLASSES])],

@@ -26,8 +26,8 @@ import torch
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.export.to_onnx import DEFAULT_OPSET, export_onnx
 from deploykit.harness.bench import cpu_model
-from deploykit.parity import check_gate, compare_outputs, parity_inputs
 from deploykit.models import create_model, list_models
+from deploykit.parity import check_gate, compare_outputs, parity_inputs
 
 HERE = Path(__file__).parent
 SIZES = {"inception_v3": 75}  # its minimum; everything else runs at --size
@@ -52,9 +52,14 @@ def one(name: str, size: int, exporter: str, tmp: Path) -> dict:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     res = compare_outputs(ref, sess.run(None, {"input": x})[0])
     fails = check_gate(res, "fp32")
-    row.update(ok=not fails, seconds=round(info.seconds, 3),
-               nodes=len(onnx.load(str(path), load_external_data=False).graph.node),
-               max_rel=res.max_rel, top1=res.top1_agreement, gate_failures=fails)
+    row.update(
+        ok=not fails,
+        seconds=round(info.seconds, 3),
+        nodes=len(onnx.load(str(path), load_external_data=False).graph.node),
+        max_rel=res.max_rel,
+        top1=res.top1_agreement,
+        gate_failures=fails,
+    )
     path.unlink()
     return row
 
@@ -81,13 +86,20 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
     load = f"load average (5 min) {load_before:.1f} at start, {os.getloadavg()[1]:.1f} at end"
-    machine = (f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} cores, "
-               f"{torch.get_num_threads()} torch thread; {load}")
-    totals = {ex: round(sum(r.get("seconds", 0) for r in rows if r["exporter"] == ex), 2)
-              for ex in EXPORTERS}
-    result = {"machine": machine, "torch": torch.__version__, "onnx": onnx.__version__,
-              "onnxruntime": ort.__version__, "opset": DEFAULT_OPSET,
-              "first_call_seconds": warmup, "total_seconds": totals, "rows": rows}
+    machine = (
+        f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread; {load}"
+    )
+    totals = {ex: round(sum(r.get("seconds", 0) for r in rows if r["exporter"] == ex), 2) for ex in EXPORTERS}
+    result = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "opset": DEFAULT_OPSET,
+        "first_call_seconds": warmup,
+        "total_seconds": totals,
+        "rows": rows,
+    }
     out = Path(args.out)
     atomic_write_json(out / "results.json", result)
     lines = [
@@ -97,7 +109,8 @@ def main() -> None:
         f"onnxruntime {ort.__version__}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
         "",
         "First export in the process (resnet18, includes exporter start-up): "
-        + ", ".join(f"{ex} {s} s" for ex, s in warmup.items()) + ".",
+        + ", ".join(f"{ex} {s} s" for ex, s in warmup.items())
+        + ".",
         "Seconds below are warm (start-up excluded); parity = ONNX Runtime vs PyTorch, FP32 gate.",
         "",
         "| model | input | torchscript s | dynamo s | ratio | torchscript nodes | dynamo nodes | parity ok |",
@@ -106,17 +119,19 @@ def main() -> None:
     by = {(r["model"], r["exporter"]): r for r in rows}
     for name in names:
         ts, dy = by[(name, "torchscript")], by[(name, "dynamo")]
-        ratio = (f"{dy['seconds'] / ts['seconds']:.1f}x" if ts.get("seconds") and dy.get("seconds")
-                 else "-")
+        ratio = f"{dy['seconds'] / ts['seconds']:.1f}x" if ts.get("seconds") and dy.get("seconds") else "-"
         ok = "yes" if ts["ok"] and dy["ok"] else f"ts={ts['ok']} dynamo={dy['ok']}"
-        lines.append(f"| {name} | {ts['input']} | {ts.get('seconds', 'FAIL')} | "
-                     f"{dy.get('seconds', 'FAIL')} | {ratio} | {ts.get('nodes', '-')} | "
-                     f"{dy.get('nodes', '-')} | {ok} |")
+        lines.append(
+            f"| {name} | {ts['input']} | {ts.get('seconds', 'FAIL')} | "
+            f"{dy.get('seconds', 'FAIL')} | {ratio} | {ts.get('nodes', '-')} | "
+            f"{dy.get('nodes', '-')} | {ok} |"
+        )
     lines += ["", "Total: " + ", ".join(f"{ex} {s} s" for ex, s in totals.items()) + "."]
     errors = [r for r in rows if not r["ok"]]
     if errors:
         lines += ["", "Failures:", ""] + [
-            f"- {r['model']} / {r['exporter']}: {r.get('error') or r.get('gate_failures')}" for r in errors]
+            f"- {r['model']} / {r['exporter']}: {r.get('error') or r.get('gate_failures')}" for r in errors
+        ]
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -22,8 +22,9 @@ import importlib.util
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,15 +53,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help="comma list (default: the five headline models)")
     p.add_argument("--large-batch", type=int, default=None, help=f"the large batch (default {FULL['large_batch']})")
     p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {FULL['rounds']})")
-    p.add_argument("--iters-per-round", type=int, default=None,
-                   help=f"timed calls per row and round (default {FULL['iters_per_round']})")
-    p.add_argument("--opt-batch", type=int, default=1,
-                   help="batch the single TensorRT profile (1..large batch) is tuned for (default 1)")
+    p.add_argument(
+        "--iters-per-round",
+        type=int,
+        default=None,
+        help=f"timed calls per row and round (default {FULL['iters_per_round']})",
+    )
+    p.add_argument(
+        "--opt-batch",
+        type=int,
+        default=1,
+        help="batch the single TensorRT profile (1..large batch) is tuned for (default 1)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny counts for a smoke test; writes to a temp dir")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     p.add_argument("--no-int8", action="store_true", help="skip the TensorRT INT8 rows")
-    p.add_argument("--budget-minutes", type=float, default=8.0,
-                   help="skip torch.compile / INT8 rows once the run would overrun this (default 8)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=8.0,
+        help="skip torch.compile / INT8 rows once the run would overrun this (default 8)",
+    )
     p.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS_DIR})")
     args = p.parse_args(argv)
     if args.large_batch is not None and args.large_batch < 2:
@@ -80,8 +93,16 @@ def gpu_problem() -> str | None:
 
 
 # -- the rows ------------------------------------------------------------------------------------
-def row_factories(name: str, model: Any, artifact: Any, calib: np.ndarray, counts: dict[str, Any],
-                  args: argparse.Namespace, tmp: Path, time_left: Callable[[], float]) -> dict[str, Callable[[], Any]]:
+def row_factories(
+    name: str,
+    model: Any,
+    artifact: Any,
+    calib: np.ndarray,
+    counts: dict[str, Any],
+    args: argparse.Namespace,
+    tmp: Path,
+    time_left: Callable[[], float],
+) -> dict[str, Callable[[], Any]]:
     """Variant label -> a function making its (not yet active) runner, or raising Skip with the reason."""
     from deploykit.backends.torch import TorchRunner
 
@@ -120,12 +141,15 @@ def row_factories(name: str, model: Any, artifact: Any, calib: np.ndarray, count
                 if time_left() < 60:
                     raise Skip(f"time budget: {time_left():.0f} s left for this model")
                 onnx_path = tensorrt_qdq(name, artifact, calib, tmp / f"{name}-int8.onnx")
-            built = build_serialized(onnx_path, EngineOptions(precision=precision, min_batch=1,
-                                                              opt_batch=min(args.opt_batch, large), max_batch=large),
-                                     log_file=tmp / f"{name}-{precision}.log")
+            built = build_serialized(
+                onnx_path,
+                EngineOptions(precision=precision, min_batch=1, opt_batch=min(args.opt_batch, large), max_batch=large),
+                log_file=tmp / f"{name}-{precision}.log",
+            )
             plan = tmp / f"{name}-{precision}.plan"
             plan.write_bytes(built.plan)
             return TensorRTRunner(plan, name=f"{name}-{precision}")
+
         return make
 
     return {
@@ -163,15 +187,22 @@ def tensorrt_qdq(name: str, artifact: Any, calib: np.ndarray, out: Path) -> Path
 
 
 # -- one model -------------------------------------------------------------------------------------
-def bench_model(name: str, counts: dict[str, Any], args: argparse.Namespace, machine: dict[str, Any],
-                results: list, rows: list[dict[str, Any]], time_left: Callable[[], float]) -> None:
+def bench_model(
+    name: str,
+    counts: dict[str, Any],
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    results: list,
+    rows: list[dict[str, Any]],
+    time_left: Callable[[], float],
+) -> None:
     import torch
 
     from deploykit.export.api import export_model
     from deploykit.harness.bench import benchmark_interleaved
-    from deploykit.parity import compare_outputs, parity_inputs
     from deploykit.harness.significance import median_ratio_ci
     from deploykit.models.weights import load_model, save_weights
+    from deploykit.parity import compare_outputs, parity_inputs
 
     large = counts["large_batch"]
     with tempfile.TemporaryDirectory(prefix=f"dk-gpu-{name}-") as td:
@@ -201,20 +232,42 @@ def bench_model(name: str, counts: dict[str, Any], args: argparse.Namespace, mac
                 ref = runners[BASELINE].infer({"input": x})["logits"]
                 for label, r in runners.items():
                     try:
-                        parity[label] = compare_outputs(ref, r.infer({"input": x})["logits"].astype(np.float32)).to_dict()
+                        parity[label] = compare_outputs(
+                            ref, r.infer({"input": x})["logits"].astype(np.float32)
+                        ).to_dict()
                     except Exception as e:  # noqa: BLE001
                         status[label] = ("failed", _first_line(e))
             live = {k: v for k, v in runners.items() if status[k][0] == "ok"}
-            timed = benchmark_interleaved(live, batch=batch, rounds=counts["rounds"],
-                                          iters_per_round=counts["iters_per_round"], warmup=counts["warmup"],
-                                          feeds=feeds, model=name, machine=machine) if live else {}
+            timed = (
+                benchmark_interleaved(
+                    live,
+                    batch=batch,
+                    rounds=counts["rounds"],
+                    iters_per_round=counts["iters_per_round"],
+                    warmup=counts["warmup"],
+                    feeds=feeds,
+                    model=name,
+                    machine=machine,
+                )
+                if live
+                else {}
+            )
             results.extend(timed.values())
             base = timed.get(BASELINE)
             for label in factories:
                 st, reason = status[label]
-                row = {"model": name, "variant": f"{label} @ batch {batch}", "device": "cuda", "status": st,
-                       "reason": reason, "p50_ms": None, "speedup_vs_baseline": None, "speedup_ci": None,
-                       "throughput": None, "parity_vs_baseline": parity.get(label)}
+                row = {
+                    "model": name,
+                    "variant": f"{label} @ batch {batch}",
+                    "device": "cuda",
+                    "status": st,
+                    "reason": reason,
+                    "p50_ms": None,
+                    "speedup_vs_baseline": None,
+                    "speedup_ci": None,
+                    "throughput": None,
+                    "parity_vs_baseline": parity.get(label),
+                }
                 if label in timed:
                     b = timed[label].batch(batch)
                     row["p50_ms"], row["throughput"] = b.latency_ms.p50, b.throughput
@@ -223,8 +276,9 @@ def bench_model(name: str, counts: dict[str, Any], args: argparse.Namespace, mac
                         row["speedup_vs_baseline"] = ratio.median_ratio
                         row["speedup_ci"] = [ratio.ci_low, ratio.ci_high]
                 rows.append(row)
-                _log(f"  {name} {label} b{batch}: {st}" + (f" ({reason})" if reason else
-                                                         f" p50 {row['p50_ms']:.3f} ms"))
+                _log(
+                    f"  {name} {label} b{batch}: {st}" + (f" ({reason})" if reason else f" p50 {row['p50_ms']:.3f} ms")
+                )
         for r in runners.values():
             r.deactivate()
 
@@ -255,11 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(models):
         left = lambda i=i: (deadline - time.perf_counter()) / (len(models) - i)  # noqa: E731
         bench_model(name, counts, args, machine, results, rows, left)
-    suite = {"baseline": f"{BASELINE} (PyTorch eager FP32 on the same GPU)",
-             "settings": {"models": models, "batches": [1, counts["large_batch"]], **counts,
-                          "weights": "random (torch.manual_seed(0))", "total_s": round(time.perf_counter() - start, 1),
-                          "ratio": "median over rounds of p50(baseline) / p50(row), rows interleaved round by round"},
-             "rows": rows}
+    suite = {
+        "baseline": f"{BASELINE} (PyTorch eager FP32 on the same GPU)",
+        "settings": {
+            "models": models,
+            "batches": [1, counts["large_batch"]],
+            **counts,
+            "weights": "random (torch.manual_seed(0))",
+            "total_s": round(time.perf_counter() - start, 1),
+            "ratio": "median over rounds of p50(baseline) / p50(row), rows interleaved round by round",
+        },
+        "rows": rows,
+    }
     doc = bench_report(results, machine=machine, suite=suite)
     write_json(doc, out / f"{slug}.json")
     write_markdown(bench_markdown(doc), out / f"{slug}.md")

@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     weights = reference_checkpoint(args.model, train_if_missing=False)
     art = export_model(args.model, weights=weights, out=tmp / "fp32", progress=False)
     calib = calib_arrays(art.data_config, CALIB_SPEC, limit=256)
-    variants = {"deploykit": save(deploykit_int8(art.main_path, calib, args.method)[0], tmp / "dk.onnx"),
-                "quantize_static": ort_quantize_static(art.main_path, calib, tmp / "qs.onnx")}
+    variants = {
+        "deploykit": save(deploykit_int8(art.main_path, calib, args.method)[0], tmp / "dk.onnx"),
+        "quantize_static": ort_quantize_static(art.main_path, calib, tmp / "qs.onnx"),
+    }
     x = np.random.default_rng(0).standard_normal((args.batch, *art.data_config.input_size)).astype(np.float32)
     times: dict[str, dict[str, float]] = {k: defaultdict(float) for k in variants}
     for rnd, order in enumerate((list(variants), list(reversed(variants)))):

@@ -35,8 +35,15 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "int8"
 # ----------------------------------------------------------------------------------- helpers
 
 
-def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: int, per_round: int,
-                        threads: int = 2, warmup: int = 3, sessions: int = 1) -> dict[str, dict[str, Any]]:
+def interleaved_latency(
+    models: dict[str, Any],
+    shape: tuple[int, ...],
+    rounds: int,
+    per_round: int,
+    threads: int = 2,
+    warmup: int = 3,
+    sessions: int = 1,
+) -> dict[str, dict[str, Any]]:
     """Median/p90 ms per variant and the medians of every round, variants interleaved round by round,
     in ``sessions`` blocks of fresh ORT sessions (``rounds`` rounds per block).
 
@@ -49,18 +56,29 @@ def interleaved_latency(models: dict[str, Any], shape: tuple[int, ...], rounds: 
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner
     from deploykit.harness.bench import benchmark_sessions
 
-    factories = {k: (lambda k=k, v=v: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False))
-                 for k, v in models.items()}
-    timed = benchmark_sessions(factories, sessions=sessions, batch=shape[0], rounds=rounds,
-                               iters_per_round=per_round, warmup=warmup, machine={})
+    factories = {
+        k: (lambda k=k, v=v: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False)) for k, v in models.items()
+    }
+    timed = benchmark_sessions(
+        factories,
+        sessions=sessions,
+        batch=shape[0],
+        rounds=rounds,
+        iters_per_round=per_round,
+        warmup=warmup,
+        machine={},
+    )
     out = {}
     for k, blocks in timed.items():
         round_ms = [b.batches[0].round_p50_ms for b in blocks]
         flat = np.array([x for blk in round_ms for x in blk])
-        out[k] = {"median_ms": float(np.median(flat)), "p90_ms": float(np.percentile(flat, 90)),
-                  "min_ms": min(b.batches[0].latency_ms.min for b in blocks),
-                  "samples": sum(b.batches[0].iterations for b in blocks),
-                  "round_medians_ms": round_ms}  # [session][round]
+        out[k] = {
+            "median_ms": float(np.median(flat)),
+            "p90_ms": float(np.percentile(flat, 90)),
+            "min_ms": min(b.batches[0].latency_ms.min for b in blocks),
+            "samples": sum(b.batches[0].iterations for b in blocks),
+            "round_medians_ms": round_ms,
+        }  # [session][round]
     return out
 
 
@@ -71,16 +89,21 @@ def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
     return np.concatenate([x for x, _ in iter_batches(open_dataset(spec), cfg, 64, limit=limit)])
 
 
-def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_channel: bool = True,
-                        weight_type: str = "QInt8", reduce_range: bool = False) -> Path:
+def ort_quantize_static(
+    fp32_path: Path,
+    calib: np.ndarray,
+    out: Path,
+    per_channel: bool = True,
+    weight_type: str = "QInt8",
+    reduce_range: bool = False,
+) -> Path:
     """ONNX Runtime's own static QDQ quantisation (u8 activations, s8 weights) on the same images."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:
-            self.it = iter([{name: calib[i:i + 32]} for i in range(0, len(calib), 32)])
+            self.it = iter([{name: calib[i : i + 32]} for i in range(0, len(calib), 32)])
 
         def get_next(self):
             return next(self.it, None)
@@ -90,14 +113,28 @@ def ort_quantize_static(fp32_path: Path, calib: np.ndarray, out: Path, per_chann
     name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     pre = out.with_name(out.stem + "-pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=getattr(QuantType, weight_type),
-                    per_channel=per_channel, reduce_range=reduce_range)
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(name),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=getattr(QuantType, weight_type),
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+    )
     return out
 
 
-def deploykit_int8(fp32_path: Path, calib: np.ndarray, method: str, profile: str = "onnxruntime",
-                   stats=None, layout: str | None = None, keep: tuple[str, ...] = ()):
+def deploykit_int8(
+    fp32_path: Path,
+    calib: np.ndarray,
+    method: str,
+    profile: str = "onnxruntime",
+    stats=None,
+    layout: str | None = None,
+    keep: tuple[str, ...] = (),
+):
     """deploykit's own pipeline, low level: (QDQ model, prepared FP32 model, stats)."""
     import onnx
 
@@ -149,8 +186,6 @@ def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[P
 # -------------------------------------------------------------------------------- speed mode
 
 
-
-
 def speed_variants(fp32: Path, calib: np.ndarray, tmp: Path, stem: str) -> dict[str, Path]:
     """Every INT8 layout worth timing against FP32 on a CPU, built from the same calibration images.
 
@@ -186,9 +221,15 @@ def speed_only(args) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dk-int8-speed-"))
     models = args.speed_models
     doc: dict[str, Any] = {
-        "mode": "speed-only", "weights": "random (latency does not depend on them)", "threads": args.threads,
-        "sessions": args.sessions, "rounds": args.rounds, "per_round": args.per_round,
-        "machine": machine(), "load_average_start": os.getloadavg()[0], "models": {},
+        "mode": "speed-only",
+        "weights": "random (latency does not depend on them)",
+        "threads": args.threads,
+        "sessions": args.sessions,
+        "rounds": args.rounds,
+        "per_round": args.per_round,
+        "machine": machine(),
+        "load_average_start": os.getloadavg()[0],
+        "models": {},
     }
     for spec in models:
         # NAME@SIZE: ImageNet-shaped (1000 classes), batch 1; NAME: its Fashion-MNIST recipe size
@@ -198,27 +239,42 @@ def speed_only(args) -> dict[str, Any]:
         model = create_model(name, num_classes=1000 if imagenet else 10).eval()
         shape = (3, size, size)
         fp32 = tmp / f"{name}-fp32.onnx"
-        torch.onnx.export(model, (torch.zeros(1, *shape),), str(fp32), dynamo=False,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, *shape),),
+            str(fp32),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
         calib = np.random.default_rng(0).normal(size=(args.calib_images, *shape)).astype(np.float32)
         variants = speed_variants(fp32, calib, tmp, name)
         rows: dict[str, Any] = {}
         for batch in [1] if imagenet else args.speed_batches:
             per_round = max(1, args.per_round // (5 if batch > 1 else 1))
             print(f"{name} {size}x{size} batch {batch}: {len(variants)} variants", file=sys.stderr, flush=True)
-            lat = interleaved_latency(variants, (batch, *shape), args.rounds, per_round, args.threads,
-                                      sessions=args.sessions)
+            lat = interleaved_latency(
+                variants, (batch, *shape), args.rounds, per_round, args.threads, sessions=args.sessions
+            )
             base = lat["fp32"]["median_ms"]
             rows[str(batch)] = {
-                "latency": {k: {kk: v[kk] for kk in ("median_ms", "p90_ms", "min_ms", "samples")}
-                            for k, v in lat.items()},
+                "latency": {
+                    k: {kk: v[kk] for kk in ("median_ms", "p90_ms", "min_ms", "samples")} for k, v in lat.items()
+                },
                 "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
-                "speedup_ci": {k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
-                               for k, v in lat.items() if k != "fp32"},
+                "speedup_ci": {
+                    k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
+                    for k, v in lat.items()
+                    if k != "fp32"
+                },
             }
-        doc["models"][f"{name} {size}x{size}"] = {"input": list(shape), "batches": rows,
-                               "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()}}
+        doc["models"][f"{name} {size}x{size}"] = {
+            "input": list(shape),
+            "batches": rows,
+            "size_bytes": {k: Path(v).stat().st_size for k, v in variants.items()},
+        }
     doc["load_average_end"] = os.getloadavg()[0]
     return doc
 
@@ -241,13 +297,19 @@ def speed_markdown(doc: dict[str, Any]) -> str:
     ]
     for name, m in doc["models"].items():
         for batch, row in m["batches"].items():
-            lines += [f"## {name}, batch {batch}", "",
-                      "| variant | median ms | speed-up vs FP32 | interval | size MB |", "|---|---:|---:|---|---:|"]
+            lines += [
+                f"## {name}, batch {batch}",
+                "",
+                "| variant | median ms | speed-up vs FP32 | interval | size MB |",
+                "|---|---:|---:|---|---:|",
+            ]
             for k, v in row["latency"].items():
                 ci = row["speedup_ci"].get(k)
                 interval = f"{ci['ci_low']:.2f}-{ci['ci_high']:.2f}" if ci else ""
-                lines.append(f"| {k} | {v['median_ms']:.2f} | {row['speedup_vs_fp32'][k]:.2f}x | {interval} | "
-                             f"{m['size_bytes'][k] / 1e6:.1f} |")
+                lines.append(
+                    f"| {k} | {v['median_ms']:.2f} | {row['speedup_vs_fp32'][k]:.2f}x | {interval} | "
+                    f"{m['size_bytes'][k] / 1e6:.1f} |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -276,9 +338,9 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 
 
 def accuracy_mode(args) -> dict[str, Any]:
+    from deploykit.harness.significance import session_ratio_ci
     from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
-    from deploykit.harness.significance import session_ratio_ci
     from deploykit.quantize.gate import predictions, top1
 
     try:
@@ -303,11 +365,9 @@ def accuracy_mode(args) -> dict[str, Any]:
         elif not args.allow_random:
             skipped[name] = "deploykit.reference missing"
             continue
-        print(f"== {name} ({'reference checkpoint' if weights else 'RANDOM weights: smoke run only'})",
-              file=sys.stderr)
+        print(f"== {name} ({'reference checkpoint' if weights else 'RANDOM weights: smoke run only'})", file=sys.stderr)
         over = {"image_size": tuple(args.image_size)} if args.image_size else None
-        art = export_model(name, weights=weights, out=tmp / f"{name}-fp32", overrides=over, force=True,
-                           progress=False)
+        art = export_model(name, weights=weights, out=tmp / f"{name}-fp32", overrides=over, force=True, progress=False)
         cfg = art.data_config
         from deploykit.data.specs import open_dataset
         from deploykit.data.transforms import iter_batches
@@ -315,29 +375,41 @@ def accuracy_mode(args) -> dict[str, Any]:
         calib = calib_arrays(cfg, args.calib)
         val = list(iter_batches(open_dataset(args.val), cfg, 64))
         fp32_top1 = top1(open_model(art.main_path), val, args.threads)
-        row: dict[str, Any] = {"model": name, "weights": str(weights) if weights else "random",
-                               "fp32_top1": fp32_top1, "calibrators": {}}
+        row: dict[str, Any] = {
+            "model": name,
+            "weights": str(weights) if weights else "random",
+            "fp32_top1": fp32_top1,
+            "calibrators": {},
+        }
         stats = None
         for meth in METHODS:
             q, _, stats = deploykit_int8(art.main_path, calib, meth, stats=stats)
             row["calibrators"][meth] = top1(q, val, args.threads)
         t0 = time.perf_counter()
         try:
-            dk_art = quantize_artifact(art.path, args.calib, args.val, out=tmp / f"{name}-int8", force=True,
-                                       threads=args.threads)
+            dk_art = quantize_artifact(
+                art.path, args.calib, args.val, out=tmp / f"{name}-int8", force=True, threads=args.threads
+            )
         except GateFailedError as e:  # a result, not a crash: record it and go on to the next family
             best = e.report.best
-            row["default_recipe"] = {"seconds": time.perf_counter() - t0, "method": e.report.chosen,
-                                     "top1": best.top1_final, "fallbacks": [f.layer for f in best.fallbacks],
-                                     "passed": False, "error": str(e)}
+            row["default_recipe"] = {
+                "seconds": time.perf_counter() - t0,
+                "method": e.report.chosen,
+                "top1": best.top1_final,
+                "fallbacks": [f.layer for f in best.fallbacks],
+                "passed": False,
+                "error": str(e),
+            }
             row["relative_top1"] = best.top1_final / fp32_top1 if fp32_top1 else None
             rows.append(row)
             print(f"{name}: {e}", file=sys.stderr)
             continue
         row["default_recipe"] = {
             "seconds": time.perf_counter() - t0,
-            "method": dk_art.report.chosen, "top1": dk_art.report.best.top1_final,
-            "fallbacks": [f.layer for f in dk_art.report.best.fallbacks], "passed": dk_art.report.passed,
+            "method": dk_art.report.chosen,
+            "top1": dk_art.report.best.top1_final,
+            "fallbacks": [f.layer for f in dk_art.report.best.fallbacks],
+            "passed": dk_art.report.passed,
         }
         qs = ort_quantize_static(art.main_path, calib, tmp / f"{name}-qs.onnx")
         # Per-image correctness of both INT8 models, for a paired test of their difference.
@@ -347,26 +419,45 @@ def accuracy_mode(args) -> dict[str, Any]:
         row["ort_quantize_static_top1"] = float((qs_pred == labels).mean())
         row["vs_quantize_static"] = paired_comparison(dk_pred == labels, qs_pred == labels)
         # agreement with FP32's top-1: what quantisation alone changed, free of label noise
-        row["fp32_agreement"] = {"deploykit_int8": float((dk_pred == fp_pred).mean()),
-                                 "ort_quantize_static": float((qs_pred == fp_pred).mean()),
-                                 **paired_comparison(dk_pred == fp_pred, qs_pred == fp_pred)}
+        row["fp32_agreement"] = {
+            "deploykit_int8": float((dk_pred == fp_pred).mean()),
+            "ort_quantize_static": float((qs_pred == fp_pred).mean()),
+            **paired_comparison(dk_pred == fp_pred, qs_pred == fp_pred),
+        }
         variants = {"fp32": art.main_path, "deploykit_int8": dk_art.artifact.main_path, "ort_quantize_static": qs}
         row["size_bytes"] = {k: Path(v).stat().st_size for k, v in variants.items()}
         row["latency"] = {}
         for b in (1, 32):
-            lat = interleaved_latency(variants, (b, *cfg.input_size), args.rounds,
-                                      args.per_round if b == 1 else max(2, args.per_round // 5), args.threads,
-                                      sessions=args.sessions)
+            lat = interleaved_latency(
+                variants,
+                (b, *cfg.input_size),
+                args.rounds,
+                args.per_round if b == 1 else max(2, args.per_round // 5),
+                args.threads,
+                sessions=args.sessions,
+            )
             row["latency"][str(b)] = lat
             row.setdefault("latency_vs_quantize_static", {})[str(b)] = session_ratio_ci(
-                lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]).to_dict()
+                lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]
+            ).to_dict()
         row["relative_top1"] = row["default_recipe"]["top1"] / fp32_top1 if fp32_top1 else None
         rows.append(row)
-        print(json.dumps({k: row[k] for k in ("model", "fp32_top1", "calibrators", "default_recipe",
-                                               "ort_quantize_static_top1")}), file=sys.stderr)
-    return {"mode": "accuracy", "calibration": args.calib, "validation": args.val, "threads": args.threads,
-            "machine": machine(), "models": rows, "skipped": skipped,
-            "target": "INT8 top-1 >= 0.995 x FP32 on every family with the default recipe"}
+        print(
+            json.dumps(
+                {k: row[k] for k in ("model", "fp32_top1", "calibrators", "default_recipe", "ort_quantize_static_top1")}
+            ),
+            file=sys.stderr,
+        )
+    return {
+        "mode": "accuracy",
+        "calibration": args.calib,
+        "validation": args.val,
+        "threads": args.threads,
+        "machine": machine(),
+        "models": rows,
+        "skipped": skipped,
+        "target": "INT8 top-1 >= 0.995 x FP32 on every family with the default recipe",
+    }
 
 
 def paired_comparison(a_ok: np.ndarray, b_ok: np.ndarray) -> dict[str, Any]:
@@ -374,8 +465,12 @@ def paired_comparison(a_ok: np.ndarray, b_ok: np.ndarray) -> dict[str, Any]:
     from deploykit.harness.significance import mcnemar_exact
 
     t = mcnemar_exact(a_ok, b_ok)
-    return {"deploykit_only_correct": t.a_only, "quantize_static_only_correct": t.b_only,
-            "difference_images": t.difference, "mcnemar_p": round(t.p_value, 4)}
+    return {
+        "deploykit_only_correct": t.a_only,
+        "quantize_static_only_correct": t.b_only,
+        "difference_images": t.difference,
+        "mcnemar_p": round(t.p_value, 4),
+    }
 
 
 def open_model(path):
@@ -386,47 +481,67 @@ def open_model(path):
 
 def accuracy_markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
-    lines = ["# INT8 accuracy and latency on Fashion-MNIST", "",
-             f"Machine: {m.get('cpu', m)}; ORT CPU, {doc['threads']} threads. Calibration {doc['calibration']}, "
-             f"validation {doc['validation']}.", "",
-             "| model | FP32 | max | percentile | entropy | mse | default recipe (fallbacks) | quantize_static |"
-             " dk vs qs: images only dk / only qs right (McNemar p) | agrees with FP32 dk / qs (McNemar p) |"
-             " b1 FP32 / dk / qs ms | b32 FP32 / dk / qs ms | size MB FP32 / dk / qs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# INT8 accuracy and latency on Fashion-MNIST",
+        "",
+        f"Machine: {m.get('cpu', m)}; ORT CPU, {doc['threads']} threads. Calibration {doc['calibration']}, "
+        f"validation {doc['validation']}.",
+        "",
+        "| model | FP32 | max | percentile | entropy | mse | default recipe (fallbacks) | quantize_static |"
+        " dk vs qs: images only dk / only qs right (McNemar p) | agrees with FP32 dk / qs (McNemar p) |"
+        " b1 FP32 / dk / qs ms | b32 FP32 / dk / qs ms | size MB FP32 / dk / qs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in doc["models"]:
         c = r["calibrators"]
         if "latency" not in r:  # the default recipe failed its gate: no INT8 artifact to time
             d = r["default_recipe"]
-            lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
-                         f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} "
-                         f"({len(d['fallbacks'])}) GATE FAILED | | | | | | |")
+            lines.append(
+                f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
+                f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} "
+                f"({len(d['fallbacks'])}) GATE FAILED | | | | | | |"
+            )
             continue
         lat = {b: r["latency"][b] for b in ("1", "32")}
-        fmt = lambda d: " / ".join(f"{d[k]['median_ms']:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))  # noqa: E731
+
+        def fmt(d):
+            return " / ".join(f"{d[k]['median_ms']:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))
+
         size = " / ".join(f"{r['size_bytes'][k] / 1e6:.1f}" for k in ("fp32", "deploykit_int8", "ort_quantize_static"))
         d = r["default_recipe"]
-        lines.append(f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
-                     f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} ({len(d['fallbacks'])}) | "
-                     f"{r['ort_quantize_static_top1']:.4f} | {_paired(r)} | {_agreement(r)} | {fmt(lat['1'])} | "
-                     f"{fmt(lat['32'])} | {size} |")
+        lines.append(
+            f"| {r['model']} | {r['fp32_top1']:.4f} | {c['max']:.4f} | {c['percentile']:.4f} | "
+            f"{c['entropy']:.4f} | {c['mse']:.4f} | {d['top1']:.4f} {d['method']} ({len(d['fallbacks'])}) | "
+            f"{r['ort_quantize_static_top1']:.4f} | {_paired(r)} | {_agreement(r)} | {fmt(lat['1'])} | "
+            f"{fmt(lat['32'])} | {size} |"
+        )
     lines += ["", "Targets, per family (default recipe):", ""]
     for r in doc["models"]:
         d, rel = r["default_recipe"], r["relative_top1"]
         if "latency" not in r:
-            lines.append(f"- {r['model']}: INT8/FP32 = {rel:.4f}: the default recipe failed its gate "
-                         f"({d.get('error', '')}).")
+            lines.append(
+                f"- {r['model']}: INT8/FP32 = {rel:.4f}: the default recipe failed its gate ({d.get('error', '')})."
+            )
             continue
         vs = r.get("vs_quantize_static")
-        acc = ("at least as accurate as quantize_static" if vs and vs["difference_images"] >= 0 else
-               f"{-vs['difference_images']} images behind quantize_static (McNemar p = {vs['mcnemar_p']}: "
-               f"{'not ' if vs['mcnemar_p'] >= 0.05 else ''}a significant difference)" if vs else "no paired data")
+        acc = (
+            "at least as accurate as quantize_static"
+            if vs and vs["difference_images"] >= 0
+            else f"{-vs['difference_images']} images behind quantize_static (McNemar p = {vs['mcnemar_p']}: "
+            f"{'not ' if vs['mcnemar_p'] >= 0.05 else ''}a significant difference)"
+            if vs
+            else "no paired data"
+        )
         agree = r.get("fp32_agreement")
         if agree:
-            acc += (f"; agrees with FP32's top-1 on {agree['deploykit_int8']:.2%} of images against "
-                    f"quantize_static's {agree['ort_quantize_static']:.2%} (McNemar p = {agree['mcnemar_p']})")
+            acc += (
+                f"; agrees with FP32's top-1 on {agree['deploykit_int8']:.2%} of images against "
+                f"quantize_static's {agree['ort_quantize_static']:.2%} (McNemar p = {agree['mcnemar_p']})"
+            )
         speed = "; ".join(_speed(r, b) for b in ("1", "32"))
-        lines.append(f"- {r['model']}: INT8/FP32 = {rel:.4f} ({'meets' if rel >= 0.995 else 'misses'} 0.995); "
-                     f"{acc}; {speed}.")
+        lines.append(
+            f"- {r['model']}: INT8/FP32 = {rel:.4f} ({'meets' if rel >= 0.995 else 'misses'} 0.995); {acc}; {speed}."
+        )
     if doc["skipped"]:
         lines += ["", "Skipped (no reference checkpoint yet):", ""]
         lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
@@ -436,9 +551,11 @@ def accuracy_markdown(doc: dict[str, Any]) -> str:
 def _speed(r: dict[str, Any], batch: str) -> str:
     """'batch-1 latency 0.98x quantize_static's (96% CI 0.95-1.01 ...: no measurable difference)'."""
     p = r["latency_vs_quantize_static"][batch]
-    return (f"batch-{batch} latency {p['median_ratio']:.2f}x quantize_static's "
-            f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} fresh sessions: "
-            f"{p['verdict']})")
+    return (
+        f"batch-{batch} latency {p['median_ratio']:.2f}x quantize_static's "
+        f"({p['coverage']:.0%} CI {p['ci_low']:.3f}-{p['ci_high']:.3f} over {p['rounds']} fresh sessions: "
+        f"{p['verdict']})"
+    )
 
 
 def _agreement(r: dict[str, Any]) -> str:
@@ -468,8 +585,13 @@ def accuracy_plot(doc: dict[str, Any], path: Path) -> None:
     for j, k in enumerate(keys):
         vals = []
         for r in rows:
-            v = (r["default_recipe"]["top1"] if k == "default" else r.get("ort_quantize_static_top1", 0.0)
-                 if k == "quantize_static" else r["calibrators"][k])
+            v = (
+                r["default_recipe"]["top1"]
+                if k == "default"
+                else r.get("ort_quantize_static_top1", 0.0)
+                if k == "quantize_static"
+                else r["calibrators"][k]
+            )
             vals.append(v / r["fp32_top1"] if r["fp32_top1"] else 0)
         ax.bar(np.arange(len(rows)) + j * w, vals, w, label=k)
     ax.axhline(0.995, color="red", lw=1, ls="--", label="gate 0.995")
@@ -485,26 +607,45 @@ def accuracy_plot(doc: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--speed-only", action="store_true",
-                    help="FP32 vs every INT8 layout: resnet50 224x224 batch 1, and --speed-models at their recipe size")
-    ap.add_argument("--speed-models", nargs="+",
-                    default=["resnet50@224", "resnet18", "resnet50", "googlenet", "densenet121"],
-                    help="speed-only: NAME@SIZE (ImageNet-shaped, batch 1) or NAME (its Fashion-MNIST recipe size)")
-    ap.add_argument("--speed-batches", type=int, nargs="+", default=[1, 32],
-                    help="speed-only: batch sizes for the Fashion-MNIST-sized models")
+    ap.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="FP32 vs every INT8 layout: resnet50 224x224 batch 1, and --speed-models at their recipe size",
+    )
+    ap.add_argument(
+        "--speed-models",
+        nargs="+",
+        default=["resnet50@224", "resnet18", "resnet50", "googlenet", "densenet121"],
+        help="speed-only: NAME@SIZE (ImageNet-shaped, batch 1) or NAME (its Fashion-MNIST recipe size)",
+    )
+    ap.add_argument(
+        "--speed-batches",
+        type=int,
+        nargs="+",
+        default=[1, 32],
+        help="speed-only: batch sizes for the Fashion-MNIST-sized models",
+    )
     ap.add_argument("--models", nargs="+", default=FAMILY_MODELS)
     ap.add_argument("--calib", default=CALIB_SPEC)
     ap.add_argument("--val", default=VAL_SPEC)
     ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sessions", type=int, default=6,
-                    help="blocks of fresh ORT sessions per comparison (6 give a 97%% interval)")
+    ap.add_argument(
+        "--sessions", type=int, default=6, help="blocks of fresh ORT sessions per comparison (6 give a 97%% interval)"
+    )
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per session block")
-    ap.add_argument("--per-round", type=int, default=20, help="timed calls per variant and round at batch 1 "
-                                                                  "(a fifth of that at batch 32)")
+    ap.add_argument(
+        "--per-round",
+        type=int,
+        default=20,
+        help="timed calls per variant and round at batch 1 (a fifth of that at batch 32)",
+    )
     ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")
-    ap.add_argument("--allow-random", action="store_true",
-                    help="accuracy mode without reference checkpoints: random weights (smoke run, not a result)")
+    ap.add_argument(
+        "--allow-random",
+        action="store_true",
+        help="accuracy mode without reference checkpoints: random weights (smoke run, not a result)",
+    )
     ap.add_argument("--tag", default=None, help="suffix for the result files")
     args = ap.parse_args(argv)
     if args.speed_only:
@@ -513,8 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         doc = accuracy_mode(args)
         if not doc["models"]:
-            print("no reference checkpoints found: nothing benchmarked (train them with "
-                  "`deploykit train-reference NAME`, or pass --allow-random for a smoke run)", file=sys.stderr)
+            print(
+                "no reference checkpoints found: nothing benchmarked (train them with "
+                "`deploykit train-reference NAME`, or pass --allow-random for a smoke run)",
+                file=sys.stderr,
+            )
             return 1
         md, plot, stem = accuracy_markdown(doc), accuracy_plot, "accuracy"
     stem = f"{stem}-{slug(doc['machine'])}" + (f"-{args.tag}" if args.tag else "")

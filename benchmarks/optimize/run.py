@@ -122,8 +122,13 @@ def build_variants(name: str, plain: onnx.ModelProto, workdir: Path) -> tuple[di
     seconds["deploykit_all"] = time.perf_counter() - t
     rewrites = {r.name: r.rewrites for r in result.reports}
     rewrites_all = {r.name: r.rewrites for r in full.reports}
-    return paths, {"errors": errors, "seconds": seconds, "deploykit_rewrites": rewrites,
-                   "deploykit_all_rewrites": rewrites_all, "deploykit_passes": list(DEFAULT_PASSES)}
+    return paths, {
+        "errors": errors,
+        "seconds": seconds,
+        "deploykit_rewrites": rewrites,
+        "deploykit_all_rewrites": rewrites_all,
+        "deploykit_passes": list(DEFAULT_PASSES),
+    }
 
 
 def session(path: Path, threads: int, optimize: bool = True) -> ort.InferenceSession:
@@ -177,8 +182,9 @@ def bench_model(name: str, size: int, rounds: int, threads: int, progress) -> di
             progress.advance(task)
         for key, ts in times.items():
             a = np.array(ts) * 1e3
-            row[key].update(median_ms=float(np.median(a)), min_ms=float(a.min()),
-                            p90_ms=float(np.percentile(a, 90)), runs=len(a))
+            row[key].update(
+                median_ms=float(np.median(a)), min_ms=float(a.min()), p90_ms=float(np.percentile(a, 90)), runs=len(a)
+            )
         for key in row:
             row[key]["speedup_vs_plain"] = row["plain"]["median_ms"] / row[key]["median_ms"]
             row[key]["speedup_vs_onnxslim"] = row["onnxslim"]["median_ms"] / row[key]["median_ms"]
@@ -274,16 +280,21 @@ def write_markdown(payload: dict, path: Path) -> None:
         "",
     ]
     for name, r in payload["results"].items():
-        lines += [f"## {name} ({r['input_size']}x{r['input_size']})", "",
-                  "| variant | nodes | ORT reorders | median ms | min ms | p90 ms | vs plain | vs onnxslim | paired vs onnxslim (95% CI) | max rel err | top-1 |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name} ({r['input_size']}x{r['input_size']})",
+            "",
+            "| variant | nodes | ORT reorders | median ms | min ms | p90 ms | vs plain | vs onnxslim "
+            "| paired vs onnxslim (95% CI) | max rel err | top-1 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for key in VARIANTS:
             v = r["variants"].get(key)
             if v is None:
                 lines.append(f"| {LABELS[key]} | not built: {r['errors'].get(key, '?')} | | | | | | | | | |")
                 continue
             lines.append(
-                f"| {LABELS[key]} | {v['nodes']} | {v['ort_layout_reorders']} | {v['median_ms']:.2f} | {v['min_ms']:.2f} | {v['p90_ms']:.2f} | "
+                f"| {LABELS[key]} | {v['nodes']} | {v['ort_layout_reorders']} | {v['median_ms']:.2f} "
+                f"| {v['min_ms']:.2f} | {v['p90_ms']:.2f} | "
                 f"{v['speedup_vs_plain']:.3f}x | {v['speedup_vs_onnxslim']:.3f}x | "
                 f"{v['paired_ratio_vs_onnxslim']['median']:.3f} ({v['paired_ratio_vs_onnxslim']['ci95'][0]:.3f}-"
                 f"{v['paired_ratio_vs_onnxslim']['ci95'][1]:.3f}) | "
@@ -316,8 +327,14 @@ def plot(payload: dict, path: Path) -> None:
     ax.set_ylabel("speed-up vs plain export (median)")
     ax.set_title(f"ONNX Runtime CPU, batch 1, {payload['threads']} threads ({payload['machine']['cpu']})")
     ax.legend(fontsize=8, ncol=2)
-    lo = np.nanmin([payload["results"][n]["variants"][k]["speedup_vs_plain"] for n in names for k in keys
-                    if k in payload["results"][n]["variants"]])
+    lo = np.nanmin(
+        [
+            payload["results"][n]["variants"][k]["speedup_vs_plain"]
+            for n in names
+            for k in keys
+            if k in payload["results"][n]["variants"]
+        ]
+    )
     ax.set_ylim(min(0.8, lo - 0.05), None)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -331,13 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--rounds", type=int, default=None, help="timed runs per variant (default 100; 10 quick)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None,
-                    help="results folder (default: this folder; --quick: a temporary folder)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="results folder (default: this folder; --quick: a temporary folder)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = args.models or (list(QUICK_MODELS) if args.quick else list(MODELS))
     rounds = args.rounds or (10 if args.quick else 100)
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
     results = {}
     with Progress() as progress:
@@ -347,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "command": " ".join(["python benchmarks/optimize/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "started": started,
-        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "load_start": load_start,
         "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "threads": args.threads,

@@ -30,9 +30,12 @@ TARGET = 0.90
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
-    ap.add_argument("--threads", type=_threads, default="auto",
-                    help="torch threads for training, or 'auto' (all cores while the machine is idle, "
-                         "1 while it is busy)")
+    ap.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        help="torch threads for training, or 'auto' (all cores while the machine is idle, 1 while it is busy)",
+    )
     ap.add_argument("--device", default="cpu", help="train on cpu or cuda (scoring stays on the CPU)")
     ap.add_argument("--no-train", action="store_true", help="only collect cached checkpoints")
     ap.add_argument("--no-progress", action="store_true", help="one line per epoch (for logs)")
@@ -44,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         try:
-            recipe = get_recipe(name, epochs=args.epochs, limit=args.limit,
-                                eval_limit=args.eval_limit)
+            recipe = get_recipe(name, epochs=args.epochs, limit=args.limit, eval_limit=args.eval_limit)
         except DeployKitError as e:
             print(f"skipping {name}: {e}", file=sys.stderr)
             continue
@@ -55,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if record is None:
             try:
-                record = train_reference(name, recipe=recipe, progress=not args.no_progress,
-                                         threads=args.threads, device=args.device)
+                record = train_reference(
+                    name, recipe=recipe, progress=not args.no_progress, threads=args.threads, device=args.device
+                )
             except DeployKitError as e:
                 print(f"{recipe.model}: {e}", file=sys.stderr)
                 continue
@@ -66,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         results["models"][recipe.model] = _row(record)
         results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         _write(results, args.out)
-        print(f"{recipe.model}: test top-1 {record['test_top1']:.4f}, "
-              f"training {record['train_seconds']:.0f} s", flush=True)
+        print(
+            f"{recipe.model}: test top-1 {record['test_top1']:.4f}, training {record['train_seconds']:.0f} s",
+            flush=True,
+        )
     return 0
 
 
@@ -138,7 +143,8 @@ def _write(results: dict, out: Path) -> None:
         "",
         "Reproduce: `python benchmarks/reference/run.py` (or `deploykit train-reference MODEL`).",
         "",
-        "| model | input | epochs | train / test images | test top-1 | >= 90% | training time | img/s | threads | load avg (start/end) | recipe |",
+        "| model | input | epochs | train / test images | test top-1 | >= 90% | training time | img/s | threads "
+        "| load avg (start/end) | recipe |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results["models"].items():

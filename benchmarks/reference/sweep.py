@@ -54,11 +54,19 @@ def _train(variant: str, device: str, threads: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     recipe = parse_variant(variant)
-    record = train_reference(recipe.model, recipe=recipe, progress=False, device=device,
-                             log=lambda msg: print(f"[{variant}] {msg}", flush=True))
-    return {"variant": variant, **{k: record[k] for k in
-            ("recipe_hash", "recipe", "test_top1", "train_seconds", "eval_seconds", "epochs")},
-            "device": record.get("device"), "torch": record["torch"]}
+    record = train_reference(
+        recipe.model,
+        recipe=recipe,
+        progress=False,
+        device=device,
+        log=lambda msg: print(f"[{variant}] {msg}", flush=True),
+    )
+    return {
+        "variant": variant,
+        **{k: record[k] for k in ("recipe_hash", "recipe", "test_top1", "train_seconds", "eval_seconds", "epochs")},
+        "device": record.get("device"),
+        "torch": record["torch"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("variants", nargs="+", help="model[:field=value,...]")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="variants trained at once")
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 4),
-                    help="CPU threads per worker (augmentation and scoring)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 4),
+        help="CPU threads per worker (augmentation and scoring)",
+    )
     ap.add_argument("--out", type=Path, default=Path("sweep"))
     args = ap.parse_args(argv)
 
@@ -89,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows[v] = fut.result()
             except Exception as e:  # one bad variant should not lose the others
                 rows[v] = {"variant": v, "error": f"{type(e).__name__}: {e}"}
-            print(f"done {v}: {rows[v].get('test_top1', rows[v].get('error'))} "
-                  f"({time.time() - started:.0f} s since start)", flush=True)
+            print(
+                f"done {v}: {rows[v].get('test_top1', rows[v].get('error'))} "
+                f"({time.time() - started:.0f} s since start)",
+                flush=True,
+            )
             _write(args, rows)
     return 0
 
@@ -104,8 +119,10 @@ def _write(args: argparse.Namespace, rows: dict[str, dict[str, Any]]) -> None:
             lines.append(f"| `{r['variant']}` | | error: {r['error']} | | |")
             continue
         last = r["epochs"][-1]["train_top1"] if r["epochs"] else float("nan")
-        lines.append(f"| `{r['variant']}` | `{r['recipe_hash']}` | {r['test_top1'] * 100:.2f}% | "
-                     f"{r['train_seconds']:.0f} | {last:.3f} |")
+        lines.append(
+            f"| `{r['variant']}` | `{r['recipe_hash']}` | {r['test_top1'] * 100:.2f}% | "
+            f"{r['train_seconds']:.0f} | {last:.3f} |"
+        )
     atomic_write_text(args.out / "sweep.md", "\n".join(lines) + "\n")
 
 

@@ -24,8 +24,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,12 +51,23 @@ def export_reference(out: Path) -> tuple[Any, str]:
         print(f"{e}; using random weights at the reference data config", file=sys.stderr)
         weights, source = None, "random weights (reference checkpoint not cached)"
     cfg = recipe.data_config()
-    art = export_model(MODEL, weights=weights, num_classes=10, out=out, force=True, progress=False, max_batch=16,
-                       overrides={"image_size": cfg.image_size, "mean": cfg.mean, "std": cfg.std,
-                                  "crop_pct": cfg.crop_pct, "labels": cfg.labels})
+    art = export_model(
+        MODEL,
+        weights=weights,
+        num_classes=10,
+        out=out,
+        force=True,
+        progress=False,
+        max_batch=16,
+        overrides={
+            "image_size": cfg.image_size,
+            "mean": cfg.mean,
+            "std": cfg.std,
+            "crop_pct": cfg.crop_pct,
+            "labels": cfg.labels,
+        },
+    )
     return art, source
-
-
 
 
 def drive(clients: int, seconds: float, make_call: Callable[[], Callable[[], None]]) -> dict[str, float]:
@@ -83,8 +95,12 @@ def drive(clients: int, seconds: float, make_call: Callable[[], Callable[[], Non
         t.join()
     wall = time.perf_counter() - t_begin
     all_lat = np.concatenate([np.asarray(x) for x in lat]) * 1e3
-    return {"requests": int(all_lat.size), "throughput_rps": all_lat.size / wall,
-            "p50_ms": float(np.percentile(all_lat, 50)), "p99_ms": float(np.percentile(all_lat, 99))}
+    return {
+        "requests": int(all_lat.size),
+        "throughput_rps": all_lat.size / wall,
+        "p50_ms": float(np.percentile(all_lat, 50)),
+        "p99_ms": float(np.percentile(all_lat, 99)),
+    }
 
 
 def triton_counts(metrics_port: int) -> tuple[float, float]:
@@ -118,9 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     x = np.random.default_rng(0).standard_normal((1, *pred.input_shape)).astype(np.float32)
 
     http, grpc, metrics = free_ports(3)
-    cmd = [sys.executable, "-c", "from deploykit.cli import main; main()", "serve", str(art.path),
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--log-file", str(tmp / "triton.log")]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from deploykit.cli import main; main()",
+        "serve",
+        str(art.path),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--log-file",
+        str(tmp / "triton.log"),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -156,15 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         for n in clients:
             for mode, make in (("in-process", local_call), ("http", http_call), ("grpc", grpc_call)):
                 before = triton_counts(metrics) if mode != "in-process" else None
-                row = {"clients": n, "mode": mode, **drive(n, args.seconds, make),
-                       "load_avg": os.getloadavg()[0]}
+                row = {"clients": n, "mode": mode, **drive(n, args.seconds, make), "load_avg": os.getloadavg()[0]}
                 if before is not None:
                     inf, ex = (a - b for a, b in zip(triton_counts(metrics), before))
                     row["avg_batch"] = inf / ex if ex else None
                 rows.append(row)
                 batch = f"  avg batch {row['avg_batch']:.2f}" if row.get("avg_batch") else ""
-                print(f"{mode:>10} {n:>2} clients: {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:.2f} ms"
-                      f"  p99 {row['p99_ms']:.2f} ms{batch}", file=sys.stderr)
+                print(
+                    f"{mode:>10} {n:>2} clients: {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:.2f} ms"
+                    f"  p99 {row['p99_ms']:.2f} ms{batch}",
+                    file=sys.stderr,
+                )
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -173,9 +203,17 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
 
     machine = describe_machine()
-    result = {"model": MODEL, "weights": source, "input": list(pred.input_shape), "batch_profile": [1, 16],
-              "seconds_per_point": args.seconds, "threads": args.threads, "machine": machine, "rows": rows,
-              "summary": summarise(rows)}
+    result = {
+        "model": MODEL,
+        "weights": source,
+        "input": list(pred.input_shape),
+        "batch_profile": [1, 16],
+        "seconds_per_point": args.seconds,
+        "threads": args.threads,
+        "machine": machine,
+        "rows": rows,
+        "summary": summarise(rows),
+    }
     slug = machine_slug(machine)
     atomic_write_json(args.out / f"{slug}.json", result)
     atomic_write_text(args.out / f"{slug}.md", render(result, machine_line(machine)))
@@ -199,19 +237,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(result: dict[str, Any], machine: str) -> str:
     lines = [
-        "# Serving: `deploykit serve` (Triton via PyTriton) vs the in-process Predictor", "",
-        f"Machine: {machine}", "",
+        "# Serving: `deploykit serve` (Triton via PyTriton) vs the in-process Predictor",
+        "",
+        f"Machine: {machine}",
+        "",
         f"Model: {result['model']} {'x'.join(map(str, result['input']))}, {result['weights']}; batch-1 requests, "
         f"{result['seconds_per_point']:g} s per point, ONNX Runtime threads: {result['threads'] or 'default'}. "
-        "Clients run in the benchmark process, the server in its own; both share the machine's cores.", "",
-        "Reproduce: `python benchmarks/serve/run.py`", "",
+        "Clients run in the benchmark process, the server in its own; both share the machine's cores.",
+        "",
+        "Reproduce: `python benchmarks/serve/run.py`",
+        "",
         "| clients | mode | req/s | p50 ms | p99 ms | avg executed batch | load avg |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         ab = f"{r['avg_batch']:.2f}" if r.get("avg_batch") else "-"
-        lines.append(f"| {r['clients']} | {r['mode']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {ab} | {r['load_avg']:.2f} |")
+        lines.append(
+            f"| {r['clients']} | {r['mode']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {ab} | {r['load_avg']:.2f} |"
+        )
     lines += ["", "## Summary", ""]
     lines += [f"- {k}: {v:.2f}" for k, v in result["summary"].items()]
     return "\n".join(lines) + "\n"

@@ -107,9 +107,11 @@ def main() -> int:
         row["seconds"] = round(time.perf_counter() - t0, 2)
         row["pass"] = row["rel_diff"] <= args.tol and row["top1_equal"]
         rows.append(row)
-        print(f"{name:18s} max|diff| {row['max_abs_diff']:.3e}  max|logit| {row['max_abs_logit']:.3e}"
-              f"  rel {row['rel_diff']:.2e}  {'ok' if row['pass'] else 'FAIL'}  ({row['seconds']} s)",
-              flush=True)
+        print(
+            f"{name:18s} max|diff| {row['max_abs_diff']:.3e}  max|logit| {row['max_abs_logit']:.3e}"
+            f"  rel {row['rel_diff']:.2e}  {'ok' if row['pass'] else 'FAIL'}  ({row['seconds']} s)",
+            flush=True,
+        )
 
     machine = {
         "platform": platform.platform(),
@@ -126,7 +128,8 @@ def main() -> int:
     lines = [
         "# deploykit vs torchvision: eval-mode logits with identical random weights",
         "",
-        f"Machine: {machine['platform']}, {machine['cpu']} ({machine['cpu_count']} cores, shared); Python {machine['python']}, "
+        f"Machine: {machine['platform']}, {machine['cpu']} ({machine['cpu_count']} cores, shared); "
+        f"Python {machine['python']}, "
         f"torch {machine['torch']}, torchvision {machine['torchvision']}, {machine['threads']} thread.",
         "",
         "torchvision's model with random weights, random BatchNorm affine parameters and BatchNorm "
@@ -139,9 +142,11 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['input'][2]}x{r['input'][3]} | {r['max_abs_diff']:.3e} | "
-                     f"{r['max_abs_logit']:.3e} | {r['rel_diff']:.2e} | {r['top1_equal']} | "
-                     f"{'yes' if r['pass'] else 'NO'} |")
+        lines.append(
+            f"| {r['model']} | {r['input'][2]}x{r['input'][3]} | {r['max_abs_diff']:.3e} | "
+            f"{r['max_abs_logit']:.3e} | {r['rel_diff']:.2e} | {r['top1_equal']} | "
+            f"{'yes' if r['pass'] else 'NO'} |"
+        )
     lines.append("")
     lines.append("Reproduce: `PYTHONPATH=. /tmp/tvenv/bin/python benchmarks/torchvision_parity/check.py`")
     atomic_write_text(HERE / "results.md", "\n".join(lines) + "\n")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deploykit.backends.base import Runner, RunnerError
 from deploykit.errors import DeployKitError, MissingExtraError
@@ -31,9 +32,13 @@ def backend_status() -> dict[str, str | None]:
         if name in ORT_GPU_BACKENDS:
             out[name] = _ort_gpu_status(name)
             continue
-        out[name] = None if importlib.util.find_spec(_EXTRA[name][0]) else (
-            f"the '{_EXTRA[name][0]}' package is not installed"
-            + (f"; pip install 'deploykit[{_EXTRA[name][1]}]'" if name == "tensorrt" else "")
+        out[name] = (
+            None
+            if importlib.util.find_spec(_EXTRA[name][0])
+            else (
+                f"the '{_EXTRA[name][0]}' package is not installed"
+                + (f"; pip install 'deploykit[{_EXTRA[name][1]}]'" if name == "tensorrt" else "")
+            )
         )
     return out
 
@@ -59,9 +64,16 @@ def available_backends() -> list[str]:
 def check_backend(backend: str) -> str:
     """Normalise a backend name; unknown or uninstalled backends are one-line errors."""
     key = backend.strip().lower().replace("-", "").replace("_", "")
-    key = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "onnxruntimecuda": "onnxruntime-cuda",
-           "ortcuda": "onnxruntime-cuda", "onnxruntimetrt": "onnxruntime-trt", "orttrt": "onnxruntime-trt",
-           "onnxruntimetensorrt": "onnxruntime-trt"}.get(key, key)
+    key = {
+        "ort": "onnxruntime",
+        "trt": "tensorrt",
+        "pytorch": "torch",
+        "onnxruntimecuda": "onnxruntime-cuda",
+        "ortcuda": "onnxruntime-cuda",
+        "onnxruntimetrt": "onnxruntime-trt",
+        "orttrt": "onnxruntime-trt",
+        "onnxruntimetensorrt": "onnxruntime-trt",
+    }.get(key, key)
     if key not in BACKENDS:
         raise DeployKitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if key == "tensorrt":
@@ -71,7 +83,9 @@ def check_backend(backend: str) -> str:
     elif key in ORT_GPU_BACKENDS and backend_status()[key] is not None:
         from deploykit.backends.onnxruntime import DEVICE_PROVIDERS
 
-        raise MissingExtraError("onnxruntime-gpu", "gpu", f"The {key} backend ({DEVICE_PROVIDERS[ORT_GPU_BACKENDS[key]][0]})")
+        raise MissingExtraError(
+            "onnxruntime-gpu", "gpu", f"The {key} backend ({DEVICE_PROVIDERS[ORT_GPU_BACKENDS[key]][0]})"
+        )
     elif backend_status()[key] is not None:
         raise DeployKitError(f"backend '{key}' is not usable: {backend_status()[key]}")
     return key
@@ -98,8 +112,7 @@ def make_runner(
     ``batch_sizes`` are checked against an artifact's batch profile up front.
     """
     backend = check_backend(backend)
-    kind, obj = _resolve_target(target, verify=verify, weights=weights, num_classes=num_classes,
-                                overrides=overrides)
+    kind, obj = _resolve_target(target, verify=verify, weights=weights, num_classes=num_classes, overrides=overrides)
     if kind == "artifact":
         for b in batch_sizes or ():
             obj.manifest.batch.check(int(b), where=str(obj.path))
@@ -140,13 +153,15 @@ def _onnx_metadata(model: Path | Any) -> tuple[Any, str | None]:
 
 
 # -- target resolution ------------------------------------------------------------------------
-def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | None,
-                    overrides: dict[str, Any] | None) -> tuple[str, Any]:
+def _resolve_target(
+    target: Any, verify: bool, weights: Any, num_classes: int | None, overrides: dict[str, Any] | None
+) -> tuple[str, Any]:
     import torch
 
     if (weights is not None or num_classes is not None or overrides) and not looks_like_model_name(target):
-        raise DeployKitError(f"{target!s:.80}: weights, num_classes and data-config overrides apply to a zoo model "
-                             "name only")
+        raise DeployKitError(
+            f"{target!s:.80}: weights, num_classes and data-config overrides apply to a zoo model name only"
+        )
     if isinstance(target, torch.nn.Module):
         return "module", target
     if hasattr(target, "SerializeToString") and hasattr(target, "graph"):  # an onnx.ModelProto in memory
@@ -156,8 +171,10 @@ def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | 
             target.verify()
         return "artifact", target
     if not isinstance(target, (str, os.PathLike)):
-        raise DeployKitError(f"cannot run a {type(target).__name__}; pass an artifact directory, "
-                             ".onnx/.engine file, nn.Module or zoo model name")
+        raise DeployKitError(
+            f"cannot run a {type(target).__name__}; pass an artifact directory, "
+            ".onnx/.engine file, nn.Module or zoo model name"
+        )
     path = Path(target)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -173,18 +190,22 @@ def _resolve_target(target: Any, verify: bool, weights: Any, num_classes: int | 
             raise DeployKitError(f"{path}: TensorRT engine file not found")
         return "engine", path
     if path.exists():
-        raise DeployKitError(f"{path}: not an artifact directory, .onnx file or TensorRT engine ({', '.join(ENGINE_SUFFIXES)})")
+        raise DeployKitError(
+            f"{path}: not an artifact directory, .onnx file or TensorRT engine ({', '.join(ENGINE_SUFFIXES)})"
+        )
     text = str(target)
     if os.sep in text or "/" in text or suffix:
         raise DeployKitError(f"{path}: no such file or directory")
     from deploykit.models.weights import load_model  # resolves the name and suggests close ones
 
-    return "module", load_model(text, weights=None if weights is None else str(weights),
-                                num_classes=num_classes, overrides=overrides or None)
+    return "module", load_model(
+        text, weights=None if weights is None else str(weights), num_classes=num_classes, overrides=overrides or None
+    )
 
 
-def _build(kind: str, obj: Any, backend: str, device: str, threads: int | None,
-           precision: str | None, opts: dict[str, Any]) -> Runner:
+def _build(
+    kind: str, obj: Any, backend: str, device: str, threads: int | None, precision: str | None, opts: dict[str, Any]
+) -> Runner:
     if backend == "torch":
         return _torch_runner(kind, obj, device, threads, precision, opts)
     if backend == "onnxruntime":
@@ -193,8 +214,9 @@ def _build(kind: str, obj: Any, backend: str, device: str, threads: int | None,
         from deploykit.backends.onnxruntime import providers_for_device
 
         if opts.get("providers"):
-            raise DeployKitError(f"backend {backend} chooses its execution providers; use --backend onnxruntime "
-                                 "with providers instead")
+            raise DeployKitError(
+                f"backend {backend} chooses its execution providers; use --backend onnxruntime with providers instead"
+            )
         opts["providers"] = providers_for_device(ORT_GPU_BACKENDS[backend])
         runner = _ort_runner(kind, obj, device, threads, precision, opts)
         runner.backend = backend
@@ -209,15 +231,18 @@ def _call(cls: type, *args: Any, **kwargs: Any) -> Runner:
         raise DeployKitError(f"{cls.__name__}: {e}") from None
 
 
-def _torch_runner(kind: str, obj: Any, device: str, threads: int | None, precision: str | None,
-                  opts: dict[str, Any]) -> Runner:
+def _torch_runner(
+    kind: str, obj: Any, device: str, threads: int | None, precision: str | None, opts: dict[str, Any]
+) -> Runner:
     from deploykit.backends.torch import TorchRunner
 
     if kind == "artifact":
         obj = _module_from_artifact(obj)
     elif kind != "module":
-        raise DeployKitError(f"{obj}: the torch backend needs a zoo model name, an nn.Module or an artifact "
-                             "with its weights; this is a bare model file")
+        raise DeployKitError(
+            f"{obj}: the torch backend needs a zoo model name, an nn.Module or an artifact "
+            "with its weights; this is a bare model file"
+        )
     return _call(TorchRunner, obj, device=device, precision=precision or "fp32", threads=threads, **opts)
 
 
@@ -226,22 +251,29 @@ def _check_file_precision(kind: str, obj: Any, precision: str | None, backend: s
         return
     if kind == "artifact":
         if precision != obj.manifest.precision:
-            raise DeployKitError(f"{obj.path}: artifact precision is {obj.manifest.precision}, not {precision}; "
-                                 f"{backend} runs the file as it is (use a {precision} artifact)")
+            raise DeployKitError(
+                f"{obj.path}: artifact precision is {obj.manifest.precision}, not {precision}; "
+                f"{backend} runs the file as it is (use a {precision} artifact)"
+            )
         return
     if kind in ("onnx", "engine", "proto"):
-        raise DeployKitError(f"{getattr(obj, 'name', None) or obj!s:.60}: precision is fixed by the file for {backend}; "
-                             "--precision applies to the torch backend and to artifacts (checked against the manifest)")
+        raise DeployKitError(
+            f"{getattr(obj, 'name', None) or obj!s:.60}: precision is fixed by the file for {backend}; "
+            "--precision applies to the torch backend and to artifacts (checked against the manifest)"
+        )
 
 
-def _ort_runner(kind: str, obj: Any, device: str, threads: int | None, precision: str | None,
-                opts: dict[str, Any]) -> Runner:
+def _ort_runner(
+    kind: str, obj: Any, device: str, threads: int | None, precision: str | None, opts: dict[str, Any]
+) -> Runner:
     from deploykit.backends.onnxruntime import OnnxRuntimeRunner, providers_for_device
 
     providers = opts.pop("providers", None) or providers_for_device(device)
     if kind == "module":
-        raise DeployKitError(f"{getattr(obj, 'model_name', type(obj).__name__)}: onnxruntime runs ONNX; export the "
-                             "model first (deploykit export), or let deploykit.harness.runner_for export it in memory")
+        raise DeployKitError(
+            f"{getattr(obj, 'model_name', type(obj).__name__)}: onnxruntime runs ONNX; export the "
+            "model first (deploykit export), or let deploykit.harness.runner_for export it in memory"
+        )
     if kind == "proto":
         return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)
     _check_file_precision(kind, obj, precision, "onnxruntime")
@@ -253,8 +285,14 @@ def _ort_runner(kind: str, obj: Any, device: str, threads: int | None, precision
         from deploykit.onnx_io import check_declared_inputs
 
         check_declared_inputs(obj.main_path, obj.manifest.inputs)
-        return _call(OnnxRuntimeRunner, obj.main_path, providers=providers, threads=threads,
-                     name=f"{obj.path.name}/{obj.manifest.main_file}", **opts)
+        return _call(
+            OnnxRuntimeRunner,
+            obj.main_path,
+            providers=providers,
+            threads=threads,
+            name=f"{obj.path.name}/{obj.manifest.main_file}",
+            **opts,
+        )
     return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)
 
 
@@ -270,12 +308,20 @@ def _trt_runner(kind: str, obj: Any, device: str, precision: str | None, opts: d
         running = opts.pop("running", None) or running_env(_cuda_index(device))
         check_engine_artifact(obj, running)  # before TensorRT ever sees the bytes
         host_code = bool((engine_record(obj.manifest).get("flags") or {}).get("version_compatible"))
-        return _call(TensorRTRunner, obj.main_path, device=device, host_code_allowed=host_code,
-                     name=f"{obj.path.name}/{obj.manifest.main_file}", **opts)
+        return _call(
+            TensorRTRunner,
+            obj.main_path,
+            device=device,
+            host_code_allowed=host_code,
+            name=f"{obj.path.name}/{obj.manifest.main_file}",
+            **opts,
+        )
     if kind == "engine":
         return _call(TensorRTRunner, obj, device=device, **opts)
-    raise DeployKitError(f"{getattr(obj, 'path', obj)}: the tensorrt backend runs a built engine "
-                         "(.engine/.plan or an engine artifact); build one from the ONNX first")
+    raise DeployKitError(
+        f"{getattr(obj, 'path', obj)}: the tensorrt backend runs a built engine "
+        "(.engine/.plan or an engine artifact); build one from the ONNX first"
+    )
 
 
 def _cuda_index(device: str) -> int:
@@ -301,12 +347,22 @@ def _module_from_artifact(art: Any) -> Any:
         candidates.append(Path(w["path"]))
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
-        raise DeployKitError(f"{art.path}: the torch backend needs the weights this artifact was exported from, "
-                             "and the manifest names none that exist here; pass the zoo model name with --weights instead")
+        raise DeployKitError(
+            f"{art.path}: the torch backend needs the weights this artifact was exported from, "
+            "and the manifest names none that exist here; pass the zoo model name with --weights instead"
+        )
     if w.get("sha256") and sha256_file(found) != w["sha256"]:
         raise DeployKitError(f"{found}: sha256 does not match the weights recorded in {art.manifest_path}")
     return load_model(m.model, weights=str(found), num_classes=cfg.num_classes, overrides=overrides)
 
 
-__all__ = ["BACKENDS", "Runner", "RunnerError", "available_backends", "backend_status", "check_backend",
-           "ORT_GPU_BACKENDS", "make_runner"]
+__all__ = [
+    "BACKENDS",
+    "Runner",
+    "RunnerError",
+    "available_backends",
+    "backend_status",
+    "check_backend",
+    "ORT_GPU_BACKENDS",
+    "make_runner",
+]

@@ -8,7 +8,8 @@ A runner is created cheaply, loads its model in ``activate()``, runs named numpy
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Runner(abc.ABC):
         self.data_config: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def activate(self) -> "Runner":
+    def activate(self) -> Runner:
         """Load the model (idempotent); errors the user can fix are DeployKitErrors."""
         if not self.is_active:
             self._activate()
@@ -54,7 +55,7 @@ class Runner(abc.ABC):
             finally:
                 self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self.activate()
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -77,7 +78,7 @@ class Runner(abc.ABC):
             raise RunnerError(f"{self.name}: {'; '.join(parts)} (expects {', '.join(expected)})")
         return self._infer(feeds)
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - a deliberate no-op default, overridden by GPU runners
         """Wait for queued device work; a no-op on CPU backends."""
 
     # -- metadata -------------------------------------------------------------------------------
@@ -99,8 +100,13 @@ class Runner(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What this runner is, for reports: backend, device and the options that shape speed."""
-        return {"backend": self.backend, "name": self.name, "device": self.device,
-                "precision": self.precision, **self._options()}
+        return {
+            "backend": self.backend,
+            "name": self.name,
+            "device": self.device,
+            "precision": self.precision,
+            **self._options(),
+        }
 
     # -- for subclasses -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -134,7 +140,9 @@ def check_feed(name: str, arr: np.ndarray, dtype: np.dtype, shape: Shape, where:
     """Check one feed against its declared shape; cast float feeds to the model's float type."""
     arr = np.asarray(arr)
     if arr.ndim != len(shape):
-        raise RunnerError(f"{where}: input '{name}' has {arr.ndim} dims {tuple(arr.shape)}, expected {len(shape)} {tuple(shape)}")
+        raise RunnerError(
+            f"{where}: input '{name}' has {arr.ndim} dims {tuple(arr.shape)}, expected {len(shape)} {tuple(shape)}"
+        )
     for i, (got, want) in enumerate(zip(arr.shape, shape)):
         if isinstance(want, int) and want >= 0 and got != want:
             raise RunnerError(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,9 +109,16 @@ class OnnxRuntimeRunner(Runner):
 
         src = self.path if self.path is not None else self._model_bytes
         where = str(self.path) if self.path is not None else self.name
-        self.session = ort_session(src, providers=self.providers, provider_options=self.provider_options,
-                                   threads=self.threads, inter_op_threads=self.inter_op_threads,
-                                   optimization=self.graph_optimization_level, spin=self.spin, where=where)
+        self.session = ort_session(
+            src,
+            providers=self.providers,
+            provider_options=self.provider_options,
+            threads=self.threads,
+            inter_op_threads=self.inter_op_threads,
+            optimization=self.graph_optimization_level,
+            spin=self.spin,
+            where=where,
+        )
         got = self.session.get_providers()
         for p in self.providers:
             if p in GPU_PROVIDERS and p not in got:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,9 @@ def check_torch_device(device: str) -> str:
     if ":" in dev:
         idx = dev.split(":", 1)[1]
         if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-            raise DeployKitError(f"device '{device}' does not exist; {torch.cuda.device_count()} CUDA device(s) visible")
+            raise DeployKitError(
+                f"device '{device}' does not exist; {torch.cuda.device_count()} CUDA device(s) visible"
+            )
     return dev
 
 
@@ -170,7 +173,9 @@ class TorchRunner(Runner):
         else:
             raise RunnerError(f"{self.name}: model returned {type(y).__name__}, expected tensor(s)")
         if len(ys) != len(self._out_names):
-            raise RunnerError(f"{self.name}: model returned {len(ys)} outputs but {len(self._out_names)} names were given")
+            raise RunnerError(
+                f"{self.name}: model returned {len(ys)} outputs but {len(self._out_names)} names were given"
+            )
         return {n: t.detach().float().cpu().numpy() for n, t in zip(self._out_names, ys)}
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,28 +19,70 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str | None):
 
 @click.command("build")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default="fp16", show_default=True,
-              help="Engine precision. int8 needs an INT8 artifact made with 'deploykit quantize --profile tensorrt'; "
-                   "best enables FP16 and INT8 together (also from such an artifact).")
-@click.option("--batch", callback=_batch, default=None, metavar="MIN:OPT:MAX",
-              help="Batch profile, e.g. 1:8:32, or one number for a fixed batch (default: the artifact's profile).")
-@click.option("--workspace", "workspace_mb", type=click.IntRange(min=1), default=None, metavar="MB",
-              help="Builder workspace memory pool limit in MB (default: TensorRT's, the GPU's memory).")
-@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
-              help="Timing cache file: created when absent, reused when made by this TensorRT and GPU, refused "
-                   "when made by another TensorRT version (a PATH.meta.json sidecar records who wrote it).")
-@click.option("--opt-level", type=click.IntRange(0, 5), default=None,
-              help="TensorRT builder optimisation level 0-5 (TensorRT's default 3; higher builds longer).")
-@click.option("--hardware-compat", type=click.Choice(["none", "ampere+"]), default="none", show_default=True,
-              help="ampere+: the engine runs on any Ampere or newer GPU (sm 8.0+), possibly slower.")
-@click.option("--version-compatible", is_flag=True,
-              help="The engine also runs on later TensorRT releases of the same major version (embeds the "
-                   "lean runtime; runners allow its host code).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8", "best"]),
+    default="fp16",
+    show_default=True,
+    help="Engine precision. int8 needs an INT8 artifact made with 'deploykit quantize --profile tensorrt'; "
+    "best enables FP16 and INT8 together (also from such an artifact).",
+)
+@click.option(
+    "--batch",
+    callback=_batch,
+    default=None,
+    metavar="MIN:OPT:MAX",
+    help="Batch profile, e.g. 1:8:32, or one number for a fixed batch (default: the artifact's profile).",
+)
+@click.option(
+    "--workspace",
+    "workspace_mb",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Builder workspace memory pool limit in MB (default: TensorRT's, the GPU's memory).",
+)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Timing cache file: created when absent, reused when made by this TensorRT and GPU, refused "
+    "when made by another TensorRT version (a PATH.meta.json sidecar records who wrote it).",
+)
+@click.option(
+    "--opt-level",
+    type=click.IntRange(0, 5),
+    default=None,
+    help="TensorRT builder optimisation level 0-5 (TensorRT's default 3; higher builds longer).",
+)
+@click.option(
+    "--hardware-compat",
+    type=click.Choice(["none", "ampere+"]),
+    default="none",
+    show_default=True,
+    help="ampere+: the engine runs on any Ampere or newer GPU (sm 8.0+), possibly slower.",
+)
+@click.option(
+    "--version-compatible",
+    is_flag=True,
+    help="The engine also runs on later TensorRT releases of the same major version (embeds the "
+    "lean runtime; runners allow its host code).",
+)
 @output_options("Engine artifact directory (default: ARTIFACT-trt-PRECISION next to ARTIFACT).")
 @quiet_option
-def build_cmd(artifact: str, precision: str, batch, workspace_mb: int | None, timing_cache: str | None,
-              opt_level: int | None, hardware_compat: str, version_compatible: bool, out: str | None,
-              force: bool, quiet: bool) -> None:
+def build_cmd(
+    artifact: str,
+    precision: str,
+    batch,
+    workspace_mb: int | None,
+    timing_cache: str | None,
+    opt_level: int | None,
+    hardware_compat: str,
+    version_compatible: bool,
+    out: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
     """Build a TensorRT engine artifact from the ONNX artifact ARTIFACT.
 
     Needs the tensorrt extra (pip install 'deploykit[tensorrt]') and an NVIDIA GPU. The result is a
@@ -53,9 +95,17 @@ def build_cmd(artifact: str, precision: str, batch, workspace_mb: int | None, ti
 
     progress = None if quiet else progress_printer()
     result = build_engine_artifact(
-        artifact, precision=precision, batch=batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
-        opt_level=opt_level, hardware_compat=hardware_compat, version_compatible=version_compatible,
-        out=out, force=force, progress=progress,
+        artifact,
+        precision=precision,
+        batch=batch,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        opt_level=opt_level,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+        out=out,
+        force=force,
+        progress=progress,
     )
     click.echo(engine_summary(result))
 
@@ -78,5 +128,7 @@ def engine_summary(result) -> str:
     """One line: where the engine is, what it was built with, and how long it took."""
     r = result.record
     b = r["batch"]
-    return (f"Wrote {result.path}: {r['precision']} engine, batch {b['min']}:{b['opt']}:{b['max']}, "
-            f"TensorRT {r['tensorrt']} on {r['gpu']} (sm {r['compute_capability']}), built in {result.seconds:.1f} s")
+    return (
+        f"Wrote {result.path}: {r['precision']} engine, batch {b['min']}:{b['opt']}:{b['max']}, "
+        f"TensorRT {r['tensorrt']} on {r['gpu']} (sm {r['compute_capability']}), built in {result.seconds:.1f} s"
+    )

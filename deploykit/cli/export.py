@@ -4,43 +4,110 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.options import (batch_spec, data_overrides, deprecated_alias, model_options, output_options,
-                                   quiet_option, seed_option)
+from deploykit.cli.options import (
+    batch_spec,
+    data_overrides,
+    deprecated_alias,
+    model_options,
+    output_options,
+    quiet_option,
+    seed_option,
+)
 
 
 @click.command("export")
 @click.argument("model")
 @model_options
-@click.option("--opset", type=int, default=None,
-              help="ONNX opset (default 18; 13-20 accepted by both ONNX Runtime and TensorRT 10).")
-@click.option("--batch", callback=batch_spec, default=None, metavar="N|MIN:OPT:MAX",
-              help="A fixed batch size N, or the dynamic profile MIN:OPT:MAX the artifact promises "
-                   "(default 1:1:32; engines are tuned for OPT, benchmarks and runtimes accept MIN..MAX).")
-@click.option("--dynamic-batch", is_flag=True, default=False, hidden=True,
-              callback=deprecated_alias("--dynamic-batch", "--batch MIN:OPT:MAX (dynamic is the default)"))
-@click.option("--max-batch", type=click.IntRange(min=1), default=None, hidden=True,
-              callback=deprecated_alias("--max-batch", "--batch 1:OPT:MAX"))
-@click.option("--opt-batch", type=click.IntRange(min=1), default=None, hidden=True,
-              callback=deprecated_alias("--opt-batch", "--batch 1:OPT:MAX"))
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help="ONNX opset (default 18; 13-20 accepted by both ONNX Runtime and TensorRT 10).",
+)
+@click.option(
+    "--batch",
+    callback=batch_spec,
+    default=None,
+    metavar="N|MIN:OPT:MAX",
+    help="A fixed batch size N, or the dynamic profile MIN:OPT:MAX the artifact promises "
+    "(default 1:1:32; engines are tuned for OPT, benchmarks and runtimes accept MIN..MAX).",
+)
+@click.option(
+    "--dynamic-batch",
+    is_flag=True,
+    default=False,
+    hidden=True,
+    callback=deprecated_alias("--dynamic-batch", "--batch MIN:OPT:MAX (dynamic is the default)"),
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    hidden=True,
+    callback=deprecated_alias("--max-batch", "--batch 1:OPT:MAX"),
+)
+@click.option(
+    "--opt-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    hidden=True,
+    callback=deprecated_alias("--opt-batch", "--batch 1:OPT:MAX"),
+)
 @click.option("--fp16", is_flag=True, help="Write an FP16 model (float32 inputs/outputs kept).")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 inputs and outputs too.")
-@click.option("--int8", is_flag=True, help="Then quantise for TensorRT (Q/DQ profile, needs --calib and --val) "
-              "and build the INT8 engine when TensorRT and a GPU are present.")
-@click.option("--calib", default=None, metavar="SPEC", help="With --int8: calibration images, e.g. fashion-mnist:train[:512].")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Then quantise for TensorRT (Q/DQ profile, needs --calib and --val) "
+    "and build the INT8 engine when TensorRT and a GPU are present.",
+)
+@click.option(
+    "--calib", default=None, metavar="SPEC", help="With --int8: calibration images, e.g. fashion-mnist:train[:512]."
+)
 @click.option("--val", default=None, metavar="SPEC", help="With --int8: validation set of the accuracy gate.")
 @click.option("--no-optimize", "no_optimize", is_flag=True, help="Skip the graph optimiser.")
-@click.option("--data", default=None, metavar="SPEC",
-              help="Also check parity on real images, e.g. fashion-mnist:test[:64] or a folder.")
+@click.option(
+    "--data",
+    default=None,
+    metavar="SPEC",
+    help="Also check parity on real images, e.g. fashion-mnist:test[:64] or a folder.",
+)
 @output_options("Artifact directory (default artifacts/MODEL/, artifacts/MODEL-fp16/ for --fp16).")
-@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto",
-              show_default=True, help="torch.onnx exporter; auto = TorchScript, dynamo if that fails.")
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "torchscript", "dynamo"]),
+    default="auto",
+    show_default=True,
+    help="torch.onnx exporter; auto = TorchScript, dynamo if that fails.",
+)
 @quiet_option
 @seed_option
-def export_cmd(model: str, weights: str | None, num_classes: int | None, input_size, mean, std,
-               labels: str | None, opset: int | None, batch: int | tuple[int, int, int] | None, dynamic_batch: bool,
-               max_batch: int | None, opt_batch: int | None, fp16: bool, fp16_io: bool, int8: bool, calib: str | None,
-               val: str | None, no_optimize: bool, data: str | None, out: str | None,
-               exporter: str, force: bool, quiet: bool, seed: int) -> None:
+def export_cmd(
+    model: str,
+    weights: str | None,
+    num_classes: int | None,
+    input_size,
+    mean,
+    std,
+    labels: str | None,
+    opset: int | None,
+    batch: int | tuple[int, int, int] | None,
+    dynamic_batch: bool,
+    max_batch: int | None,
+    opt_batch: int | None,
+    fp16: bool,
+    fp16_io: bool,
+    int8: bool,
+    calib: str | None,
+    val: str | None,
+    no_optimize: bool,
+    data: str | None,
+    out: str | None,
+    exporter: str,
+    force: bool,
+    quiet: bool,
+    seed: int,
+) -> None:
     """Export MODEL to ONNX, optimise it and prove it matches PyTorch (parity gate).
 
     With --fp16 (or --int8 --calib SPEC --val SPEC) the TensorRT engine is built too when the
@@ -65,11 +132,25 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
     if (calib or val) and not int8:
         raise click.UsageError("--calib/--val go with --int8")
     artifact = export_model(
-        model, weights=weights, num_classes=num_classes,
+        model,
+        weights=weights,
+        num_classes=num_classes,
         overrides=data_overrides(input_size, mean, std, labels) or None,
-        out=out, opset=opset, batch=batch, dynamic_batch=True if batch is None else False,
-        fp16=fp16, optimize=not no_optimize, data=data, force=force, progress=not quiet,
-        fp16_io=fp16_io, exporter=exporter, opt_batch=opt_batch, max_batch=max_batch, min_batch=min_batch, seed=seed,
+        out=out,
+        opset=opset,
+        batch=batch,
+        dynamic_batch=True if batch is None else False,
+        fp16=fp16,
+        optimize=not no_optimize,
+        data=data,
+        force=force,
+        progress=not quiet,
+        fp16_io=fp16_io,
+        exporter=exporter,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        min_batch=min_batch,
+        seed=seed,
     )
     click.echo(summary(artifact))
     if fp16 or int8:
@@ -78,14 +159,15 @@ def export_cmd(model: str, weights: str | None, num_classes: int | None, input_s
 
 def _engine(artifact, int8: bool, calib: str | None, val: str | None, force: bool, quiet: bool) -> None:
     """The engine stage after the export (deploykit.harness.headline does the work)."""
-    from deploykit.harness.headline import engine_after_export, int8_engine_after_export
     from deploykit.cli.build import progress_printer
+    from deploykit.harness.headline import engine_after_export, int8_engine_after_export
 
     say = None if quiet else (lambda s: click.echo(s, err=True))
     progress = None if quiet else progress_printer()
     if int8:
-        int8_art, outcome = int8_engine_after_export(artifact, calib, val, force=force, quantize_progress=not quiet,
-                                                     log_fn=say, progress=progress)
+        int8_art, outcome = int8_engine_after_export(
+            artifact, calib, val, force=force, quantize_progress=not quiet, log_fn=say, progress=progress
+        )
         click.echo(f"Wrote {int8_art.path}: INT8 (TensorRT Q/DQ profile), accuracy gate passed")
     else:
         outcome = engine_after_export(artifact, "fp16", force=force, progress=progress)

@@ -43,8 +43,9 @@ def list_cmd(family: str | None) -> None:
 @click.command("info")
 @click.argument("model_name", metavar="MODEL")
 @model_options
-def info_cmd(model_name: str, weights: str | None, num_classes: int | None, input_size, mean, std,
-             labels: str | None) -> None:
+def info_cmd(
+    model_name: str, weights: str | None, num_classes: int | None, input_size, mean, std, labels: str | None
+) -> None:
     """Show a model's block structure, parameters, MACs and data config."""
     import torch
     from rich.table import Table

@@ -23,22 +23,49 @@ def _passes(ctx: click.Context, param: click.Parameter, value: str | None) -> li
 
 @click.command("optimize")
 @click.argument("source", metavar="IN", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="Output file or artifact directory (default: <IN>-opt).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file or artifact directory (default: <IN>-opt).",
+)
 @click.option("--force", is_flag=True, help="Replace the output if it exists (atomically).")
-@click.option("--passes", callback=_passes, default=None, metavar="LIST",
-              help="Comma-separated passes, or 'all' / 'default' (default: the ORT-CPU pipeline, "
-                   "without fuse_parallel_conv); see --list-passes.")
+@click.option(
+    "--passes",
+    callback=_passes,
+    default=None,
+    metavar="LIST",
+    help="Comma-separated passes, or 'all' / 'default' (default: the ORT-CPU pipeline, "
+    "without fuse_parallel_conv); see --list-passes.",
+)
 @click.option("--details", is_flag=True, help="Show what each pass rewrote.")
-@click.option("--report", "old_report", is_flag=True, hidden=True,
-              callback=deprecated_alias("--report (the flag)", "--details"))
+@click.option(
+    "--report", "old_report", is_flag=True, hidden=True, callback=deprecated_alias("--report (the flag)", "--details")
+)
 @report_tables
-@click.option("--no-verify", is_flag=True,
-              help="Files only: skip the ONNX Runtime parity check (e.g. custom ops ORT cannot run).")
-@click.option("--list-passes", is_flag=True, is_eager=True, expose_value=False,
-              callback=lambda ctx, p, v: _list(ctx) if v else None, help="List the passes and exit.")
-def optimize_cmd(source: Path, out: Path | None, force: bool, passes: list[str] | None, details: bool,
-                 old_report: bool, json_path: str | None, md_path: str | None, no_verify: bool) -> None:
+@click.option(
+    "--no-verify", is_flag=True, help="Files only: skip the ONNX Runtime parity check (e.g. custom ops ORT cannot run)."
+)
+@click.option(
+    "--list-passes",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, p, v: _list(ctx) if v else None,
+    help="List the passes and exit.",
+)
+def optimize_cmd(
+    source: Path,
+    out: Path | None,
+    force: bool,
+    passes: list[str] | None,
+    details: bool,
+    old_report: bool,
+    json_path: str | None,
+    md_path: str | None,
+    no_verify: bool,
+) -> None:
     """Optimise IN (an .onnx file or an fp32 artifact directory) and check it still computes the same."""
     from deploykit.artifact import is_artifact_dir
     from deploykit.errors import DeployKitError
@@ -70,8 +97,10 @@ def _write_reports(result, written: Path, json_path: str | None, md_path: str | 
         atomic_write_json(json_path, doc)
     if md_path:
         rows = ["| pass | nodes before | nodes after | rewrites | seconds |", "|---|---:|---:|---:|---:|"]
-        rows += [f"| {r.name} | {r.nodes_before} | {r.nodes_after} | {r.rewrites} | {r.seconds:.2f} |"
-                 for r in result.reports]
+        rows += [
+            f"| {r.name} | {r.nodes_before} | {r.nodes_after} | {r.rewrites} | {r.seconds:.2f} |"
+            for r in result.reports
+        ]
         atomic_write_text(md_path, f"# Optimisation of {written}\n\n" + "\n".join(rows) + "\n")
 
 
@@ -81,8 +110,13 @@ def _print(result, written: Path, report: bool) -> None:
 
     console = Console(highlight=False)
     table = Table(title="Optimisation passes", show_lines=False)
-    for col, just in (("pass", "left"), ("nodes before", "right"), ("nodes after", "right"),
-                      ("rewrites", "right"), ("seconds", "right")):
+    for col, just in (
+        ("pass", "left"),
+        ("nodes before", "right"),
+        ("nodes after", "right"),
+        ("rewrites", "right"),
+        ("seconds", "right"),
+    ):
         table.add_column(col, justify=just)
     for r in result.reports:
         table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), str(r.rewrites), f"{r.seconds:.2f}")
@@ -93,8 +127,9 @@ def _print(result, written: Path, report: bool) -> None:
                 click.echo(f"  {r.name}: {d}")
     p = result.parity
     parity = (
-        "parity NOT checked (--no-verify)" if p is None else
-        f"parity vs input: max rel err {p.max_rel:.3g}, top-1 agreement {p.top1_agreement:.1%} "
+        "parity NOT checked (--no-verify)"
+        if p is None
+        else f"parity vs input: max rel err {p.max_rel:.3g}, top-1 agreement {p.top1_agreement:.1%} "
         f"on batch {p.batch} (gate passed)"
     )
     click.echo(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
-
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
@@ -39,24 +39,41 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 def model_options(fn: Callable) -> Callable:
     """--weights, --num-classes and the data-config overrides for a fine-tuned checkpoint."""
     options = [
-        click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                     help="Checkpoint: .safetensors, or .pt/.pth (loaded with weights_only=True)."),
-        click.option("--num-classes", type=click.IntRange(min=1), default=None,
-                     help="Classifier size, when the checkpoint was fine-tuned."),
-        click.option("--input-size", callback=_size, default=None,
-                     help="Input H,W (or one number for square), overriding the model's data config."),
+        click.option(
+            "--weights",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Checkpoint: .safetensors, or .pt/.pth (loaded with weights_only=True).",
+        ),
+        click.option(
+            "--num-classes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Classifier size, when the checkpoint was fine-tuned.",
+        ),
+        click.option(
+            "--input-size",
+            callback=_size,
+            default=None,
+            help="Input H,W (or one number for square), overriding the model's data config.",
+        ),
         click.option("--mean", callback=_floats, default=None, help="Normalisation mean, e.g. 0.5,0.5,0.5."),
         click.option("--std", callback=_floats, default=None, help="Normalisation std, e.g. 0.5,0.5,0.5."),
-        click.option("--labels", type=click.Path(dir_okay=False), default=None,
-                     help="Class names: a text file (one per line) or a JSON list."),
+        click.option(
+            "--labels",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Class names: a text file (one per line) or a JSON list.",
+        ),
     ]
     for opt in reversed(options):
         fn = opt(fn)
     return fn
 
 
-def data_overrides(input_size: Any = None, mean: Any = None, std: Any = None,
-                   labels: str | None = None) -> dict[str, Any]:
+def data_overrides(
+    input_size: Any = None, mean: Any = None, std: Any = None, labels: str | None = None
+) -> dict[str, Any]:
     """The data-config fields a user overrode on the command line."""
     from deploykit.data.config import read_labels_file
 
@@ -72,13 +89,15 @@ def data_overrides(input_size: Any = None, mean: Any = None, std: Any = None,
     return out
 
 
-def load_model_from_options(name: str, weights: str | None, num_classes: int | None,
-                            input_size: Any, mean: Any, std: Any, labels: str | None):
+def load_model_from_options(
+    name: str, weights: str | None, num_classes: int | None, input_size: Any, mean: Any, std: Any, labels: str | None
+):
     """Create a zoo model, load its weights and apply the user's data-config overrides."""
     from deploykit.models.weights import load_model
 
-    return load_model(name, weights=weights, num_classes=num_classes,
-                      overrides=data_overrides(input_size, mean, std, labels))
+    return load_model(
+        name, weights=weights, num_classes=num_classes, overrides=data_overrides(input_size, mean, std, labels)
+    )
 
 
 # -- option groups: one spelling per concept, added to every command that has the concept -------
@@ -111,8 +130,9 @@ def name_list(ctx: click.Context | None, param: click.Parameter | None, value: s
     return vals
 
 
-def batch_spec(ctx: click.Context | None, param: click.Parameter | None,
-               value: str | None) -> tuple[int, int, int] | int | None:
+def batch_spec(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> tuple[int, int, int] | int | None:
     """A batch size ``N`` (fixed) or a dynamic profile ``MIN:OPT:MAX`` (1 <= MIN <= OPT <= MAX)."""
     if value is None:
         return None
@@ -132,11 +152,19 @@ def batch_spec(ctx: click.Context | None, param: click.Parameter | None,
 
 def output_options(help_text: str, file_okay: bool = False) -> Callable:
     """-o/--out and --force: where a command writes, and whether it may replace what is there."""
-    return lambda fn: _apply(fn, [
-        click.option("--out", "-o", type=click.Path(file_okay=file_okay, dir_okay=not file_okay), default=None,
-                     help=help_text),
-        click.option("--force", is_flag=True, help="Replace the output if it exists (atomically)."),
-    ])
+    return lambda fn: _apply(
+        fn,
+        [
+            click.option(
+                "--out",
+                "-o",
+                type=click.Path(file_okay=file_okay, dir_okay=not file_okay),
+                default=None,
+                help=help_text,
+            ),
+            click.option("--force", is_flag=True, help="Replace the output if it exists (atomically)."),
+        ],
+    )
 
 
 def quiet_option(fn: Callable) -> Callable:
@@ -146,8 +174,9 @@ def quiet_option(fn: Callable) -> Callable:
 
 def threads_option(fn: Callable) -> Callable:
     """--threads: intra-op CPU threads of PyTorch / ONNX Runtime."""
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="Intra-op CPU threads (default: the library's).")(fn)
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None, help="Intra-op CPU threads (default: the library's)."
+    )(fn)
 
 
 def device_option(fn: Callable) -> Callable:
@@ -157,8 +186,13 @@ def device_option(fn: Callable) -> Callable:
 
 def seed_option(fn: Callable) -> Callable:
     """--seed: the seed of random initialisation or random inputs, recorded with the result."""
-    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                        help="Seed of random initialisation and fixed inputs.")(fn)
+    return click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Seed of random initialisation and fixed inputs.",
+    )(fn)
 
 
 def report_tables(fn: Callable) -> Callable:
@@ -169,14 +203,23 @@ def report_tables(fn: Callable) -> Callable:
 def report_options(fn: Callable, plot: bool = True) -> Callable:
     """--json/--md/--plot: write the report as JSON, Markdown and a PNG."""
     options = [
-        click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-                     help="Write the JSON report here."),
-        click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None,
-                     help="Write the Markdown report here."),
+        click.option(
+            "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here."
+        ),
+        click.option(
+            "--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write the Markdown report here."
+        ),
     ]
     if plot:
-        options.append(click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-                                    help="Write the report's plot (PNG) here."))
+        options.append(
+            click.option(
+                "--plot",
+                "plot_path",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Write the report's plot (PNG) here.",
+            )
+        )
     return _apply(fn, options)
 
 
@@ -185,8 +228,9 @@ def deprecated_alias(old: str, new: str) -> Callable:
 
     def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value not in (None, False, ()):
-            click.echo(f"deploykit: {old} is deprecated; use {new} (the old spelling goes in the next release)",
-                       err=True)
+            click.echo(
+                f"deploykit: {old} is deprecated; use {new} (the old spelling goes in the next release)", err=True
+            )
         return value
 
     return warn

@@ -12,8 +12,7 @@ from deploykit.cli.options import threads_option
 @click.command("predict")
 @click.argument("artifact", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--topk", "-k", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Classes shown per image.")
+@click.option("--topk", "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @threads_option
 def predict_cmd(artifact: str, images: tuple[str, ...], topk: int, as_json: bool, threads: int | None) -> None:

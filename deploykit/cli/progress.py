@@ -30,8 +30,7 @@ class _Task:
 class ConsoleReporter:
     """A deploykit.progress.Reporter for the terminal (rich bars) or a log (periodic lines with ETA)."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = LOG_EVERY_S,
-                 live: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, every_s: float = LOG_EVERY_S, live: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.every_s = every_s
         self.live = self.stream.isatty() if live is None else live
@@ -101,11 +100,25 @@ class ConsoleReporter:
     def _live_bars(self) -> Any:
         if self._bars is None:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                  console=Console(file=self.stream), transient=True)
+            self._bars = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
             self._bars.start()
         return self._bars

@@ -12,34 +12,84 @@ from deploykit.cli.options import int_list, threads_option
 
 @click.command("triton")
 @click.argument("artifact", type=click.Path())
-@click.option("--repo", required=True, type=click.Path(file_okay=False),
-              help="Model repository folder (created if missing; other models are left alone).")
+@click.option(
+    "--repo",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model repository folder (created if missing; other models are left alone).",
+)
 @click.option("--name", default=None, help="Model name (default: the artifact's model name).")
-@click.option("--version", "version", type=click.IntRange(min=1), default=None,
-              help="Version number (default: one past the highest present).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=None,
-              help="max_batch_size (default: the artifact's batch profile maximum).")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Model instances (instance_group count).")
-@click.option("--kind", type=click.Choice(["cpu", "gpu"]), default=None,
-              help="Instance kind (default: gpu for an engine, cpu for ONNX).")
-@click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
-              help="Let Triton merge concurrent requests into batches.")
-@click.option("--preferred-batch", callback=int_list, default=None,
-              help="Preferred batch sizes of the dynamic batcher, e.g. 4,8.")
-@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
-              help="How long the batcher may hold a request to fill a batch.")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Version number (default: one past the highest present).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="max_batch_size (default: the artifact's batch profile maximum).",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Model instances (instance_group count).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["cpu", "gpu"]),
+    default=None,
+    help="Instance kind (default: gpu for an engine, cpu for ONNX).",
+)
+@click.option(
+    "--dynamic-batching/--no-dynamic-batching",
+    default=True,
+    show_default=True,
+    help="Let Triton merge concurrent requests into batches.",
+)
+@click.option(
+    "--preferred-batch", callback=int_list, default=None, help="Preferred batch sizes of the dynamic batcher, e.g. 4,8."
+)
+@click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How long the batcher may hold a request to fill a batch.",
+)
 @click.option("--force", is_flag=True, help="Replace the version if it exists.")
-def triton_cmd(artifact: str, repo: str, name: str | None, version: int | None, max_batch: int | None,
-               instances: int, kind: str | None, dynamic_batching: bool, preferred_batch: list[int] | None,
-               max_queue_delay_us: int, force: bool) -> None:
+def triton_cmd(
+    artifact: str,
+    repo: str,
+    name: str | None,
+    version: int | None,
+    max_batch: int | None,
+    instances: int,
+    kind: str | None,
+    dynamic_batching: bool,
+    preferred_batch: list[int] | None,
+    max_queue_delay_us: int,
+    force: bool,
+) -> None:
     """Write ARTIFACT into a Triton model repository: NAME/VERSION/model.* and NAME/config.pbtxt."""
     from deploykit.serve.triton_repo import write_model_repository
 
     model = write_model_repository(
-        artifact, repo, name=name, version=version, force=force, max_batch=max_batch, instances=instances,
-        kind=kind, dynamic_batching=dynamic_batching,
-        preferred_batch=tuple(preferred_batch) if preferred_batch else None, max_queue_delay_us=max_queue_delay_us,
+        artifact,
+        repo,
+        name=name,
+        version=version,
+        force=force,
+        max_batch=max_batch,
+        instances=instances,
+        kind=kind,
+        dynamic_batching=dynamic_batching,
+        preferred_batch=tuple(preferred_batch) if preferred_batch else None,
+        max_queue_delay_us=max_queue_delay_us,
     )
     click.echo(f"model '{model.name}' version {model.version} written to {model.version_dir}")
     click.echo(f"config: {model.config_path} (max_batch_size {model.max_batch_size})")
@@ -51,15 +101,38 @@ def triton_cmd(artifact: str, repo: str, name: str | None, version: int | None, 
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True)
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Model instances per artifact (concurrent batches).")
-@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
-              help="How long the dynamic batcher may hold a request to fill a batch.")
-@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
-              help="Triton's log file (default: deploykit-triton-PID.log in the temp folder).")
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Model instances per artifact (concurrent batches).",
+)
+@click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How long the dynamic batcher may hold a request to fill a batch.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Triton's log file (default: deploykit-triton-PID.log in the temp folder).",
+)
 @threads_option
-def serve_cmd(artifacts: tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
-              instances: int, max_queue_delay_us: int, log_file: str | None, threads: int | None) -> None:
+def serve_cmd(
+    artifacts: tuple[str, ...],
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    instances: int,
+    max_queue_delay_us: int,
+    log_file: str | None,
+    threads: int | None,
+) -> None:
     """Serve ARTIFACTS over HTTP and gRPC with a Triton server (Ctrl-C or SIGTERM stops it)."""
     import os
     import tempfile
@@ -67,9 +140,17 @@ def serve_cmd(artifacts: tuple[str, ...], host: str, http_port: int, grpc_port: 
     from deploykit.serve.server import Server
 
     log_file = log_file or os.path.join(tempfile.gettempdir(), f"deploykit-triton-{os.getpid()}.log")
-    server = Server(artifacts, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                    instances=instances, threads=threads, max_queue_delay_us=max_queue_delay_us,
-                    log_file=log_file)
+    server = Server(
+        artifacts,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        instances=instances,
+        threads=threads,
+        max_queue_delay_us=max_queue_delay_us,
+        log_file=log_file,
+    )
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

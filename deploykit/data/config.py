@@ -32,30 +32,24 @@ class DataConfig:
         if c not in (1, 3) or h < 1 or w < 1:
             raise DeployKitError(f"input size {self.input_size} is invalid: expected (1|3, H, W)")
         if len(self.mean) != c or len(self.std) != c:
-            raise DeployKitError(
-                f"mean {self.mean} and std {self.std} need {c} values each (one per channel)"
-            )
+            raise DeployKitError(f"mean {self.mean} and std {self.std} need {c} values each (one per channel)")
         if any(s <= 0 for s in self.std):
             raise DeployKitError(f"std {self.std} must be positive")
         if self.interpolation not in INTERPOLATIONS:
-            raise DeployKitError(
-                f"interpolation '{self.interpolation}' is not one of {', '.join(INTERPOLATIONS)}"
-            )
+            raise DeployKitError(f"interpolation '{self.interpolation}' is not one of {', '.join(INTERPOLATIONS)}")
         if not 0 < self.crop_pct <= 1:
             raise DeployKitError(f"crop fraction {self.crop_pct} must be in (0, 1]")
         if self.num_classes < 1:
             raise DeployKitError(f"number of classes {self.num_classes} must be at least 1")
         if self.labels is not None and len(self.labels) != self.num_classes:
-            raise DeployKitError(
-                f"{len(self.labels)} labels given for {self.num_classes} classes"
-            )
+            raise DeployKitError(f"{len(self.labels)} labels given for {self.num_classes} classes")
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W) of the network input."""
         return self.input_size[1], self.input_size[2]
 
-    def replace(self, **changes: Any) -> "DataConfig":
+    def replace(self, **changes: Any) -> DataConfig:
         """A copy with some fields changed (labels reset when num_classes changes)."""
         if "num_classes" in changes and "labels" not in changes:
             if self.labels is not None and changes["num_classes"] != self.num_classes:
@@ -71,7 +65,7 @@ class DataConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error so typos never pass silently."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names

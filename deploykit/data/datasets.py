@@ -14,8 +14,8 @@ import hashlib
 import os
 import warnings
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,8 +23,16 @@ from deploykit._io import sha256_file
 from deploykit.errors import DeployKitError
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "DEPLOYKIT_FASHION_MNIST_DIR"
@@ -90,18 +98,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DeployKitError(f"{p}: truncated idx file (header needs {header} bytes, got {len(raw)})")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[code])
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) < expected:
         raise DeployKitError(
-            f"{p}: truncated idx file (header says {'x'.join(map(str, dims))} needing "
-            f"{expected} bytes, got {len(raw)})"
+            f"{p}: truncated idx file (header says {'x'.join(map(str, dims))} needing {expected} bytes, got {len(raw)})"
         )
     if len(raw) > expected:
         raise DeployKitError(
-            f"{p}: idx file has {len(raw) - expected} bytes more than its header "
-            f"({'x'.join(map(str, dims))}) describes"
+            f"{p}: idx file has {len(raw) - expected} bytes more than its header ({'x'.join(map(str, dims))}) describes"
         )
     arr = np.frombuffer(raw, dtype=dtype, count=(expected - header) // dtype.itemsize, offset=header)
     arr = arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
@@ -180,23 +186,26 @@ def _fingerprint(source: str, indices: Sequence[int]) -> str:
 class IdxDataset(Dataset):
     """Images and labels from a pair of idx files (MNIST / Fashion-MNIST), as grayscale PIL images."""
 
-    def __init__(self, images_path: str | os.PathLike, labels_path: str | os.PathLike,
-                 classes: Iterable[str] | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        images_path: str | os.PathLike,
+        labels_path: str | os.PathLike,
+        classes: Iterable[str] | None = None,
+        name: str | None = None,
+    ) -> None:
         self.images_path = Path(images_path)
         self.labels_path = Path(labels_path)
         images = read_idx(self.images_path)
         labels = read_idx(self.labels_path)
         if images.ndim != 3 or images.dtype != np.uint8:
             raise DeployKitError(
-                f"{self.images_path}: expected uint8 images N x H x W, got {images.dtype} "
-                f"with shape {images.shape}"
+                f"{self.images_path}: expected uint8 images N x H x W, got {images.dtype} with shape {images.shape}"
             )
         if labels.ndim != 1:
             raise DeployKitError(f"{self.labels_path}: expected 1-D labels, got shape {labels.shape}")
         if len(images) != len(labels):
             raise DeployKitError(
-                f"{self.images_path} has {len(images)} images but {self.labels_path} "
-                f"has {len(labels)} labels"
+                f"{self.images_path} has {len(images)} images but {self.labels_path} has {len(labels)} labels"
             )
         self._images = images
         self._labels = labels.astype(np.int64)
@@ -249,14 +258,14 @@ class ImageFolderDataset(Dataset):
         samples: list[tuple[Path, int]] = []
         for label, d in enumerate(class_dirs):
             files = sorted(
-                f for f in d.rglob("*")
+                f
+                for f in d.rglob("*")
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
             )
             samples.extend((f, label) for f in files)
         if not samples:
             raise DeployKitError(
-                f"{self.root}: no images found in its class subfolders "
-                f"(extensions: {' '.join(IMAGE_EXTENSIONS)})"
+                f"{self.root}: no images found in its class subfolders (extensions: {' '.join(IMAGE_EXTENSIONS)})"
             )
         self.classes = tuple(d.name for d in class_dirs)
         self.samples = samples
@@ -307,7 +316,7 @@ class Subset(Dataset):
     @property
     def arrays(self):
         """``arrays()`` fast path, present only when the base dataset has one (idx files)."""
-        base_arrays = getattr(self.base, "arrays")  # AttributeError: hasattr(subset, "arrays") is False
+        base_arrays = self.base.arrays  # AttributeError: hasattr(subset, "arrays") is False
 
         def arrays() -> tuple[np.ndarray, np.ndarray]:
             images, labels = base_arrays()
@@ -324,7 +333,7 @@ class Subset(Dataset):
     def indices(self) -> Sequence[int]:
         base = self.base.indices()
         if isinstance(base, range) and isinstance(self._indices, range):
-            return base[self._indices.start:self._indices.stop:self._indices.step]
+            return base[self._indices.start : self._indices.stop : self._indices.step]
         return np.asarray(base)[np.asarray(self._indices, dtype=np.int64)]
 
 
@@ -346,9 +355,7 @@ def refuse_bomb(im, where: object) -> None:
 
     limit = Image.MAX_IMAGE_PIXELS
     if limit and im.width * im.height > limit:
-        raise DeployKitError(
-            f"{where}: refused as a decompression bomb ({im.width}x{im.height} pixels, limit {limit})"
-        )
+        raise DeployKitError(f"{where}: refused as a decompression bomb ({im.width}x{im.height} pixels, limit {limit})")
 
 
 def load_image(path: str | os.PathLike):

@@ -20,9 +20,7 @@ def parse_slice(text: str, spec: str) -> slice:
     """'a:b:c' (each part optional, step positive) → slice; anything else names the spec."""
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise DeployKitError(
-            f"dataset spec '{spec}': slice [{text}] must look like [start:stop] or [start:stop:step]"
-        )
+        raise DeployKitError(f"dataset spec '{spec}': slice [{text}] must look like [start:stop] or [start:stop:step]")
     try:
         values = [int(p) if p.strip() else None for p in parts]
     except ValueError:
@@ -59,8 +57,7 @@ def _open_base(text: str, spec: str) -> Dataset:
         split = {"t10k": "test", "val": "test"}.get(m.group("split"), m.group("split"))
         if split not in ("train", "test"):
             raise DeployKitError(
-                f"dataset spec '{spec}': Fashion-MNIST has splits 'train' and 'test', "
-                f"not '{m.group('split')}'"
+                f"dataset spec '{spec}': Fashion-MNIST has splits 'train' and 'test', not '{m.group('split')}'"
             )
         return fashion_mnist(split)
     path = Path(text).expanduser()

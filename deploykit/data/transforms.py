@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -62,8 +63,9 @@ def decode(img: ImageLike, channels: int = 3) -> Image.Image:
         arr = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         img = Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8))
     elif img.mode == "F":
-        raise DeployKitError(f"{where}: 32-bit floating-point images are not supported; "
-                             "save it with 8 or 16 bits per channel")
+        raise DeployKitError(
+            f"{where}: 32-bit floating-point images are not supported; save it with 8 or 16 bits per channel"
+        )
     if img.mode in ("P", "PA", "LA", "RGBA") and mode == "RGB":
         img = img.convert("RGBA")
         # Composite transparency over white rather than the undefined colour under alpha 0.
@@ -116,9 +118,7 @@ def normalize(pixels: np.ndarray, cfg: DataConfig) -> np.ndarray:
     if x.ndim == 3:  # N,H,W grayscale
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] != cfg.input_size[0]:
-        raise DeployKitError(
-            f"pixels of shape {np.shape(pixels)} do not match {cfg.input_size[0]} channel(s)"
-        )
+        raise DeployKitError(f"pixels of shape {np.shape(pixels)} do not match {cfg.input_size[0]} channel(s)")
     mean = np.asarray(cfg.mean, dtype=np.float32)
     inv_std = np.asarray([1.0 / s for s in cfg.std], dtype=np.float32)
     x = (x - mean) * inv_std
@@ -143,8 +143,9 @@ def preprocess_batch(imgs: Iterable[ImageLike] | np.ndarray, cfg: DataConfig) ->
     return normalize(np.stack(pixels), cfg)
 
 
-def iter_batches(dataset: Sequence, cfg: DataConfig, batch_size: int, limit: int | None = None,
-                 progress: bool | str = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_batches(
+    dataset: Sequence, cfg: DataConfig, batch_size: int, limit: int | None = None, progress: bool | str = False
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (x float32 N,C,H,W, y int64 N) over a dataset, reporting progress when asked."""
     if batch_size < 1:
         raise DeployKitError(f"batch size {batch_size} must be at least 1")

@@ -80,9 +80,28 @@ def export_model(
     ui = _Progress(progress)
     try:
         with ui, ArtifactWriter(out_dir, force=force) as writer:
-            return _build(writer, spec, weights, num_classes, overrides, opset, batch, dynamic_batch,
-                          fp16, fp16_io, optimize, data, data_limit, exporter, precision, ui,
-                          opt_batch, max_batch, seed, min_batch)
+            return _build(
+                writer,
+                spec,
+                weights,
+                num_classes,
+                overrides,
+                opset,
+                batch,
+                dynamic_batch,
+                fp16,
+                fp16_io,
+                optimize,
+                data,
+                data_limit,
+                exporter,
+                precision,
+                ui,
+                opt_batch,
+                max_batch,
+                seed,
+                min_batch,
+            )
     except BaseException:
         _remove_empty(created_parent)
         raise
@@ -107,11 +126,28 @@ class _Ref:
     chunk: int | None = None  # fixed batch size of the graph, None when dynamic
 
 
-def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | None,
-           overrides: dict[str, Any] | None, opset: int, batch: int | None, dynamic_batch: bool,
-           fp16: bool, fp16_io: bool, optimize: bool, data: str | None, data_limit: int,
-           exporter: str, precision: str, ui: "_Progress", opt_batch: int | None = None,
-           max_batch: int | None = None, seed: int = 0, min_batch: int | None = None) -> Artifact:
+def _build(
+    writer: ArtifactWriter,
+    spec: Any,
+    weights: Any,
+    num_classes: int | None,
+    overrides: dict[str, Any] | None,
+    opset: int,
+    batch: int | None,
+    dynamic_batch: bool,
+    fp16: bool,
+    fp16_io: bool,
+    optimize: bool,
+    data: str | None,
+    data_limit: int,
+    exporter: str,
+    precision: str,
+    ui: _Progress,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    seed: int = 0,
+    min_batch: int | None = None,
+) -> Artifact:
     import onnx
 
     from deploykit.export.to_onnx import check_onnx, export_onnx, save_onnx
@@ -134,14 +170,24 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
 
     main = writer.dir / MAIN_FILE
     with ui.step(f"exporting ONNX (opset {opset})"):
-        info = export_onnx(model, cfg, main, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
-                           exporter=exporter, model_name=spec.name, precision="fp32",
-                           opt_batch=opt_batch, max_batch=max_batch, min_batch=min_batch)
+        info = export_onnx(
+            model,
+            cfg,
+            main,
+            opset=opset,
+            batch=batch,
+            dynamic_batch=dynamic_batch,
+            exporter=exporter,
+            model_name=spec.name,
+            precision="fp32",
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            min_batch=min_batch,
+        )
     ui.done(f"exported with the {info.exporter} exporter in {info.seconds:.1f} s")
 
     with ui.step("running PyTorch on the parity inputs"):
-        ref = _reference(model, cfg, None if info.batch.dynamic else info.batch.max, dataset, data,
-                         data_limit)
+        ref = _reference(model, cfg, None if info.batch.dynamic else info.batch.max, dataset, data, data_limit)
 
     def verify(stage: str, gate_precision: str, io_fp16: bool = False) -> _Checked:
         with ui.step(f"checking parity ({stage})"):
@@ -158,12 +204,16 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
         return checked
 
     checked = verify("export", "fp32")
-    stages: list[tuple[str, dict[str, Any]]] = [(
-        "export",
-        {"params": {**info.params(), "input_size": list(cfg.input_size),
-                    "num_classes": cfg.num_classes},
-         "seconds": round(info.seconds, 3), "parity": _parity_dict(checked)},
-    )]
+    stages: list[tuple[str, dict[str, Any]]] = [
+        (
+            "export",
+            {
+                "params": {**info.params(), "input_size": list(cfg.input_size), "num_classes": cfg.num_classes},
+                "seconds": round(info.seconds, 3),
+                "parity": _parity_dict(checked),
+            },
+        )
+    ]
     notes: list[str] = []
 
     if optimize:
@@ -177,13 +227,18 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
             save_onnx(result.model, main)
             check_onnx(main, expected_classes=cfg.num_classes)
         checked = verify("optimize", "fp32")
-        stages.append(("optimize", {
-            "params": {"passes": result.passes},
-            "modified": bool(result.modified),
-            "seconds": round(seconds, 3),
-            "report": result.to_dict(),
-            "parity": _parity_dict(checked),
-        }))
+        stages.append(
+            (
+                "optimize",
+                {
+                    "params": {"passes": result.passes},
+                    "modified": bool(result.modified),
+                    "seconds": round(seconds, 3),
+                    "report": result.to_dict(),
+                    "parity": _parity_dict(checked),
+                },
+            )
+        )
 
     if fp16:
         from deploykit.export.fp16 import convert_to_fp16
@@ -194,8 +249,7 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
             save_onnx(half, main)
             check_onnx(main, expected_classes=cfg.num_classes)
         checked = verify("fp16 conversion", "fp16", io_fp16=fp16_io)
-        stages.append(("fp16", {"params": {"keep_io_types": not fp16_io},
-                                "parity": _parity_dict(checked)}))
+        stages.append(("fp16", {"params": {"keep_io_types": not fp16_io}, "parity": _parity_dict(checked)}))
 
     io_dtype = "float16" if fp16_io else "float32"
     manifest = Manifest(
@@ -232,8 +286,9 @@ def _build(writer: ArtifactWriter, spec: Any, weights: Any, num_classes: int | N
 def _load(name: str, weights: Any, num_classes: int | None, overrides: dict[str, Any] | None, seed: int):
     from deploykit.models.weights import load_model
 
-    model = load_model(name, weights=None if weights is None else str(weights),
-                       num_classes=num_classes, overrides=overrides, seed=seed)
+    model = load_model(
+        name, weights=None if weights is None else str(weights), num_classes=num_classes, overrides=overrides, seed=seed
+    )
     return model.eval()
 
 
@@ -243,16 +298,18 @@ def _restamp(proto: Any, name: str, cfg: DataConfig, precision: str) -> None:
     import deploykit
     from deploykit.export.to_onnx import set_metadata
 
-    set_metadata(proto, {
-        "deploykit.model": name,
-        "deploykit.data_config": json.dumps(cfg.to_dict(), sort_keys=True),
-        "deploykit.version": deploykit.__version__,
-        "deploykit.precision": precision,
-    })
+    set_metadata(
+        proto,
+        {
+            "deploykit.model": name,
+            "deploykit.data_config": json.dumps(cfg.to_dict(), sort_keys=True),
+            "deploykit.version": deploykit.__version__,
+            "deploykit.precision": precision,
+        },
+    )
 
 
-def _reference(model: Any, cfg: DataConfig, chunk: int | None, dataset: Any, data: str | None,
-               data_limit: int) -> _Ref:
+def _reference(model: Any, cfg: DataConfig, chunk: int | None, dataset: Any, data: str | None, data_limit: int) -> _Ref:
     from deploykit.parity import dataset_inputs, parity_inputs
 
     n = PARITY_SAMPLES if chunk is None else chunk * math.ceil(PARITY_SAMPLES / chunk)
@@ -276,13 +333,13 @@ def _torch_run(model: Any, x: np.ndarray, chunk: int | None) -> np.ndarray:
     outs = []
     with torch.inference_mode():
         for i in range(0, len(x), step):
-            outs.append(model(torch.from_numpy(x[i:i + step])).float().numpy())
+            outs.append(model(torch.from_numpy(x[i : i + step])).float().numpy())
     return np.concatenate(outs)
 
 
 def _check(path: Path, ref: _Ref, io_fp16: bool) -> _Checked:
-    from deploykit.parity import compare_outputs
     from deploykit.onnx_io import ort_session
+    from deploykit.parity import compare_outputs
 
     sess = ort_session(path)
     in_name = sess.get_inputs()[0].name
@@ -291,7 +348,7 @@ def _check(path: Path, ref: _Ref, io_fp16: bool) -> _Checked:
         step = ref.chunk or 16
         outs = []
         for i in range(0, len(x), step):
-            xb = x[i:i + step]
+            xb = x[i : i + step]
             outs.append(sess.run(None, {in_name: xb.astype(np.float16) if io_fp16 else xb})[0])
         return np.concatenate(outs).astype(np.float32)
 
@@ -342,7 +399,7 @@ class _Progress:
     def __init__(self, progress: Any) -> None:
         self.progress = progress
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

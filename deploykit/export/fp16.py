@@ -8,7 +8,7 @@ want to feed half precision directly.
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import onnx
 

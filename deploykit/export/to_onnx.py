@@ -3,8 +3,9 @@
 Exporter choice: torch 2.13 defaults to the dynamo (torch.export) exporter, but for these
 plain feed-forward CNNs the TorchScript exporter (``dynamo=False``) gives an equivalent graph
 (BatchNorm after Conv folded by both; TorchScript leaves Identity nodes the optimiser removes
-and writes GlobalAveragePool/Flatten where dynamo writes ReduceMean/Reshape) 3-34x faster: resnet18 at 64x64 takes ~0.6 s vs ~3 s, densenet201 12 s vs 273 s on a loaded
-2-core machine (benchmarks/export/results.md, all 14 models pass parity both ways). So "auto"
+and writes GlobalAveragePool/Flatten where dynamo writes ReduceMean/Reshape) 3-34x faster:
+resnet18 at 64x64 takes ~0.6 s vs ~3 s, densenet201 12 s vs 273 s on a loaded 2-core machine
+(benchmarks/export/results.md, all 14 models pass parity both ways). So "auto"
 uses TorchScript and falls back to dynamo when the legacy exporter fails or is removed.
 """
 
@@ -83,8 +84,7 @@ def check_opset(opset: int | None) -> int:
         raise DeployKitError(f"opset {opset!r} is not an integer")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise DeployKitError(
-            f"opset {opset} is out of range; supported opsets are {MIN_OPSET} to {MAX_OPSET} "
-            f"(default {DEFAULT_OPSET})"
+            f"opset {opset} is out of range; supported opsets are {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})"
         )
     return opset
 
@@ -92,15 +92,24 @@ def check_opset(opset: int | None) -> int:
 DEFAULT_MAX_BATCH = 32
 
 
-def batch_profile(batch: int | None, dynamic_batch: bool, opt_batch: int | None = None,
-                  max_batch: int | None = None, min_batch: int | None = None) -> BatchProfile:
+def batch_profile(
+    batch: int | None,
+    dynamic_batch: bool,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    min_batch: int | None = None,
+) -> BatchProfile:
     """The batch sizes an artifact promises: fixed, or a dynamic range [1, max] tuned for opt.
 
     The ONNX batch dim itself is unbounded; the range is what later stages build for (a TensorRT
     optimisation profile) and what benchmarks and runtimes accept.
     """
-    for label, value in (("batch", batch), ("opt batch", opt_batch), ("max batch", max_batch),
-                         ("min batch", min_batch)):
+    for label, value in (
+        ("batch", batch),
+        ("opt batch", opt_batch),
+        ("max batch", max_batch),
+        ("min batch", min_batch),
+    ):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DeployKitError(f"{label} {value!r} must be a positive integer")
     if batch is not None or not dynamic_batch:
@@ -184,8 +193,9 @@ def export_onnx(
     )
 
 
-def _run_exporter(model: nn.Module, chw: tuple[int, int, int], out: Path, opset: int,
-                  profile: BatchProfile, exporter: str, name: str) -> str:
+def _run_exporter(
+    model: nn.Module, chw: tuple[int, int, int], out: Path, opset: int, profile: BatchProfile, exporter: str, name: str
+) -> str:
     """Run the chosen exporter; "auto" falls back to dynamo. Returns the exporter that worked."""
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     dynamic = profile.dynamic
@@ -211,24 +221,35 @@ def _run_exporter(model: nn.Module, chw: tuple[int, int, int], out: Path, opset:
     raise DeployKitError(f"ONNX export of {name} failed ({'; '.join(errors)})") from last
 
 
-def _export_torchscript(model: nn.Module, example: torch.Tensor, out: Path, opset: int,
-                        dynamic: bool) -> None:
+def _export_torchscript(model: nn.Module, example: torch.Tensor, out: Path, opset: int, dynamic: bool) -> None:
     axes = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic else None
     torch.onnx.export(
-        model, (example,), str(out), dynamo=False, opset_version=opset,
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+        model,
+        (example,),
+        str(out),
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=axes,
         do_constant_folding=True,
     )
 
 
-def _export_dynamo(model: nn.Module, example: torch.Tensor, out: Path, opset: int,
-                   dynamic: bool) -> None:
+def _export_dynamo(model: nn.Module, example: torch.Tensor, out: Path, opset: int, dynamic: bool) -> None:
     shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic else None
     for noisy in ("torch.onnx", "torch.export", "torch._dynamo"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     program = torch.onnx.export(
-        model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME], dynamic_shapes=shapes, optimize=True, verbose=False,
+        model,
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=shapes,
+        optimize=True,
+        verbose=False,
     )
     program.save(str(out), external_data=weights_bytes(program.model_proto) >= EXTERNAL_DATA_THRESHOLD)
 
@@ -292,17 +313,17 @@ def check_onnx(path: str | os.PathLike, expected_classes: int | None = None) -> 
     out = model.graph.output[0].type.tensor_type.shape.dim
     dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in out]
     if len(dims) != 2 or dims[1] != expected_classes:
-        raise DeployKitError(
-            f"{path}: output shape {dims} does not match the data config's {expected_classes} classes"
-        )
+        raise DeployKitError(f"{path}: output shape {dims} does not match the data config's {expected_classes} classes")
 
 
 def export_module(model: nn.Module, data_config: DataConfig | None = None) -> onnx.ModelProto:
     """Export an nn.Module in memory (deploykit's exporter, dynamic batch) for ONNX Runtime to run."""
     cfg = data_config if data_config is not None else getattr(model, "data_config", None)
     if not isinstance(cfg, DataConfig):
-        raise DeployKitError(f"{type(model).__name__} has no data_config; build it with deploykit.models.create_model "
-                             "or set model.data_config so its input size is known")
+        raise DeployKitError(
+            f"{type(model).__name__} has no data_config; build it with deploykit.models.create_model "
+            "or set model.data_config so its input size is known"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="deploykit-export-"))
     try:
         export_onnx(model, cfg, tmp / "model.onnx")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -105,8 +106,7 @@ def _predictor(model: Any) -> Iterator[tuple[Callable[[np.ndarray], np.ndarray],
         yield (lambda x: np.asarray(model(x))), None
         return
     raise DeployKitError(
-        f"cannot evaluate a {type(model).__name__}: expected a runner with infer(), "
-        f"a torch nn.Module or a callable"
+        f"cannot evaluate a {type(model).__name__}: expected a runner with infer(), a torch nn.Module or a callable"
     )
 
 
@@ -138,8 +138,15 @@ def _label_map(dataset_classes: tuple[str, ...], cfg: DataConfig, n_out: int) ->
 # ------------------------------------------------------------------------------------- evaluate
 
 
-def evaluate(model: Any, dataset: Any, cfg: DataConfig, batch_size: int = 64, limit: int | None = None,
-             progress: bool | str = True, confusion: bool = False) -> AccuracyResult:
+def evaluate(
+    model: Any,
+    dataset: Any,
+    cfg: DataConfig,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: bool | str = True,
+    confusion: bool = False,
+) -> AccuracyResult:
     """Run ``model`` over a labelled dataset and score top-1, top-5 and per-class accuracy.
 
     ``progress`` may be a string: the progress bar's label.
@@ -171,16 +178,13 @@ def evaluate(model: Any, dataset: Any, cfg: DataConfig, batch_size: int = 64, li
                 x = np.concatenate([x, np.repeat(x[-1:], feed - n, axis=0)])
             logits = np.asarray(fn(x), dtype=np.float32)
             if logits.ndim != 2 or logits.shape[0] < n:
-                raise DeployKitError(
-                    f"model output has shape {logits.shape}; expected {n} rows of class scores"
-                )
+                raise DeployKitError(f"model output has shape {logits.shape}; expected {n} rows of class scores")
             logits = logits[:n]
             if n_out is None:
                 n_out = logits.shape[1]
                 if classes and len(classes) > n_out:
                     raise DeployKitError(
-                        f"dataset {name} has {len(classes)} classes but the model has only "
-                        f"{n_out} outputs"
+                        f"dataset {name} has {len(classes)} classes but the model has only {n_out} outputs"
                     )
                 mapping = _label_map(classes, cfg, n_out)
             if mapping is not None:
@@ -205,20 +209,30 @@ def evaluate(model: Any, dataset: Any, cfg: DataConfig, batch_size: int = 64, li
         mask = true == idx
         total = int(mask.sum())
         hit = int((pred[mask] == idx).sum())
-        per_class.append({"class": cname, "index": idx, "count": total, "correct": hit,
-                          "accuracy": (hit / total) if total else None})
+        per_class.append(
+            {"class": cname, "index": idx, "count": total, "correct": hit, "accuracy": (hit / total) if total else None}
+        )
     conf = None
     if confusion:
         conf = np.zeros((n_out, n_out), dtype=np.int64)
         np.add.at(conf, (true, pred), 1)
     fingerprint = dataset.fingerprint() if hasattr(dataset, "fingerprint") else None
-    return AccuracyResult(dataset=name, count=count, top1=top1, top5=top5,
-                          per_class=per_class, classes=classes, fingerprint=fingerprint,
-                          confusion=conf, seconds=time.perf_counter() - start)
+    return AccuracyResult(
+        dataset=name,
+        count=count,
+        top1=top1,
+        top5=top5,
+        per_class=per_class,
+        classes=classes,
+        fingerprint=fingerprint,
+        confusion=conf,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def accuracy_gate(result: AccuracyResult | float, reference_top1: float,
-                  ratio: float = DEFAULT_GATE) -> tuple[bool, str]:
+def accuracy_gate(
+    result: AccuracyResult | float, reference_top1: float, ratio: float = DEFAULT_GATE
+) -> tuple[bool, str]:
     """MLPerf rule: pass when top-1 keeps at least ``ratio`` of the FP32 reference's top-1."""
     from deploykit.artifact import accuracy_gate as gate
 

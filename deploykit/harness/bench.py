@@ -12,8 +12,9 @@ import dataclasses
 import platform
 import resource
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,13 +43,20 @@ class LatencyStats:
     std: float
 
     @classmethod
-    def from_ns(cls, samples_ns: Sequence[int]) -> "LatencyStats":
+    def from_ns(cls, samples_ns: Sequence[int]) -> LatencyStats:
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         if ms.size == 0:
             raise ValueError("no latency samples")
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-        return cls(p50=float(p50), p90=float(p90), p99=float(p99), mean=float(ms.mean()),
-                   min=float(ms.min()), max=float(ms.max()), std=float(ms.std()))
+        return cls(
+            p50=float(p50),
+            p90=float(p90),
+            p99=float(p99),
+            mean=float(ms.mean()),
+            min=float(ms.min()),
+            max=float(ms.max()),
+            std=float(ms.std()),
+        )
 
 
 @dataclass
@@ -216,8 +224,16 @@ def benchmark(
     try:
         sizes = check_batch_sizes(runner, batch_sizes)
         results = [
-            _bench_one(runner, b, warmup, iters, limit_s, min_iters,
-                       (feeds or {}).get(b) or make_feeds(runner, b, seed), progress)
+            _bench_one(
+                runner,
+                b,
+                warmup,
+                iters,
+                limit_s,
+                min_iters,
+                (feeds or {}).get(b) or make_feeds(runner, b, seed),
+                progress,
+            )
             for b in sizes
         ]
         desc = runner.describe()
@@ -229,8 +245,14 @@ def benchmark(
         model=model,
         runner=desc,
         batches=results,
-        settings={"warmup": warmup, "iters": iters, "duration_s": duration, "min_iters": min_iters,
-                  "time_limit_s": time_limit, **TIMING_METHOD},
+        settings={
+            "warmup": warmup,
+            "iters": iters,
+            "duration_s": duration,
+            "min_iters": min_iters,
+            "time_limit_s": time_limit,
+            **TIMING_METHOD,
+        },
         machine=machine if machine is not None else describe_machine(),
     )
 
@@ -280,7 +302,7 @@ def benchmark_interleaved(
         start = clock()
         with task(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
             for r in range(rounds):
-                for k in (labels if r % 2 == 0 else labels[::-1]):
+                for k in labels if r % 2 == 0 else labels[::-1]:
                     runner, x, this_round = runners[k], inputs[k], []
                     for _ in range(iters_per_round):
                         t = clock()
@@ -295,12 +317,26 @@ def benchmark_interleaved(
         for k in activated:
             runners[k].deactivate()
     machine = machine if machine is not None else describe_machine()
-    settings = {"warmup": warmup, "iters": rounds * iters_per_round, "duration_s": None, "rounds": rounds,
-                "iters_per_round": iters_per_round, "interleaved": labels, **TIMING_METHOD}
-    return {k: BenchResult(label=k, model=model, runner=descs[k], machine=machine, settings=dict(settings),
-                           batches=[_batch_result(samples[k], batch, warmup, first_ms[k], loop_s, "process",
-                                                  round_p50_ms=medians[k])])
-            for k in labels}
+    settings = {
+        "warmup": warmup,
+        "iters": rounds * iters_per_round,
+        "duration_s": None,
+        "rounds": rounds,
+        "iters_per_round": iters_per_round,
+        "interleaved": labels,
+        **TIMING_METHOD,
+    }
+    return {
+        k: BenchResult(
+            label=k,
+            model=model,
+            runner=descs[k],
+            machine=machine,
+            settings=dict(settings),
+            batches=[_batch_result(samples[k], batch, warmup, first_ms[k], loop_s, "process", round_p50_ms=medians[k])],
+        )
+        for k in labels
+    }
 
 
 def benchmark_sessions(
@@ -330,8 +366,14 @@ def benchmark_sessions(
     for s in range(sessions):
         order = labels if s % 2 == 0 else labels[::-1]
         runners = {k: factories[k]() for k in order}
-        timed = benchmark_interleaved({k: runners[k] for k in labels}, batch=batch, rounds=rounds,
-                                      iters_per_round=iters_per_round, warmup=warmup, **kwargs)
+        timed = benchmark_interleaved(
+            {k: runners[k] for k in labels},
+            batch=batch,
+            rounds=rounds,
+            iters_per_round=iters_per_round,
+            warmup=warmup,
+            **kwargs,
+        )
         for k in labels:
             timed[k].settings["session"] = s
             out[k].append(timed[k])
@@ -339,8 +381,16 @@ def benchmark_sessions(
     return out
 
 
-def _bench_one(runner: Runner, batch: int, warmup: int, iters: int | None, duration: float | None,
-               min_iters: int, feeds: dict[str, np.ndarray], show: bool) -> BatchResult:
+def _bench_one(
+    runner: Runner,
+    batch: int,
+    warmup: int,
+    iters: int | None,
+    duration: float | None,
+    min_iters: int,
+    feeds: dict[str, np.ndarray],
+    show: bool,
+) -> BatchResult:
     scope = "batch" if _reset_peak_rss() else "process"
     gpu = _gpu_reset(runner.device)
     clock = time.perf_counter_ns
@@ -377,8 +427,16 @@ def _warm_up(runner: Runner, feeds: dict[str, np.ndarray], warmup: int) -> float
     return first_ms
 
 
-def _batch_result(samples_ns: list[int], batch: int, warmup: int, first_ms: float, loop_s: float, rss_scope: str,
-                  gpu_peak_mb: float | None = None, round_p50_ms: list[float] | None = None) -> BatchResult:
+def _batch_result(
+    samples_ns: list[int],
+    batch: int,
+    warmup: int,
+    first_ms: float,
+    loop_s: float,
+    rss_scope: str,
+    gpu_peak_mb: float | None = None,
+    round_p50_ms: list[float] | None = None,
+) -> BatchResult:
     """Statistics of one batch size's timed calls, as every benchmark path reports them."""
     stats = LatencyStats.from_ns(samples_ns)
     return BatchResult(
@@ -402,26 +460,52 @@ def cpu_model() -> str:
     return cpu_info().model
 
 
-def interleaved_results(runners: list[tuple[Any, str | None]], batches: list[int], rounds: int, iters: int | None,
-                        warmup: int, progress: bool, machine: dict[str, Any], model: str) -> list["BenchResult"]:
+def interleaved_results(
+    runners: list[tuple[Any, str | None]],
+    batches: list[int],
+    rounds: int,
+    iters: int | None,
+    warmup: int,
+    progress: bool,
+    machine: dict[str, Any],
+    model: str,
+) -> list[BenchResult]:
     """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
     labels: dict[str, Any] = {}
     for runner, precision in runners:
         label = runner.name if runner.name not in labels else f"{runner.name} {precision or len(labels)}"
         labels[label] = runner
     per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
-    by_batch = {b: benchmark_interleaved(labels, batch=b, rounds=rounds, iters_per_round=per_round, warmup=warmup,
-                                         progress=progress, model=model, machine=machine)
-                for b in batches}
+    by_batch = {
+        b: benchmark_interleaved(
+            labels,
+            batch=b,
+            rounds=rounds,
+            iters_per_round=per_round,
+            warmup=warmup,
+            progress=progress,
+            model=model,
+            machine=machine,
+        )
+        for b in batches
+    }
     results = []
     for label in labels:
         first = by_batch[batches[0]][label]
-        results.append(BenchResult(label=label, model=model, runner=first.runner, settings=first.settings,
-                                   machine=machine, batches=[by_batch[b][label].batches[0] for b in batches]))
+        results.append(
+            BenchResult(
+                label=label,
+                model=model,
+                runner=first.runner,
+                settings=first.settings,
+                machine=machine,
+                batches=[by_batch[b][label].batches[0] for b in batches],
+            )
+        )
     return results
 
 
-def speedup_lines(results: list["BenchResult"]) -> list[str]:
+def speedup_lines(results: list[BenchResult]) -> list[str]:
     """Each interleaved run's per-round speed-up over the first run, with its 95% interval."""
     from deploykit.harness.significance import median_ratio_ci
 
@@ -430,8 +514,12 @@ def speedup_lines(results: list["BenchResult"]) -> list[str]:
     for other in results[1:]:
         for mine, ref in zip(other.batches, base.batches):
             ci = median_ratio_ci(ref.round_p50_ms, mine.round_p50_ms)
-            interval = (f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}" if ci.interval
-                        else "too few rounds for a 95% interval: use --rounds 6 or more")
-            lines.append(f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up "
-                         f"({interval})")
+            interval = (
+                f"95% CI {ci.ci_low:.2f}-{ci.ci_high:.2f}"
+                if ci.interval
+                else "too few rounds for a 95% interval: use --rounds 6 or more"
+            )
+            lines.append(
+                f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up ({interval})"
+            )
     return lines

@@ -7,8 +7,9 @@ play (the loosest precision among the runners), so an INT8 artifact is not held 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,15 @@ class OutputComparison:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {"runner": self.runner, "backend": self.backend, "output": self.output,
-                "reference_output": self.reference_output, "parity": self.parity.to_dict(),
-                "failures": list(self.failures), "passed": self.passed}
+        return {
+            "runner": self.runner,
+            "backend": self.backend,
+            "output": self.output,
+            "reference_output": self.reference_output,
+            "parity": self.parity.to_dict(),
+            "failures": list(self.failures),
+            "passed": self.passed,
+        }
 
 
 @dataclass
@@ -65,9 +72,15 @@ class CompareResult:
         return [f"{r.runner} {r.output}: {f}" for r in self.rows for f in r.failures]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "reference": self.reference, "runners": self.runners,
-                "precision": self.precision, "inputs": self.inputs,
-                "rows": [r.to_dict() for r in self.rows], "passed": self.passed}
+        return {
+            "target": self.target,
+            "reference": self.reference,
+            "runners": self.runners,
+            "precision": self.precision,
+            "inputs": self.inputs,
+            "rows": [r.to_dict() for r in self.rows],
+            "passed": self.passed,
+        }
 
 
 def gate_precision(precisions: Sequence[str | None]) -> str:
@@ -131,21 +144,37 @@ def compare_backends(
             r.deactivate()
 
     label = getattr(target, "model_name", None) or (str(target) if target is not None else runners[0].name)
-    result = CompareResult(target=str(label), reference=ref_desc,
-                           runners=descs, precision=precision, inputs=inputs_info)
+    result = CompareResult(
+        target=str(label), reference=ref_desc, runners=descs, precision=precision, inputs=inputs_info
+    )
     ref = {k: np.concatenate(v) for k, v in outputs[0].items()}
     for r, store in zip(runners[1:], outputs[1:]):
         got = {k: np.concatenate(v) for k, v in store.items()}
         for ref_name, out_name in _match_outputs(list(ref), list(got), r.name):
             res = compare_outputs(ref[ref_name], got[out_name])
-            result.rows.append(OutputComparison(runner=r.name, backend=r.backend, output=out_name,
-                                                reference_output=ref_name, parity=res,
-                                                failures=check_gate(res, precision)))
+            result.rows.append(
+                OutputComparison(
+                    runner=r.name,
+                    backend=r.backend,
+                    output=out_name,
+                    reference_output=ref_name,
+                    parity=res,
+                    failures=check_gate(res, precision),
+                )
+            )
     return result
 
 
-def _make_runners(target: Any, backends: Sequence[str | Runner], device: str, threads: int | None, batch: int,
-                  weights: str | None, num_classes: int | None, overrides: dict[str, Any] | None) -> list[Runner]:
+def _make_runners(
+    target: Any,
+    backends: Sequence[str | Runner],
+    device: str,
+    threads: int | None,
+    batch: int,
+    weights: str | None,
+    num_classes: int | None,
+    overrides: dict[str, Any] | None,
+) -> list[Runner]:
     if any(isinstance(b, str) for b in backends) and looks_like_model_name(target):
         # Build the PyTorch model once, so every backend runs the same weights (even random ones).
         target = load_model(str(target), weights=weights, num_classes=num_classes, overrides=overrides or None)
@@ -158,8 +187,9 @@ def _make_runners(target: Any, backends: Sequence[str | Runner], device: str, th
     return runners
 
 
-def _inputs(runner: Runner, cfg: Any, data: str | None, batch: int, samples: int | None, seed: int,
-            progress: bool) -> tuple[list[np.ndarray], dict[str, Any]]:
+def _inputs(
+    runner: Runner, cfg: Any, data: str | None, batch: int, samples: int | None, seed: int, progress: bool
+) -> tuple[list[np.ndarray], dict[str, Any]]:
     if data is None:
         n_batches = max(1, -(-(samples or batch) // batch))
         if cfg is not None:
@@ -168,11 +198,16 @@ def _inputs(runner: Runner, cfg: Any, data: str | None, batch: int, samples: int
             from deploykit.harness.bench import make_feeds
 
             xs = [next(iter(make_feeds(runner, batch, seed=seed + i).values())) for i in range(n_batches)]
-        return xs, {"source": "parity_inputs" if cfg is not None else "gaussian", "seed": seed,
-                    "batch": batch, "samples": batch * n_batches}
+        return xs, {
+            "source": "parity_inputs" if cfg is not None else "gaussian",
+            "seed": seed,
+            "batch": batch,
+            "samples": batch * n_batches,
+        }
     if cfg is None:
-        raise DeployKitError("--data needs to know the model's preprocessing; use an artifact or a zoo model, "
-                             "not a bare ONNX file")
+        raise DeployKitError(
+            "--data needs to know the model's preprocessing; use an artifact or a zoo model, not a bare ONNX file"
+        )
     from deploykit.data.specs import open_dataset
     from deploykit.data.transforms import iter_batches
 
@@ -181,8 +216,10 @@ def _inputs(runner: Runner, cfg: Any, data: str | None, batch: int, samples: int
     limit = min(limit, len(dataset)) // batch * batch  # whole batches only: fixed-batch artifacts need them
     if limit == 0:
         raise DeployKitError(f"--data {data}: {len(dataset)} image(s) are fewer than one batch of {batch}")
-    xs = [np.ascontiguousarray(x, dtype=np.float32)
-          for x, _ in iter_batches(dataset, cfg, batch, limit=limit, progress=progress)]
+    xs = [
+        np.ascontiguousarray(x, dtype=np.float32)
+        for x, _ in iter_batches(dataset, cfg, batch, limit=limit, progress=progress)
+    ]
     return xs, {"source": data, "batch": batch, "samples": limit}
 
 

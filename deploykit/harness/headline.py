@@ -37,14 +37,20 @@ class EngineOutcome:
         """What the CLI prints: one line without an engine; build, parity and latency lines with one."""
         if self.built is None:
             return [f"No TensorRT engine built: {self.reason}; build it later with: {self.build_command}"]
-        out = [f"Wrote {self.built.path}: {self.precision} TensorRT {self.built.record['tensorrt']} engine "
-               f"on {self.built.record['gpu']}, built in {self.built.seconds:.1f} s"]
+        out = [
+            f"Wrote {self.built.path}: {self.precision} TensorRT {self.built.record['tensorrt']} engine "
+            f"on {self.built.record['gpu']}, built in {self.built.seconds:.1f} s"
+        ]
         for key, r in self.parity.items():
-            out.append(f"Parity {key}: max abs {r['max_abs']:.3g} ({r['max_rel']:.3g} of logit range), "
-                       f"cosine {r['cosine']:.6f}, top-1 agreement {r['top1_agreement']:.1%} on {r['count']} (gate passed)")
+            out.append(
+                f"Parity {key}: max abs {r['max_abs']:.3g} ({r['max_rel']:.3g} of logit range), "
+                f"cosine {r['cosine']:.6f}, top-1 agreement {r['top1_agreement']:.1%} on {r['count']} (gate passed)"
+            )
         if self.latency:
-            out.append(f"Latency ({self.built.path.name}, batch {self.latency['batch']}): "
-                       f"p50 {self.latency['p50_ms']:.3f} ms, {self.latency['throughput']:.0f} img/s")
+            out.append(
+                f"Latency ({self.built.path.name}, batch {self.latency['batch']}): "
+                f"p50 {self.latency['p50_ms']:.3f} ms, {self.latency['throughput']:.0f} img/s"
+            )
         return out
 
 
@@ -53,11 +59,18 @@ def build_command(artifact_dir: str | Path, precision: str) -> str:
     return f"deploykit build {shlex.quote(str(artifact_dir))} --precision {precision}"
 
 
-def engine_after_export(artifact: Any, precision: str = "fp16", *, force: bool = False,
-                        progress: BuildProgress | None = None, device: str = "cuda") -> EngineOutcome:
+def engine_after_export(
+    artifact: Any,
+    precision: str = "fp16",
+    *,
+    force: bool = False,
+    progress: BuildProgress | None = None,
+    device: str = "cuda",
+) -> EngineOutcome:
     """Build, prove and time the engine of a freshly exported artifact, or say why not here."""
-    outcome = EngineOutcome(onnx_artifact=Path(artifact.path), precision=precision,
-                            build_command=build_command(artifact.path, precision))
+    outcome = EngineOutcome(
+        onnx_artifact=Path(artifact.path), precision=precision, build_command=build_command(artifact.path, precision)
+    )
     problem = environment_problem()
     if problem is not None:
         outcome.reason = problem
@@ -67,21 +80,31 @@ def engine_after_export(artifact: Any, precision: str = "fp16", *, force: bool =
         outcome.parity = prove_parity(artifact, plan, precision, device)
         return outcome.parity
 
-    outcome.built = build_engine_artifact(artifact, precision=precision, out=None, force=force,
-                                          progress=progress, verify=verify)
+    outcome.built = build_engine_artifact(
+        artifact, precision=precision, out=None, force=force, progress=progress, verify=verify
+    )
     outcome.latency = measure_latency(outcome.built.artifact, device)
     outcome.built.artifact.record_result("latency_headline", outcome.latency)
     return outcome
 
 
-def int8_engine_after_export(artifact: Any, calib: str, val: str, *, force: bool = False,
-                             quantize_progress: bool = False, log_fn: Any = None,
-                             progress: BuildProgress | None = None, device: str = "cuda") -> tuple[Any, EngineOutcome]:
+def int8_engine_after_export(
+    artifact: Any,
+    calib: str,
+    val: str,
+    *,
+    force: bool = False,
+    quantize_progress: bool = False,
+    log_fn: Any = None,
+    progress: BuildProgress | None = None,
+    device: str = "cuda",
+) -> tuple[Any, EngineOutcome]:
     """Quantise the FP32 artifact for TensorRT (Q/DQ profile, accuracy gate), then as engine_after_export."""
     from deploykit.quantize import quantize_artifact
 
-    int8 = quantize_artifact(artifact.path, calib, val, profile="tensorrt", force=force,
-                             progress=quantize_progress, log_fn=log_fn).artifact
+    int8 = quantize_artifact(
+        artifact.path, calib, val, profile="tensorrt", force=force, progress=quantize_progress, log_fn=log_fn
+    ).artifact
     return int8, engine_after_export(int8, "int8", force=force, progress=progress, device=device)
 
 
@@ -113,8 +136,10 @@ def prove_parity(artifact: Any, plan: Path, precision: str, device: str = "cuda"
         result = compare_outputs(ref.astype("float32"), engine_out)
         failures = check_gate(result, gate_precision)
         if failures:
-            raise DeployKitError(f"{plan.parent.name}/{plan.name}: {key} parity failed ({'; '.join(failures)}); "
-                                 "no engine artifact written")
+            raise DeployKitError(
+                f"{plan.parent.name}/{plan.name}: {key} parity failed ({'; '.join(failures)}); "
+                "no engine artifact written"
+            )
         out[key] = result.to_dict()
     return out
 
@@ -128,8 +153,20 @@ def measure_latency(engine_artifact: Any, device: str = "cuda") -> dict[str, Any
     with runner:
         result = benchmark(runner, batch_sizes=[1], warmup=20, iters=200)
     b = result.batch(1)
-    return {"batch": 1, "p50_ms": b.latency_ms.p50, "p99_ms": b.latency_ms.p99, "throughput": b.throughput,
-            "iterations": b.iterations}
+    return {
+        "batch": 1,
+        "p50_ms": b.latency_ms.p50,
+        "p99_ms": b.latency_ms.p99,
+        "throughput": b.throughput,
+        "iterations": b.iterations,
+    }
 
 
-__all__ = ["EngineOutcome", "build_command", "engine_after_export", "int8_engine_after_export", "measure_latency", "prove_parity"]
+__all__ = [
+    "EngineOutcome",
+    "build_command",
+    "engine_after_export",
+    "int8_engine_after_export",
+    "measure_latency",
+    "prove_parity",
+]

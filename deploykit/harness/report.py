@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deploykit._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from deploykit.artifact import utc_now
@@ -25,8 +26,19 @@ _LATENCY = {
 }
 _BATCH = {
     "type": "object",
-    "required": ["batch", "iterations", "warmup", "latency_ms", "throughput", "first_inference_ms", "total_s",
-                 "peak_rss_mb", "rss_scope", "gpu_peak_mb", "p99_reliable"],
+    "required": [
+        "batch",
+        "iterations",
+        "warmup",
+        "latency_ms",
+        "throughput",
+        "first_inference_ms",
+        "total_s",
+        "peak_rss_mb",
+        "rss_scope",
+        "gpu_peak_mb",
+        "p99_reliable",
+    ],
     "properties": {
         "batch": {"type": "integer", "minimum": 1},
         "iterations": {"type": "integer", "minimum": 1},
@@ -91,23 +103,38 @@ BENCH_SCHEMA: dict[str, Any] = {
         "suite": {
             "type": "object",
             "required": ["baseline", "rows", "settings"],
-            "properties": {"baseline": {"type": "string"}, "settings": {"type": "object"},
-                           "rows": {"type": "array", "items": _SUITE_ROW}},
+            "properties": {
+                "baseline": {"type": "string"},
+                "settings": {"type": "object"},
+                "rows": {"type": "array", "items": _SUITE_ROW},
+            },
         },
     },
 }
 _PARITY = {
     "type": "object",
     "required": ["max_abs", "max_rel", "cosine", "top1_agreement", "logit_range", "count"],
-    "properties": {k: {"type": ["number", "string"]} for k in ("max_abs", "max_rel", "cosine", "top1_agreement",
-                                                               "logit_range")} | {"count": {"type": "integer"}},
+    "properties": {
+        k: {"type": ["number", "string"]} for k in ("max_abs", "max_rel", "cosine", "top1_agreement", "logit_range")
+    }
+    | {"count": {"type": "integer"}},
 }
 COMPARE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "deploykit backend comparison",
     "type": "object",
-    "required": ["schema", "created", "machine", "target", "reference", "runners", "precision", "inputs", "rows",
-                 "passed"],
+    "required": [
+        "schema",
+        "created",
+        "machine",
+        "target",
+        "reference",
+        "runners",
+        "precision",
+        "inputs",
+        "rows",
+        "passed",
+    ],
     "properties": {
         "schema": {"const": COMPARE_SCHEMA_ID},
         "created": {"type": "string"},
@@ -117,12 +144,19 @@ COMPARE_SCHEMA: dict[str, Any] = {
         "runners": {"type": "array", "minItems": 2},
         "precision": {"enum": ["fp32", "fp16", "mixed", "int8"]},
         "inputs": {"type": "object", "required": ["source", "batch", "samples"]},
-        "rows": {"type": "array", "minItems": 1, "items": {
-            "type": "object",
-            "required": ["runner", "backend", "output", "reference_output", "parity", "failures", "passed"],
-            "properties": {"parity": _PARITY, "failures": {"type": "array", "items": {"type": "string"}},
-                           "passed": {"type": "boolean"}},
-        }},
+        "rows": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["runner", "backend", "output", "reference_output", "parity", "failures", "passed"],
+                "properties": {
+                    "parity": _PARITY,
+                    "failures": {"type": "array", "items": {"type": "string"}},
+                    "passed": {"type": "boolean"},
+                },
+            },
+        },
         "passed": {"type": "boolean"},
     },
 }
@@ -130,8 +164,9 @@ SCHEMAS = {BENCH_SCHEMA_ID: BENCH_SCHEMA, COMPARE_SCHEMA_ID: COMPARE_SCHEMA}
 
 
 # -- documents ---------------------------------------------------------------------------------
-def bench_report(results: Sequence[BenchResult], machine: dict[str, Any] | None = None,
-                 suite: dict[str, Any] | None = None) -> dict[str, Any]:
+def bench_report(
+    results: Sequence[BenchResult], machine: dict[str, Any] | None = None, suite: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The JSON document for one or more benchmark runs (and a suite's ratio table)."""
     doc: dict[str, Any] = {
         "schema": BENCH_SCHEMA_ID,
@@ -149,8 +184,14 @@ def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
     def one(b: dict[str, Any]) -> dict[str, Any]:
         lat = b["latency_ms"]
-        return {"p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "mean_ms": lat["mean"],
-                "throughput_per_s": b["throughput"], "iterations": b["iterations"]}
+        return {
+            "p50_ms": lat["p50"],
+            "p90_ms": lat["p90"],
+            "p99_ms": lat["p99"],
+            "mean_ms": lat["mean"],
+            "throughput_per_s": b["throughput"],
+            "iterations": b["iterations"],
+        }
 
     return {
         "created": doc["created"],
@@ -161,8 +202,12 @@ def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 def compare_report(result: Any, machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document for a CompareResult."""
-    return {"schema": COMPARE_SCHEMA_ID, "created": utc_now(), "machine": machine or describe_machine(),
-            **result.to_dict()}
+    return {
+        "schema": COMPARE_SCHEMA_ID,
+        "created": utc_now(),
+        "machine": machine or describe_machine(),
+        **result.to_dict(),
+    }
 
 
 def validate_report(doc: dict[str, Any]) -> None:
@@ -189,8 +234,22 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 # -- Markdown ----------------------------------------------------------------------------------
-BENCH_COLUMNS = ("run", "backend", "device", "precision", "batch", "iters", "p50 ms", "p90 ms", "p99 ms", "mean ms",
-                 "min ms", "img/s", "first ms", "peak RSS MiB")
+BENCH_COLUMNS = (
+    "run",
+    "backend",
+    "device",
+    "precision",
+    "batch",
+    "iters",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "min ms",
+    "img/s",
+    "first ms",
+    "peak RSS MiB",
+)
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -224,10 +283,25 @@ def bench_rows(doc: dict[str, Any]) -> list[list[str]]:
         r = run["runner"]
         for b in run["batches"]:
             lat = b["latency_ms"]
-            rows.append(([str(run.get("model"))] if lead else []) + [run["label"], r["backend"], r["device"], r.get("precision") or "-", str(b["batch"]),
-                         str(b["iterations"]), _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), _f(lat["mean"]),
-                         _f(lat["min"]), _f(b["throughput"], 1), _f(b["first_inference_ms"]),
-                         _f(b["peak_rss_mb"], 0)])
+            rows.append(
+                ([str(run.get("model"))] if lead else [])
+                + [
+                    run["label"],
+                    r["backend"],
+                    r["device"],
+                    r.get("precision") or "-",
+                    str(b["batch"]),
+                    str(b["iterations"]),
+                    _f(lat["p50"]),
+                    _f(lat["p90"]),
+                    _f(lat["p99"]),
+                    _f(lat["mean"]),
+                    _f(lat["min"]),
+                    _f(b["throughput"], 1),
+                    _f(b["first_inference_ms"]),
+                    _f(b["peak_rss_mb"], 0),
+                ]
+            )
     return rows
 
 
@@ -237,8 +311,10 @@ def bench_markdown(doc: dict[str, Any]) -> str:
     if doc["runs"]:
         s = doc["runs"][0]["settings"]
         if s.get("iters") and s.get("time_limit_s"):
-            count = (f"{s['iters']} timed iterations (cut after {s['time_limit_s']:g} s of timing but never under "
-                     f"{s.get('min_iters')}; the iters column has each row's count)")
+            count = (
+                f"{s['iters']} timed iterations (cut after {s['time_limit_s']:g} s of timing but never under "
+                f"{s.get('min_iters')}; the iters column has each row's count)"
+            )
         elif s.get("iters"):
             count = f"{s['iters']} timed iterations"
         else:
@@ -279,12 +355,25 @@ def compare_markdown(doc: dict[str, Any]) -> str:
     rows = []
     for r in doc["rows"]:
         p = r["parity"]
-        rows.append([r["runner"], r["output"], _fmt_sci(p["max_abs"]), _fmt_sci(p["max_rel"]), _fmt_cos(p["cosine"]),
-                     _fmt_pct(p["top1_agreement"]), "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])])
+        rows.append(
+            [
+                r["runner"],
+                r["output"],
+                _fmt_sci(p["max_abs"]),
+                _fmt_sci(p["max_rel"]),
+                _fmt_cos(p["cosine"]),
+                _fmt_pct(p["top1_agreement"]),
+                "pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"]),
+            ]
+        )
     inp = doc["inputs"]
-    lines = [f"# Comparison against {doc['reference']['name']}", "",
-             f"Inputs: {inp['samples']} samples from {inp['source']} (batch {inp['batch']}); "
-             f"gate: {doc['precision']}; overall: {'PASS' if doc['passed'] else 'FAIL'}", ""]
+    lines = [
+        f"# Comparison against {doc['reference']['name']}",
+        "",
+        f"Inputs: {inp['samples']} samples from {inp['source']} (batch {inp['batch']}); "
+        f"gate: {doc['precision']}; overall: {'PASS' if doc['passed'] else 'FAIL'}",
+        "",
+    ]
     return "\n".join(lines + _table(head, rows)) + "\n"
 
 
@@ -337,8 +426,10 @@ def plot_latency(doc: dict[str, Any], path: str | os.PathLike) -> Path:
         (line,) = ax_l.plot(bs, p50, marker="o", label=label)
         ax_l.fill_between(bs, p90, p99, color=line.get_color(), alpha=0.15)
         ax_t.plot(bs, [b["throughput"] for b in run["batches"]], marker="o", color=line.get_color(), label=label)
-    for ax, title, ylabel in ((ax_l, "Latency p50 (band: p90 to p99)", "ms per batch"),
-                              (ax_t, "Throughput", "images / s")):
+    for ax, title, ylabel in (
+        (ax_l, "Latency p50 (band: p90 to p99)", "ms per batch"),
+        (ax_t, "Throughput", "images / s"),
+    ):
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -372,8 +463,7 @@ def plot_ratios(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("speed-up (p50 baseline / p50 row)")
-    ax.set_title(f"Speed-up over {doc['suite']['baseline']}; higher is faster, skipped rows have no bar",
-                 fontsize=9)
+    ax.set_title(f"Speed-up over {doc['suite']['baseline']}; higher is faster, skipped rows have no bar", fontsize=9)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.grid(True, axis="y", alpha=0.3)
     fig.text(0.01, -0.02, machine_line(doc["machine"]), fontsize=7, ha="left")

@@ -9,9 +9,10 @@ no normality assumption.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from math import comb
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> McNemarResult
         raise DeployKitError(f"paired correctness arrays differ in shape: {a.shape} vs {b.shape}")
     a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
     n, k = a_only + b_only, min(a_only, b_only)
-    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
     return McNemarResult(a_only, b_only, p)
 
 
@@ -69,7 +70,7 @@ class RatioResult:
 
     @property
     def verdict(self) -> str:
-        """"faster"/"slower" (A against B) only when an interval at the asked level excludes 1."""
+        """ "faster"/"slower" (A against B) only when an interval at the asked level excludes 1."""
         if self.interval is None:
             return "too few rounds to tell"
         if self.ci_high < 1.0:
@@ -99,18 +100,17 @@ def median_ratio_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95)
     ratios = sorted(x / y for x, y in zip(a, b))
     n = len(ratios)
     j, tail = 0, 0.0
-    while j < n and tail + comb(n, j) / 2 ** n <= (1 - level) / 2:
-        tail += comb(n, j) / 2 ** n
+    while j < n and tail + comb(n, j) / 2**n <= (1 - level) / 2:
+        tail += comb(n, j) / 2**n
         j += 1
     if j == 0:
-        lo, hi, coverage = ratios[0], ratios[-1], 1.0 - 2 / 2 ** n
+        lo, hi, coverage = ratios[0], ratios[-1], 1.0 - 2 / 2**n
     else:
         lo, hi, coverage = ratios[j - 1], ratios[n - j], 1.0 - 2 * tail
     return RatioResult(statistics.median(ratios), lo, hi, coverage, n, level)
 
 
-def session_ratio_ci(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
-                     level: float = 0.95) -> RatioResult:
+def session_ratio_ci(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], level: float = 0.95) -> RatioResult:
     """Paired latency comparison over several sessions of each variant (``benchmark_sessions``).
 
     ``a[s]`` and ``b[s]`` are the per-round medians of session block ``s``. Each block gives one

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from deploykit._io import atomic_write_json
 from deploykit.errors import DeployKitError
@@ -56,13 +57,23 @@ class ValidationReport:
         }
 
 
-def validate(target: str | os.PathLike, data: str, weights: str | os.PathLike | None = None,
-             num_classes: int | None = None, overrides: dict[str, Any] | None = None,
-             gate: float = DEFAULT_GATE, batch_size: int = 64, limit: int | None = None,
-             json_path: str | os.PathLike | None = None, threads: int | None = None,
-             progress: bool = True, record: bool = True,
-             plot_path: str | os.PathLike | None = None, backend: str | None = None,
-             device: str = "cpu") -> ValidationReport:
+def validate(
+    target: str | os.PathLike,
+    data: str,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    gate: float = DEFAULT_GATE,
+    batch_size: int = 64,
+    limit: int | None = None,
+    json_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    record: bool = True,
+    plot_path: str | os.PathLike | None = None,
+    backend: str | None = None,
+    device: str = "cpu",
+) -> ValidationReport:
     """Score TARGET (artifact directory or zoo model name) on ``data`` and apply the FP32 gate.
 
     ``backend`` runs an artifact (default: onnxruntime for ONNX, tensorrt for an engine artifact).
@@ -76,16 +87,18 @@ def validate(target: str | os.PathLike, data: str, weights: str | os.PathLike | 
     path = Path(target)
     if is_artifact_dir(path):
         if weights is not None or num_classes is not None or overrides:
-            raise DeployKitError(f"{path}: --weights, --num-classes and data-config options apply to a "
-                                 "zoo model name; an artifact carries its own weights and data config")
-        report = _validate_artifact(path, dataset, gate, batch_size, limit, threads, progress, record,
-                                    backend=backend, device=device)
+            raise DeployKitError(
+                f"{path}: --weights, --num-classes and data-config options apply to a "
+                "zoo model name; an artifact carries its own weights and data config"
+            )
+        report = _validate_artifact(
+            path, dataset, gate, batch_size, limit, threads, progress, record, backend=backend, device=device
+        )
     elif path.exists():
         raise DeployKitError(f"{path}: not an artifact directory (no manifest.json) and not a zoo model name")
     else:
         with _torch_threads(threads):
-            report = _validate_model(str(target), dataset, weights, num_classes, overrides,
-                                     batch_size, limit, progress)
+            report = _validate_model(str(target), dataset, weights, num_classes, overrides, batch_size, limit, progress)
     if json_path is not None:
         try:
             atomic_write_json(json_path, report.to_dict())
@@ -121,28 +134,53 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _validate_model(name: str, dataset: Any, weights: Any, num_classes: int | None,
-                    overrides: dict[str, Any] | None, batch_size: int, limit: int | None,
-                    progress: bool) -> ValidationReport:
+def _validate_model(
+    name: str,
+    dataset: Any,
+    weights: Any,
+    num_classes: int | None,
+    overrides: dict[str, Any] | None,
+    batch_size: int,
+    limit: int | None,
+    progress: bool,
+) -> ValidationReport:
     from deploykit.models.weights import load_model
 
-    model = load_model(name, weights=None if weights is None else str(weights),
-                       num_classes=num_classes, overrides=overrides or None)
-    result = evaluate(model, dataset, model.data_config, batch_size=batch_size, limit=limit,
-                      progress=progress, confusion=True)
+    model = load_model(
+        name, weights=None if weights is None else str(weights), num_classes=num_classes, overrides=overrides or None
+    )
+    result = evaluate(
+        model, dataset, model.data_config, batch_size=batch_size, limit=limit, progress=progress, confusion=True
+    )
     notes = ["a PyTorch model is its own FP32 reference: no gate applied"]
     if weights is None:
         notes.append("no --weights given: the model is randomly initialised")
-    return ValidationReport(target=name, kind="model", model=getattr(model, "model_name", name),
-                            precision="fp32", backend="torch", result=result, notes=notes)
+    return ValidationReport(
+        target=name,
+        kind="model",
+        model=getattr(model, "model_name", name),
+        precision="fp32",
+        backend="torch",
+        result=result,
+        notes=notes,
+    )
 
 
 # ------------------------------------------------------------------------------------- artifact
 
 
-def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
-                       limit: int | None, threads: int | None, progress: bool,
-                       record: bool, backend: str | None = None, device: str = "cpu") -> ValidationReport:
+def _validate_artifact(
+    path: Path,
+    dataset: Any,
+    ratio: float,
+    batch_size: int,
+    limit: int | None,
+    threads: int | None,
+    progress: bool,
+    record: bool,
+    backend: str | None = None,
+    device: str = "cpu",
+) -> ValidationReport:
     from deploykit.artifact import Artifact, accuracy_record
 
     art = Artifact.load(path)
@@ -159,33 +197,52 @@ def _validate_artifact(path: Path, dataset: Any, ratio: float, batch_size: int,
         gate = {"ratio": ratio, "passed": passed, "message": message}
     else:
         notes.append("no FP32 reference available: accuracy reported, no gate applied")
-    report = ValidationReport(target=str(path), kind="artifact", model=art.manifest.model,
-                              precision=art.manifest.precision, backend=backend,
-                              result=result, reference=reference, gate=gate, notes=notes)
+    report = ValidationReport(
+        target=str(path),
+        kind="artifact",
+        model=art.manifest.model,
+        precision=art.manifest.precision,
+        backend=backend,
+        result=result,
+        reference=reference,
+        gate=gate,
+        notes=notes,
+    )
     if record:
         details = result.to_dict(confusion=len(result.classes) <= CONFUSION_MAX_CLASSES)
         details.pop("dataset", None)
         details.pop("top1", None)
-        entry = accuracy_record(dataset=result.dataset, top1=result.top1,
-                                reference_top1=reference["top1"] if reference else None,
-                                gate=ratio if reference else None, reference=reference,
-                                backend=backend, **details)
+        entry = accuracy_record(
+            dataset=result.dataset,
+            top1=result.top1,
+            reference_top1=reference["top1"] if reference else None,
+            gate=ratio if reference else None,
+            reference=reference,
+            backend=backend,
+            **details,
+        )
         art.record_result("accuracy", entry)
     return report
 
 
-def _evaluate_artifact(art: Any, dataset: Any, cfg: Any, batch_size: int, limit: int | None,
-                       threads: int | None, progress: bool | str, backend: str = "onnxruntime",
-                       device: str = "cpu") -> AccuracyResult:
+def _evaluate_artifact(
+    art: Any,
+    dataset: Any,
+    cfg: Any,
+    batch_size: int,
+    limit: int | None,
+    threads: int | None,
+    progress: bool | str,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+) -> AccuracyResult:
     from deploykit.backends import make_runner
 
     if art.manifest.format != "onnx" and backend != "tensorrt":
         raise DeployKitError(f"{art.path}: a {art.manifest.format} artifact runs only with --backend tensorrt")
-    runner = make_runner(art, backend, device=device, threads=None if backend == "tensorrt" else threads,
-                         verify=False)
+    runner = make_runner(art, backend, device=device, threads=None if backend == "tensorrt" else threads, verify=False)
     with runner:
-        return evaluate(runner, dataset, cfg, batch_size=batch_size, limit=limit,
-                        progress=progress, confusion=True)
+        return evaluate(runner, dataset, cfg, batch_size=batch_size, limit=limit, progress=progress, confusion=True)
 
 
 def _fp32_ancestor(art: Any, notes: list[str]) -> Any | None:
@@ -220,22 +277,40 @@ def _fp32_ancestor(art: Any, notes: list[str]) -> Any | None:
     return None
 
 
-def _reference(art: Any, dataset: Any, result: AccuracyResult, batch_size: int, limit: int | None,
-               threads: int | None, progress: bool, notes: list[str]) -> dict[str, Any] | None:
+def _reference(
+    art: Any,
+    dataset: Any,
+    result: AccuracyResult,
+    batch_size: int,
+    limit: int | None,
+    threads: int | None,
+    progress: bool,
+    notes: list[str],
+) -> dict[str, Any] | None:
     """FP32 reference accuracy for ``art`` on the same data (see the module docstring)."""
     ancestor = _fp32_ancestor(art, notes) if art.manifest.parent else None
     if ancestor is not None:
         recorded = ancestor.manifest.results.get("accuracy")
-        if isinstance(recorded, dict) and recorded.get("fingerprint") == result.fingerprint \
-                and recorded.get("top1") is not None:
-            return {"source": "recorded in the FP32 parent's manifest", "path": str(ancestor.path),
-                    "top1": recorded["top1"], "top5": recorded.get("top5")}
+        if (
+            isinstance(recorded, dict)
+            and recorded.get("fingerprint") == result.fingerprint
+            and recorded.get("top1") is not None
+        ):
+            return {
+                "source": "recorded in the FP32 parent's manifest",
+                "path": str(ancestor.path),
+                "top1": recorded["top1"],
+                "top5": recorded.get("top5"),
+            }
         label = f"FP32 parent on {result.dataset}" if progress else False
-        ref = _evaluate_artifact(ancestor, dataset, ancestor.data_config, batch_size, limit,
-                                 threads, label)
-        return {"source": "FP32 parent artifact evaluated now", "path": str(ancestor.path),
-                "top1": ref.top1, "top5": ref.top5}
-    weights = (art.manifest.weights or {})
+        ref = _evaluate_artifact(ancestor, dataset, ancestor.data_config, batch_size, limit, threads, label)
+        return {
+            "source": "FP32 parent artifact evaluated now",
+            "path": str(ancestor.path),
+            "top1": ref.top1,
+            "top5": ref.top5,
+        }
+    weights = art.manifest.weights or {}
     if not weights:
         notes.append(f"{art.path}: the manifest records no weights to rebuild the PyTorch model from")
         return None
@@ -247,10 +322,20 @@ def _reference(art: Any, dataset: Any, result: AccuracyResult, batch_size: int, 
         notes.append(f"PyTorch reference unavailable: {e}")
         return None
     with runner:
-        ref = evaluate(runner, dataset, art.data_config, batch_size=batch_size, limit=limit,
-                       progress=f"PyTorch reference on {result.dataset}" if progress else False)
-    return {"source": "PyTorch model rebuilt from the recorded weights",
-            "path": str(weights.get("path") or weights.get("file")), "top1": ref.top1, "top5": ref.top5}
+        ref = evaluate(
+            runner,
+            dataset,
+            art.data_config,
+            batch_size=batch_size,
+            limit=limit,
+            progress=f"PyTorch reference on {result.dataset}" if progress else False,
+        )
+    return {
+        "source": "PyTorch model rebuilt from the recorded weights",
+        "path": str(weights.get("path") or weights.get("file")),
+        "top1": ref.top1,
+        "top5": ref.top5,
+    }
 
 
 # ------------------------------------------------------------------------------------- display
@@ -263,8 +348,7 @@ def render(report: ValidationReport, console: Any = None) -> None:
 
     console = console or Console()
     r = report.result
-    summary = Table(title=f"{report.model} ({report.precision}, {report.backend}) on {r.dataset}",
-                    show_header=False)
+    summary = Table(title=f"{report.model} ({report.precision}, {report.backend}) on {r.dataset}", show_header=False)
     summary.add_column(style="bold")
     summary.add_column()
     summary.add_row("target", report.target)

@@ -22,8 +22,7 @@ class _DenseLayer(nn.Module):
     The 1x1 bottleneck keeps the 3x3 cheap however wide the concatenated input has grown.
     """
 
-    def __init__(self, num_input_features: int, growth_rate: int, bn_size: int,
-                 drop_rate: float = 0.0) -> None:
+    def __init__(self, num_input_features: int, growth_rate: int, bn_size: int, drop_rate: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.BatchNorm2d(num_input_features)
         self.relu1 = nn.ReLU(inplace=True)
@@ -45,8 +44,9 @@ class _DenseLayer(nn.Module):
 class _DenseBlock(nn.ModuleDict):
     """``num_layers`` dense layers, each fed every earlier output: C0 -> C0 + num_layers*growth."""
 
-    def __init__(self, num_layers: int, num_input_features: int, bn_size: int, growth_rate: int,
-                 drop_rate: float = 0.0) -> None:
+    def __init__(
+        self, num_layers: int, num_input_features: int, bn_size: int, growth_rate: int, drop_rate: float = 0.0
+    ) -> None:
         super().__init__()
         for i in range(num_layers):
             self.add_module(
@@ -75,24 +75,33 @@ class _Transition(nn.Sequential):
 class DenseNet(nn.Module):
     """Stem (7x7 conv, max pool), dense blocks joined by transitions, final BN, linear classifier."""
 
-    def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
-                 num_init_features: int = 64, bn_size: int = 4, drop_rate: float = 0.0,
-                 num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        growth_rate: int = 32,
+        block_config: tuple[int, ...] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        drop_rate: float = 0.0,
+        num_classes: int = 1000,
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(OrderedDict([
-            ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
-            ("norm0", nn.BatchNorm2d(num_init_features)),
-            ("relu0", nn.ReLU(inplace=True)),
-            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),  # N x C0 x H/4 x W/4
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
+                    ("norm0", nn.BatchNorm2d(num_init_features)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),  # N x C0 x H/4 x W/4
+                ]
+            )
+        )
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
             block = _DenseBlock(num_layers, num_features, bn_size, growth_rate, drop_rate)
             self.features.add_module(f"denseblock{i + 1}", block)
             num_features += num_layers * growth_rate
             if i != len(block_config) - 1:
-                self.features.add_module(f"transition{i + 1}",
-                                         _Transition(num_features, num_features // 2))
+                self.features.add_module(f"transition{i + 1}", _Transition(num_features, num_features // 2))
                 num_features //= 2
         self.features.add_module("norm5", nn.BatchNorm2d(num_features))  # N x C x H/32 x W/32
         self.classifier = nn.Linear(num_features, num_classes)

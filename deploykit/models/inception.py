@@ -64,8 +64,9 @@ class Inception(nn.Module):
     "5x5" branch uses a 3x3 kernel, as torchvision's (and its checkpoints') does.
     """
 
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int) -> None:
+    def __init__(
+        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
@@ -105,9 +106,14 @@ class GoogLeNetAux(nn.Module):
 class GoogLeNet(nn.Module):
     """Stem convs and pools, inception 3a-3b, 4a-4e, 5a-5b, global pool, dropout, linear classifier."""
 
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = False,
-                 transform_input: bool = False, dropout: float = 0.2,
-                 dropout_aux: float = 0.7) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        aux_logits: bool = False,
+        transform_input: bool = False,
+        dropout: float = 0.2,
+        dropout_aux: float = 0.7,
+    ) -> None:
         super().__init__()
         self.aux_logits = aux_logits
         self.transform_input = transform_input
@@ -319,8 +325,9 @@ class InceptionAux(nn.Module):
 class Inception3(nn.Module):
     """Inception-v3: stem, InceptionA x3, B, C x4, D, E x2, global pool, dropout, classifier."""
 
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = True,
-                 transform_input: bool = False, dropout: float = 0.5) -> None:
+    def __init__(
+        self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         self.aux_logits = aux_logits
         self.transform_input = transform_input

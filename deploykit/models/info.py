@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,8 +41,7 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
 
 def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's parameters and buffers as meta tensors: shapes only, no memory, no arithmetic."""
-    return {k: torch.empty_like(v, device="meta")
-            for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    return {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
 
 
 @contextlib.contextmanager
@@ -150,12 +150,14 @@ def zoo_summary(family: str | None = None) -> list[dict[str, Any]]:
         spec = get_spec(name)
         with torch.device("meta"):
             model = create_model(name)
-        rows.append({
-            "name": name,
-            "family": spec.family,
-            "aliases": list(spec.aliases),
-            "params": count_params(model),
-            "macs": count_macs(model, spec.data_config.input_size),
-            "input_size": list(spec.data_config.input_size),
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": spec.family,
+                "aliases": list(spec.aliases),
+                "params": count_params(model),
+                "macs": count_macs(model, spec.data_config.input_size),
+                "input_size": list(spec.data_config.input_size),
+            }
+        )
     return rows

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -162,8 +163,7 @@ def apply_overrides(cfg: DataConfig, overrides: Mapping[str, Any] | None) -> Dat
     return cfg.replace(**changes) if changes else cfg
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike,
-                 metadata: Mapping[str, Any] | None = None) -> Path:
+def save_weights(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write the model's state dict as safetensors, atomically, with its name and data config."""
     from safetensors.torch import save
 
@@ -251,7 +251,7 @@ def _unwrap(obj: Any, p: Path) -> dict[str, Tensor]:
         name = str(key)
         for prefix in _STRIP_PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         out[name] = value
     if not out:
         raise DeployKitError(f"{p}: checkpoint holds no tensors")
@@ -309,8 +309,11 @@ def _apply_state_dict(model: nn.Module, state_dict: dict[str, Tensor], path: Pat
             f"weights for another architecture?{_saved_as_hint(path, name)}"
         )
 
-    wrong = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in expected.items()
-             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    wrong = [
+        (k, tuple(sd[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
     if wrong:
         heads = _head_keys(model)
         ckpt_classes = {s[0] for k, s, _ in wrong if s}
@@ -327,14 +330,19 @@ def _apply_state_dict(model: nn.Module, state_dict: dict[str, Tensor], path: Pat
             f"{shown}{more} - weights for another architecture?{_saved_as_hint(path, name)}"
         )
     # load_state_dict would silently cast integer or bool tensors into float parameters.
-    bad = [(k, sd[k].dtype, v.dtype) for k, v in expected.items()
-           if k in sd and sd[k].is_floating_point() != v.is_floating_point()]
+    bad = [
+        (k, sd[k].dtype, v.dtype)
+        for k, v in expected.items()
+        if k in sd and sd[k].is_floating_point() != v.is_floating_point()
+    ]
     if bad:
-        shown = ", ".join(f"{k} {str(d).replace('torch.', '')} vs model {str(e).replace('torch.', '')}"
-                          for k, d, e in bad[:_SHOW])
+        shown = ", ".join(
+            f"{k} {str(d).replace('torch.', '')} vs model {str(e).replace('torch.', '')}" for k, d, e in bad[:_SHOW]
+        )
         more = f", and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
-        raise DeployKitError(f"{path}: {len(bad)} tensors have the wrong dtype for {_model_label(model)}: "
-                             f"{shown}{more}")
+        raise DeployKitError(
+            f"{path}: {len(bad)} tensors have the wrong dtype for {_model_label(model)}: {shown}{more}"
+        )
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:  # dtype or other problems the checks above did not foresee
@@ -347,7 +355,7 @@ def _first(keys: list[str]) -> str:
 
 
 def _saved_as_hint(path: Path, name: str | None) -> str:
-    """"; the checkpoint was saved from X" when deploykit metadata names another model."""
+    """ "; the checkpoint was saved from X" when deploykit metadata names another model."""
     try:
         saved = read_checkpoint_metadata(path).get(META_MODEL)
     except DeployKitError:

@@ -8,8 +8,9 @@ file handling (bad files become one-line errors, the output is written atomicall
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -52,7 +53,6 @@ class OptimizeResult:
     nodes_after: int = 0
     iterations: int = 0
     parity: Any = None  # a verify.ParityCheck once the result was compared with its input
-
 
     @property
     def passes(self) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import onnx
 
@@ -28,7 +28,7 @@ def optimize_artifact(
     passes: Sequence[str] | str | None = None,
     force: bool = False,
     max_iterations: int = 10,
-) -> tuple[Artifact, "OptimizeResult"]:  # noqa: F821
+) -> tuple[Artifact, OptimizeResult]:  # noqa: F821
     """Optimise an artifact's graph, prove parity with it, and commit a child artifact."""
     from deploykit.optimize import load_onnx, optimize_model, resolve_passes, save_onnx, verify_or_raise
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,7 +65,9 @@ def make_session(model: onnx.ModelProto | bytes | str, optimize: bool = False, t
     return ort_session(model, threads=threads, inter_op_threads=1, optimization="all" if optimize else "disable")
 
 
-def random_inputs(session, batch: int = 1, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+def random_inputs(
+    session, batch: int = 1, seed: int = 0, dims: Mapping[str, int] | None = None
+) -> dict[str, np.ndarray]:
     """Fixed-seed feeds for every input of an ORT session; a symbolic dim is ``dims[name]`` or ``batch``."""
     inputs = {}
     for inp in session.get_inputs():

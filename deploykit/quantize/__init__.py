@@ -9,14 +9,15 @@ method, profile, calibration-set fingerprint, fallbacks and accuracy in its mani
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import warnings
-import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,16 @@ VAL_CACHE_BYTES = 256 * 2**20
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GateFailedError", "QuantizeOptions", "QuantizeResult", "QuantizeWarning", "prepare_for_quantization",
-           "quantize_artifact", "quantize_model", "write_int8_artifact"]
+__all__ = [
+    "GateFailedError",
+    "QuantizeOptions",
+    "QuantizeResult",
+    "QuantizeWarning",
+    "prepare_for_quantization",
+    "quantize_artifact",
+    "quantize_model",
+    "write_int8_artifact",
+]
 
 
 class GateFailedError(GateError):
@@ -71,8 +80,9 @@ class _Source:
             h.update(np.ascontiguousarray(self.y[:n]).tobytes())
         return h.hexdigest()
 
-    def batches(self, cfg, batch: int, limit: int | None = None,
-                progress: bool | str = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(
+        self, cfg, batch: int, limit: int | None = None, progress: bool | str = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         n = len(self) if limit is None else min(limit, len(self))
         if self.dataset is not None:
             from deploykit.data.transforms import iter_batches
@@ -82,16 +92,14 @@ class _Source:
             return
         y = self.y if self.y is not None else np.full(len(self.x), -1, np.int64)
         for i in range(0, n, batch):
-            yield _check_shape(self.x[i:i + batch], cfg, self.name), np.asarray(y[i:i + batch], np.int64)
+            yield _check_shape(self.x[i : i + batch], cfg, self.name), np.asarray(y[i : i + batch], np.int64)
 
 
 def _check_shape(x: np.ndarray, cfg, name: str) -> np.ndarray:
     want = tuple(cfg.input_size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         got = "x".join(map(str, x.shape[1:])) if x.ndim == 4 else str(x.shape)
-        raise DeployKitError(
-            f"{name}: images are {got} (C x H x W) but the model takes {'x'.join(map(str, want))}"
-        )
+        raise DeployKitError(f"{name}: images are {got} (C x H x W) but the model takes {'x'.join(map(str, want))}")
     return x
 
 
@@ -111,7 +119,9 @@ def _source(data: Any, role: str) -> _Source:
         return _Source(name=f"{role} arrays", x=data[0].astype(np.float32, copy=False), y=np.asarray(data[1]))
     if hasattr(data, "__getitem__") and hasattr(data, "fingerprint"):
         return _Source(name=getattr(data, "name", role), dataset=data)
-    raise DeployKitError(f"{role} set must be a dataset spec, a folder, a Dataset or an array, not {type(data).__name__}")
+    raise DeployKitError(
+        f"{role} set must be a dataset spec, a folder, a Dataset or an array, not {type(data).__name__}"
+    )
 
 
 INDEX_HEADER = "# deploykit calibration set:"
@@ -128,7 +138,7 @@ def _index_file(path: Path):
         raise DeployKitError(f"{path}: cannot read calibration index ({e.__class__.__name__})") from None
     if not lines or not lines[0].startswith(INDEX_HEADER):
         raise DeployKitError(f"{path}: not a calibration index (first line must start with '{INDEX_HEADER}')")
-    spec = lines[0][len(INDEX_HEADER):].split(",")[0].strip()
+    spec = lines[0][len(INDEX_HEADER) :].split(",")[0].strip()
     try:
         idx = [int(x) for x in lines[1:] if x.strip()]
     except ValueError:
@@ -193,10 +203,22 @@ class QuantizeOptions:
     layout: str | None = None  # onnxruntime weights: "vnni" (full range) or "avx2" (7-bit); None: this CPU's
 
     @classmethod
-    def from_recipe(cls, recipe: Any, **overrides: Any) -> "QuantizeOptions":
+    def from_recipe(cls, recipe: Any, **overrides: Any) -> QuantizeOptions:
         """The recipe's values, each replaced by an override that is not None; then validated."""
-        base = {k: getattr(recipe, k) for k in ("method", "gate", "num_images", "batch", "min_images",
-                                                "per_channel", "keep_fp32", "max_fallbacks", "percentile")}
+        base = {
+            k: getattr(recipe, k)
+            for k in (
+                "method",
+                "gate",
+                "num_images",
+                "batch",
+                "min_images",
+                "per_channel",
+                "keep_fp32",
+                "max_fallbacks",
+                "percentile",
+            )
+        }
         base["recipe"] = recipe.name
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -205,7 +227,7 @@ class QuantizeOptions:
         base["keep_fp32"] = tuple(base["keep_fp32"])
         return cls(**base).checked()
 
-    def checked(self) -> "QuantizeOptions":
+    def checked(self) -> QuantizeOptions:
         from deploykit.quantize.calibrators import METHODS
         from deploykit.quantize.placement import PROFILES
 
@@ -294,8 +316,10 @@ def quantize_model(
     warns: list[str] = []
     shared = _overlap(cal, vs, used)
     if shared:
-        msg = (f"calibration set {cal.name} and validation set {vs.name} share {shared} images; "
-               "the accuracy measured is optimistic")
+        msg = (
+            f"calibration set {cal.name} and validation set {vs.name} share {shared} images; "
+            "the accuracy measured is optimistic"
+        )
         warns.append(msg)
         warnings.warn(msg, QuantizeWarning, stacklevel=2)
         say(f"warning: {msg}")
@@ -322,19 +346,44 @@ def quantize_model(
 
     say(f"collecting statistics of {len(tensors)} tensors over {used} calibration images")
     stats = collect_stats(model, tensors, cal_batches(), threads=o.threads)
-    calib_info = {"spec": cal.name, "images": seen, "fingerprint": cal.fingerprint(used),
-                  "data_sha256": digest.hexdigest(), "batch": o.batch}
+    calib_info = {
+        "spec": cal.name,
+        "images": seen,
+        "fingerprint": cal.fingerprint(used),
+        "data_sha256": digest.hexdigest(),
+        "batch": o.batch,
+    }
 
     val_batches = _validation_batches(vs, cfg, o.batch, progress)
     fp32_top1 = top1(model, val_batches(), o.threads)
     say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f}")
-    rep = QuantReport(model=model_name, profile=o.profile, fp32_top1=fp32_top1, gate=o.gate, val=vs.name,
-                      calib=calib_info, warnings=warns)
+    rep = QuantReport(
+        model=model_name,
+        profile=o.profile,
+        fp32_top1=fp32_top1,
+        gate=o.gate,
+        val=vs.name,
+        calib=calib_info,
+        warnings=warns,
+    )
 
     def attempt(meth: str, fallbacks: int):
-        return run_gate(model, stats, CalibConfig(method=meth, percentile=o.percentile), o.profile, keep,
-                        val_batches, lambda: iter(sens), fp32_top1, o.gate, max_fallbacks=fallbacks,
-                        threads=o.threads, per_channel=o.per_channel, log=say, layout=o.layout)
+        return run_gate(
+            model,
+            stats,
+            CalibConfig(method=meth, percentile=o.percentile),
+            o.profile,
+            keep,
+            val_batches,
+            lambda: iter(sens),
+            fp32_top1,
+            o.gate,
+            max_fallbacks=fallbacks,
+            threads=o.threads,
+            per_channel=o.per_channel,
+            log=say,
+            layout=o.layout,
+        )
 
     tried: dict[str, tuple] = {}
     if o.method == "auto":
@@ -353,9 +402,17 @@ def quantize_model(
     rep.chosen = chosen
     best, qmodel, plan = tried[chosen]
     rep.passed = best.passed
-    result = QuantizeResult(options=o, model=qmodel, fp32_model=model, plan=plan, stats=stats, report=rep,
-                            attempts={k: v[0] for k, v in tried.items()}, calibration=calib_info,
-                            validation=vs.name)
+    result = QuantizeResult(
+        options=o,
+        model=qmodel,
+        fp32_model=model,
+        plan=plan,
+        stats=stats,
+        report=rep,
+        attempts={k: v[0] for k, v in tried.items()},
+        calibration=calib_info,
+        validation=vs.name,
+    )
     if not best.passed:
         exc = GateFailedError(
             f"INT8 top-1 {best.top1_final:.4f} is under the gate {o.gate} x FP32 {fp32_top1:.4f} = "
@@ -370,9 +427,11 @@ def quantize_model(
         fused = ort_fusion(qmodel)
         result.fusion = dict(sorted(fused.items()))
         unfused = sum(fused.get(op, 0) for op in ("Conv", "FusedConv", "Gemm", "MatMul"))
-        say(f"ONNX Runtime fuses {fused.get('QLinearConv', 0)} QLinearConv, {fused.get('QGemm', 0)} QGemm, "
+        say(
+            f"ONNX Runtime fuses {fused.get('QLinearConv', 0)} QLinearConv, {fused.get('QGemm', 0)} QGemm, "
             f"{fused.get('QLinearAdd', 0)} QLinearAdd, {fused.get('QLinearConcat', 0)} QLinearConcat; "
-            f"{unfused} weighted ops left in float")
+            f"{unfused} weighted ops left in float"
+        )
     return result
 
 
@@ -390,8 +449,9 @@ def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
     return used
 
 
-def _validation_batches(vs: _Source, cfg: Any, batch: int,
-                        progress: bool) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]:
+def _validation_batches(
+    vs: _Source, cfg: Any, batch: int, progress: bool
+) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]:
     """Validation batches, cached in memory when small, else re-streamed per measurement."""
     if 4 * int(np.prod(cfg.input_size)) * len(vs) <= VAL_CACHE_BYTES:
         cache = list(vs.batches(cfg, max(batch, 64), progress="loading validation set" if progress else False))
@@ -402,8 +462,7 @@ def _validation_batches(vs: _Source, cfg: Any, batch: int,
 # ------------------------------------------------------------------------------------- artifacts
 
 
-def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.PathLike,
-                        force: bool = False) -> Any:
+def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.PathLike, force: bool = False) -> Any:
     """The INT8 artifact (model, TensorRT calibration cache, report, manifest), whole or not at all."""
     import onnx
 
@@ -419,8 +478,13 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
         if o.profile == "tensorrt":
             thr = calibrate(result.stats, CalibConfig(method=rep.chosen, percentile=o.percentile), asymmetric=False)
             scales = {t: max(v, 1e-12) / 127.0 for t, v in thr.items()}
-            write_cache(w.dir / "calibration.cache", scales, parent.main_path, method=rep.chosen,
-                        extra={"parent_manifest_sha256": parent.manifest_sha256()})
+            write_cache(
+                w.dir / "calibration.cache",
+                scales,
+                parent.main_path,
+                method=rep.chosen,
+                extra={"parent_manifest_sha256": parent.manifest_sha256()},
+            )
             files["calibration_cache"] = "calibration.cache"
         written = rep.write(w.dir / "quantize_report.json")
         files["report"] = written[0].name
@@ -428,16 +492,33 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
             files["sqnr_plot"] = written[1].name
         summary = rep.to_dict()
         manifest = Manifest(
-            model=m.model, family=m.family, format="onnx", precision="int8", main_file="model.onnx",
-            data_config=m.data_config, inputs=m.inputs, outputs=m.outputs, batch=m.batch,
+            model=m.model,
+            family=m.family,
+            format="onnx",
+            precision="int8",
+            main_file="model.onnx",
+            data_config=m.data_config,
+            inputs=m.inputs,
+            outputs=m.outputs,
+            batch=m.batch,
             opset=max(op.version for op in result.model.opset_import if op.domain in ("", "ai.onnx")),
-            weights=m.weights, parent=parent.parent_ref(), versions=tool_versions(), stages=list(m.stages),
+            weights=m.weights,
+            parent=parent.parent_ref(),
+            versions=tool_versions(),
+            stages=list(m.stages),
         )
         manifest.add_stage(
             "quantize",
-            params={"profile": o.profile, "method": rep.chosen, "requested_method": o.method, "gate": o.gate,
-                    "per_channel": o.per_channel, "recipe": o.recipe, "keep_fp32_patterns": list(o.keep_fp32),
-                    "layout": o.layout},
+            params={
+                "profile": o.profile,
+                "method": rep.chosen,
+                "requested_method": o.method,
+                "gate": o.gate,
+                "per_channel": o.per_channel,
+                "recipe": o.recipe,
+                "keep_fp32_patterns": list(o.keep_fp32),
+                "layout": o.layout,
+            },
             calibration=result.calibration,
             fallbacks=summary["fallbacks"],
             kept_fp32=summary["kept_fp32"],
@@ -446,10 +527,16 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
             files=files,
         )
         manifest.results["accuracy"] = accuracy_record(
-            dataset=result.validation, top1=best.top1_final, reference_top1=rep.fp32_top1, gate=o.gate,
-            reference="fp32 model (ONNX Runtime) on the same images")
-        manifest.results["quantize"] = {k: summary[k] for k in (
-            "method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")}
+            dataset=result.validation,
+            top1=best.top1_final,
+            reference_top1=rep.fp32_top1,
+            gate=o.gate,
+            reference="fp32 model (ONNX Runtime) on the same images",
+        )
+        manifest.results["quantize"] = {
+            k: summary[k]
+            for k in ("method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")
+        }
         if result.speed is not None:
             manifest.results["int8_speed"] = result.speed.to_dict()
         return w.commit(manifest)
@@ -485,7 +572,9 @@ def quantize_artifact(
     art = Artifact.load(artifact_dir)
     m = art.manifest
     if m.format != "onnx" or m.precision != "fp32":
-        raise DeployKitError(f"{art.path}: quantisation needs an FP32 ONNX artifact, this one is {m.precision} {m.format}")
+        raise DeployKitError(
+            f"{art.path}: quantisation needs an FP32 ONNX artifact, this one is {m.precision} {m.format}"
+        )
     if options is None:
         recipe = overrides.pop("recipe", None)
         rec = load_recipe(recipe) if recipe is not None else recipe_for(m.model, m.family)
@@ -495,8 +584,16 @@ def quantize_artifact(
     out_dir = Path(out) if out is not None else art.path.with_name(f"{art.path.name}-{options.out_suffix}")
     check_output(out_dir, force, reads=(art.path,))
     try:
-        result = quantize_model(load_onnx(art.main_path, check=False), calib, val, art.data_config, options,
-                                model_name=m.model, progress=progress, log_fn=log_fn)
+        result = quantize_model(
+            load_onnx(art.main_path, check=False),
+            calib,
+            val,
+            art.data_config,
+            options,
+            model_name=m.model,
+            progress=progress,
+            log_fn=log_fn,
+        )
     except GateFailedError as e:
         if report is not None and e.report is not None:
             e.report.write(report)
@@ -504,8 +601,13 @@ def quantize_artifact(
     if speed_check and options.profile == "onnxruntime":  # does INT8 pay here? recorded, said when not
         from deploykit.quantize.speed import artifact_batches, check_speed
 
-        result.speed = check_speed(result.model, str(art.main_path), artifact_batches(m.batch),
-                                   threads=options.threads, progress=log_fn or log.info)
+        result.speed = check_speed(
+            result.model,
+            str(art.main_path),
+            artifact_batches(m.batch),
+            threads=options.threads,
+            progress=log_fn or log.info,
+        )
     result.artifact = write_int8_artifact(art, result, out_dir, force=force)
     if report is not None:
         result.report.write(report)

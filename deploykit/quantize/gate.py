@@ -8,8 +8,9 @@ worst one to FP32, re-measuring each time. Every step and its cost is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,9 @@ def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int |
     return float(correct.mean()) if correct.size else 0.0
 
 
-def predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predictions(
+    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 class, label) of every image, in order: for paired comparisons of models."""
     from deploykit.onnx_io import ort_session
 
@@ -78,8 +80,9 @@ def predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
     return np.concatenate(preds), np.concatenate(labels)
 
 
-def correct_predictions(model, batches: Iterable[tuple[np.ndarray, np.ndarray]],
-                        threads: int | None = None) -> np.ndarray:
+def correct_predictions(
+    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None
+) -> np.ndarray:
     """Whether each image is classified correctly, in order (for paired comparisons of models)."""
     pred, labels = predictions(model, batches, threads)
     return pred == labels

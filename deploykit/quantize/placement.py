@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -283,8 +284,9 @@ def check_layout(layout: str | None) -> str:
     return layout
 
 
-def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = (),
-                   layout: str | None = None) -> QuantPlan:
+def plan_placement(
+    model, profile: str = "onnxruntime", keep: Iterable[str] = (), layout: str | None = None
+) -> QuantPlan:
     """Decide the Q/DQ placement of ``profile`` on ``model`` (prepared), leaving ``keep`` in FP32.
 
     ``layout`` (onnxruntime only): ``vnni`` or ``avx2`` weights; None picks this CPU's.
@@ -366,9 +368,17 @@ def plan_placement(model, profile: str = "onnxruntime", keep: Iterable[str] = ()
 
     groups = {t: uf.find(t) for t in uf.parent}
     weight_qdq = {lay.weight: (lay.name, lay.weight_axis) for lay in layers}
-    return QuantPlan(profile=profile, layers=layers, kept=sorted(kept), edges=dict(edges),
-                     groups=groups, weight_qdq=weight_qdq, anchors=anchors, channel_pad=channel_pad,
-                     layout=layout)
+    return QuantPlan(
+        profile=profile,
+        layers=layers,
+        kept=sorted(kept),
+        edges=dict(edges),
+        groups=groups,
+        weight_qdq=weight_qdq,
+        anchors=anchors,
+        channel_pad=channel_pad,
+        layout=layout,
+    )
 
 
 def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> None:
@@ -385,8 +395,12 @@ def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> N
     for n in ops:
         y = n.output[0]
         cons = g.consumers.get(y, [])
-        if n.op_type in WEIGHTED + ("Add",) and len(cons) == 1 and cons[0][0].op_type == "Relu" \
-                and cons[0][0].name not in kept:
+        if (
+            n.op_type in WEIGHTED + ("Add",)
+            and len(cons) == 1
+            and cons[0][0].op_type == "Relu"
+            and cons[0][0].name not in kept
+        ):
             y = cons[0][0].output[0]
             cons = g.consumers.get(y, [])
         if y in g.graph_outputs or not cons:
@@ -435,8 +449,11 @@ def _ort_input_channel_pad(g: _Graph, layers: list[Layer], edges) -> dict[str, i
     of 4: the channel count to zero-pad each to (the convs' weights get zero channels to match)."""
     by_name = {lay.name: lay for lay in layers}
     # only inputs declared 4-D: the Pad needs the rank, and NCHW puts channels on axis 1
-    graph_inputs = {i.name for i in g.model.graph.input
-                    if i.type.tensor_type.HasField("shape") and len(i.type.tensor_type.shape.dim) == 4} - g.consts
+    graph_inputs = {
+        i.name
+        for i in g.model.graph.input
+        if i.type.tensor_type.HasField("shape") and len(i.type.tensor_type.shape.dim) == 4
+    } - g.consts
     out: dict[str, int] = {}
     for t, cons in edges.items():
         if t not in graph_inputs or not cons:
@@ -529,14 +546,18 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
         z_name = const(f"{base}_zp", np.zeros(wscale.shape, dtype=np.int8))
         if signed:
             # FP32 weight behind Q/DQ: the layout TensorRT constant-folds into an INT8 weight
-            pre_nodes.append(helper.make_node("QuantizeLinear", [lay.weight, s_name, z_name],
-                                              [f"{base}_q"], name=f"{base}_Q", **axis_attr))
+            pre_nodes.append(
+                helper.make_node(
+                    "QuantizeLinear", [lay.weight, s_name, z_name], [f"{base}_q"], name=f"{base}_Q", **axis_attr
+                )
+            )
             src = f"{base}_q"
         else:
             src = const(f"{base}_int8", q)
             drop_inits.add(lay.weight)
-        pre_nodes.append(helper.make_node("DequantizeLinear", [src, s_name, z_name], [f"{base}_dq"],
-                                          name=f"{base}_DQ", **axis_attr))
+        pre_nodes.append(
+            helper.make_node("DequantizeLinear", [src, s_name, z_name], [f"{base}_dq"], name=f"{base}_DQ", **axis_attr)
+        )
         rename[(lay.name, 1)] = f"{base}_dq"
         if bias is not None:
             bscale = (wscale.astype(np.float64) * xs).reshape(-1)
@@ -549,9 +570,15 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
                 const(f"{bb}_int32", bq)
                 const(f"{bb}_scale", bscale32)
                 const(f"{bb}_zp", np.zeros(bscale.shape, np.int32))
-                pre_nodes.append(helper.make_node(
-                    "DequantizeLinear", [f"{bb}_int32", f"{bb}_scale", f"{bb}_zp"], [f"{bb}_dq"],
-                    name=f"{bb}_DQ", axis=0))
+                pre_nodes.append(
+                    helper.make_node(
+                        "DequantizeLinear",
+                        [f"{bb}_int32", f"{bb}_scale", f"{bb}_zp"],
+                        [f"{bb}_dq"],
+                        name=f"{bb}_DQ",
+                        axis=0,
+                    )
+                )
                 rename[(lay.name, 2)] = f"{bb}_dq"
                 drop_inits.add(lay.bias)
 

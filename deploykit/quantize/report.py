@@ -63,8 +63,14 @@ class QuantReport:
         for a in self.attempts:
             mark = "*" if a.method == self.chosen else ""
             rel = a.top1_final / self.fp32_top1 if self.fp32_top1 else math.nan
-            t.add_row(f"{a.method}{mark}", f"{a.top1_initial:.4f}", f"{a.top1_final:.4f}", f"{rel:.4f}",
-                      str(len(a.kept)), "[green]pass[/]" if a.passed else "[red]fail[/]")
+            t.add_row(
+                f"{a.method}{mark}",
+                f"{a.top1_initial:.4f}",
+                f"{a.top1_final:.4f}",
+                f"{rel:.4f}",
+                str(len(a.kept)),
+                "[green]pass[/]" if a.passed else "[red]fail[/]",
+            )
         console.print(t)
         best = self.best
         if best and best.fallbacks:

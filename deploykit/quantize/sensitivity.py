@@ -9,8 +9,8 @@ quantising its input and its weights), which ranks layers for the FP32 fallback.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -45,8 +45,9 @@ def _sqnr(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
-def layer_sqnr(fp32_model, int8_model, plan: QuantPlan, batches: Iterable[np.ndarray],
-               threads: int | None = None) -> list[LayerSQNR]:
+def layer_sqnr(
+    fp32_model, int8_model, plan: QuantPlan, batches: Iterable[np.ndarray], threads: int | None = None
+) -> list[LayerSQNR]:
     """SQNR of every quantised layer's input and output over ``batches``, in graph order."""
     tensors = sorted({t for lay in plan.layers for t in (lay.input, lay.output)})
     s_ref = make_session(add_graph_outputs(fp32_model, tensors), threads)
@@ -63,14 +64,14 @@ def layer_sqnr(fp32_model, int8_model, plan: QuantPlan, batches: Iterable[np.nda
             sig[t] += float(np.sum(a64 * a64))
             noise[t] += float(np.sum((a64 - b) ** 2))
     return [
-        LayerSQNR(lay.name, lay.op, _sqnr(sig[lay.input], noise[lay.input]),
-                  _sqnr(sig[lay.output], noise[lay.output]))
+        LayerSQNR(lay.name, lay.op, _sqnr(sig[lay.input], noise[lay.input]), _sqnr(sig[lay.output], noise[lay.output]))
         for lay in plan.layers
     ]
 
 
 def rank(results: list[LayerSQNR]) -> list[LayerSQNR]:
     """Most damaging layer first: the largest SQNR drop (an infinite input SQNR counts as 60 dB)."""
+
     def key(r: LayerSQNR) -> float:
         i = r.input_sqnr if math.isfinite(r.input_sqnr) else 60.0
         o = r.output_sqnr if math.isfinite(r.output_sqnr) else 60.0

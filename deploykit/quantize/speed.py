@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROUNDS = 8  # the fewest rounds that give a 95% interval for the median per-round ratio (99.2%)
 MIN_ITERS, MAX_ITERS = 1, 20
@@ -33,10 +34,16 @@ class BatchSpeed:
     iters_per_round: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch": self.batch, "fp32_ms": round(self.fp32_ms, 4), "int8_ms": round(self.int8_ms, 4),
-                "speedup": round(self.speedup, 4),
-                "interval": [round(x, 4) for x in self.interval] if self.interval else None,
-                "verdict": self.verdict, "rounds": self.rounds, "iters_per_round": self.iters_per_round}
+        return {
+            "batch": self.batch,
+            "fp32_ms": round(self.fp32_ms, 4),
+            "int8_ms": round(self.int8_ms, 4),
+            "speedup": round(self.speedup, 4),
+            "interval": [round(x, 4) for x in self.interval] if self.interval else None,
+            "verdict": self.verdict,
+            "rounds": self.rounds,
+            "iters_per_round": self.iters_per_round,
+        }
 
 
 @dataclass
@@ -60,23 +67,33 @@ class SpeedCheck:
             return None
         figures = ", ".join(f"{b.speedup:.2f}x at batch {b.batch}" for b in self.batches)
         why = self.note or "its 8-bit kernels are no faster than FP32 on this model here"
-        return (f"INT8 does not pay on this machine (speed-up over FP32: {figures}): {why}; "
-                "deploy the FP32 (optimised) artifact here, or this INT8 one on a CPU with VNNI "
-                "(AVX-512 VNNI, AVX-VNNI, AMX) or a GPU")
+        return (
+            f"INT8 does not pay on this machine (speed-up over FP32: {figures}): {why}; "
+            "deploy the FP32 (optimised) artifact here, or this INT8 one on a CPU with VNNI "
+            "(AVX-512 VNNI, AVX-VNNI, AMX) or a GPU"
+        )
 
     def summary(self) -> str:
         """One line for the console: the measured speed-up beside the word INT8."""
         parts = []
         for b in self.batches:
             ci = f" [{b.interval[0]:.2f}, {b.interval[1]:.2f}]" if b.interval else ""
-            parts.append(f"batch {b.batch}: {b.int8_ms:.2f} ms vs FP32 {b.fp32_ms:.2f} ms, "
-                         f"{b.speedup:.2f}x{ci} ({b.verdict})")
+            parts.append(
+                f"batch {b.batch}: {b.int8_ms:.2f} ms vs FP32 {b.fp32_ms:.2f} ms, {b.speedup:.2f}x{ci} ({b.verdict})"
+            )
         return "INT8 speed on this machine: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batches": [b.to_dict() for b in self.batches], "pays": self.pays, "threads": self.threads,
-                "seconds": round(self.seconds, 1), "note": self.note, "advice": self.advice(),
-                "load_average": _loadavg(), "machine": self.machine}
+        return {
+            "batches": [b.to_dict() for b in self.batches],
+            "pays": self.pays,
+            "threads": self.threads,
+            "seconds": round(self.seconds, 1),
+            "note": self.note,
+            "advice": self.advice(),
+            "load_average": _loadavg(),
+            "machine": self.machine,
+        }
 
 
 def _loadavg() -> float | None:
@@ -101,8 +118,14 @@ def artifact_batches(profile: Any) -> list[int]:
     return sorted({low, opt})
 
 
-def check_speed(int8_model: Any, fp32_model: Any, batches: Sequence[int] = (1,), threads: int | None = None,
-                budget_s: float = 3.0, progress: Callable[[str], None] | None = None) -> SpeedCheck:
+def check_speed(
+    int8_model: Any,
+    fp32_model: Any,
+    batches: Sequence[int] = (1,),
+    threads: int | None = None,
+    budget_s: float = 3.0,
+    progress: Callable[[str], None] | None = None,
+) -> SpeedCheck:
     """Time ``int8_model`` against ``fp32_model`` (paths or ModelProtos) on ONNX Runtime's CPU provider.
 
     Per batch size, both sessions are timed in ``ROUNDS`` interleaved rounds (order reversed every
@@ -118,8 +141,10 @@ def check_speed(int8_model: Any, fp32_model: Any, batches: Sequence[int] = (1,),
 
     t0 = time.perf_counter()
     machine = describe_machine()
-    runners = {"int8": OnnxRuntimeRunner(int8_model, threads=threads, name="int8", spin=False),
-               "fp32": OnnxRuntimeRunner(fp32_model, threads=threads, name="fp32", spin=False)}
+    runners = {
+        "int8": OnnxRuntimeRunner(int8_model, threads=threads, name="int8", spin=False),
+        "fp32": OnnxRuntimeRunner(fp32_model, threads=threads, name="fp32", spin=False),
+    }
     out: list[BatchSpeed] = []
     try:
         for r in runners.values():
@@ -136,20 +161,37 @@ def check_speed(int8_model: Any, fp32_model: Any, batches: Sequence[int] = (1,),
                 probe[k] = time.perf_counter() - t
             per_call = sum(probe.values())
             iters = int(min(MAX_ITERS, max(MIN_ITERS, budget_s / (ROUNDS * per_call))))
-            timed = benchmark_interleaved(runners, batch=batch, rounds=ROUNDS, iters_per_round=iters,
-                                          warmup=1, feeds={"int8": feeds, "fp32": feeds}, machine=machine)
+            timed = benchmark_interleaved(
+                runners,
+                batch=batch,
+                rounds=ROUNDS,
+                iters_per_round=iters,
+                warmup=1,
+                feeds={"int8": feeds, "fp32": feeds},
+                machine=machine,
+            )
             i8 = timed["int8"].batches[0].round_p50_ms
             f32 = timed["fp32"].batches[0].round_p50_ms
             ratio = median_ratio_ci(i8, f32)  # INT8 / FP32 latency: below 1, INT8 is faster
             interval = (1 / ratio.ci_high, 1 / ratio.ci_low) if ratio.interval else None
-            out.append(BatchSpeed(batch=batch, fp32_ms=_median(f32), int8_ms=_median(i8),
-                                  speedup=1 / ratio.median_ratio, interval=interval, verdict=ratio.verdict,
-                                  rounds=ROUNDS, iters_per_round=iters))
+            out.append(
+                BatchSpeed(
+                    batch=batch,
+                    fp32_ms=_median(f32),
+                    int8_ms=_median(i8),
+                    speedup=1 / ratio.median_ratio,
+                    interval=interval,
+                    verdict=ratio.verdict,
+                    rounds=ROUNDS,
+                    iters_per_round=iters,
+                )
+            )
     finally:
         for r in runners.values():
             r.deactivate()
-    return SpeedCheck(batches=out, threads=threads, seconds=time.perf_counter() - t0, machine=machine,
-                      note=cpu_info().int8_note())
+    return SpeedCheck(
+        batches=out, threads=threads, seconds=time.perf_counter() - t0, machine=machine, note=cpu_info().int8_note()
+    )
 
 
 def _median(xs: Sequence[float]) -> float:

@@ -10,8 +10,8 @@ whatever the size of the calibration set.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -113,8 +113,7 @@ def make_session(model, threads: int | None = None):
     requested intermediate tensor is produced exactly as the graph defines it)."""
     from deploykit.onnx_io import ort_session
 
-    return ort_session(model, threads=threads or None, inter_op_threads=1 if threads else None,
-                       optimization="disable")
+    return ort_session(model, threads=threads or None, inter_op_threads=1 if threads else None, optimization="disable")
 
 
 def collect_stats(
@@ -151,4 +150,4 @@ def collect_stats(
 def iter_arrays(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Split an (N, C, H, W) array into batches (tests and small in-memory calibration sets)."""
     for i in range(0, len(x), batch_size):
-        yield x[i:i + batch_size]
+        yield x[i : i + batch_size]

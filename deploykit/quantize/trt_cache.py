@@ -41,8 +41,7 @@ def sidecar_path(cache_path: str | os.PathLike) -> Path:
     return Path(str(cache_path) + SIDECAR_SUFFIX)
 
 
-def format_cache(scales: dict[str, float], method: str = "entropy",
-                 trt_version: int = DEFAULT_TRT_VERSION) -> str:
+def format_cache(scales: dict[str, float], method: str = "entropy", trt_version: int = DEFAULT_TRT_VERSION) -> str:
     """The cache text for per-tensor scales."""
     algo = ALGORITHMS.get(method, "EntropyCalibration2")
     lines = [f"TRT-{trt_version}-{algo}"]
@@ -67,20 +66,28 @@ def parse_cache(text: str, where: str = "calibration cache") -> tuple[str, dict[
     return lines[0], scales
 
 
-def write_cache(path: str | os.PathLike, scales: dict[str, float], onnx_path: str | os.PathLike,
-                method: str = "entropy", trt_version: int = DEFAULT_TRT_VERSION,
-                extra: dict | None = None) -> Path:
+def write_cache(
+    path: str | os.PathLike,
+    scales: dict[str, float],
+    onnx_path: str | os.PathLike,
+    method: str = "entropy",
+    trt_version: int = DEFAULT_TRT_VERSION,
+    extra: dict | None = None,
+) -> Path:
     """Write the cache and its sidecar binding it to ``onnx_path``'s sha256."""
     path = Path(path)
     atomic_write_text(path, format_cache(scales, method, trt_version))
-    atomic_write_json(sidecar_path(path), {
-        "format": "tensorrt-calibration-cache",
-        "onnx_file": Path(onnx_path).name,
-        "onnx_sha256": sha256_file(onnx_path),
-        "method": method,
-        "tensors": len(scales),
-        **(extra or {}),
-    })
+    atomic_write_json(
+        sidecar_path(path),
+        {
+            "format": "tensorrt-calibration-cache",
+            "onnx_file": Path(onnx_path).name,
+            "onnx_sha256": sha256_file(onnx_path),
+            "method": method,
+            "tensors": len(scales),
+            **(extra or {}),
+        },
+    )
     return path
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,10 @@ class Prediction:
         """JSON-ready form (used by ``deploykit predict --json``)."""
         return {
             "source": self.source,
-            "top": [{"label": lab, "index": i, "probability": p}
-                    for lab, i, p in zip(self.labels, self.indices, self.probabilities)],
+            "top": [
+                {"label": lab, "index": i, "probability": p}
+                for lab, i, p in zip(self.labels, self.indices, self.probabilities)
+            ],
         }
 
 
@@ -59,8 +62,9 @@ class Predictor:
     the TensorRT runner holds one execution context, so its calls are serialised by a lock.
     """
 
-    def __init__(self, artifact: Artifact, backend: str | None = None, threads: int | None = None,
-                 spin: bool = True) -> None:
+    def __init__(
+        self, artifact: Artifact, backend: str | None = None, threads: int | None = None, spin: bool = True
+    ) -> None:
         m = artifact.manifest
         self.artifact = artifact
         self.name = m.model
@@ -82,15 +86,12 @@ class Predictor:
             raise DeployKitError(f"backend '{self.backend}' is not one of {', '.join(BACKENDS)}")
         expected = DEFAULT_BACKEND[m.format]
         if self.backend != expected:
-            raise DeployKitError(
-                f"{artifact.path}: a {m.format} artifact runs on {expected}, not {self.backend}"
-            )
+            raise DeployKitError(f"{artifact.path}: a {m.format} artifact runs on {expected}, not {self.backend}")
         self._lock: threading.Lock | None = None
         if self.backend == "onnxruntime":
             from deploykit.onnx_io import ort_session
 
-            self._session = ort_session(artifact.main_path, threads=threads, spin=spin,
-                                        where=str(artifact.main_path))
+            self._session = ort_session(artifact.main_path, threads=threads, spin=spin, where=str(artifact.main_path))
             self._runner = None
         else:
             from deploykit.backends.tensorrt import TensorRTRunner
@@ -100,8 +101,9 @@ class Predictor:
             self._lock = threading.Lock()
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike, backend: str | None = None,
-                      threads: int | None = None, spin: bool = True) -> "Predictor":
+    def from_artifact(
+        cls, path: str | os.PathLike, backend: str | None = None, threads: int | None = None, spin: bool = True
+    ) -> Predictor:
         """Load an artifact directory, verifying every file's hash against its manifest first."""
         return cls(Artifact.load(path, verify=True), backend=backend, threads=threads, spin=spin)
 
@@ -149,7 +151,7 @@ class Predictor:
         step = self.batch.max
         outs = []
         for start in range(0, x.shape[0], step):
-            chunk = x[start:start + step]
+            chunk = x[start : start + step]
             n = chunk.shape[0]
             if not self.batch.dynamic and n < step:  # a fixed-batch artifact: pad the last chunk
                 pad = np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)
@@ -191,8 +193,12 @@ class Predictor:
         names = self.labels
         sources = sources or [None] * probs.shape[0]
         return [
-            Prediction(labels=tuple(names[i] for i in row), indices=tuple(int(i) for i in row),
-                       probabilities=tuple(float(probs[n, i]) for i in row), source=src)
+            Prediction(
+                labels=tuple(names[i] for i in row),
+                indices=tuple(int(i) for i in row),
+                probabilities=tuple(float(probs[n, i]) for i in row),
+                source=src,
+            )
             for n, (row, src) in enumerate(zip(order, sources))
         ]
 
@@ -202,7 +208,7 @@ class Predictor:
             self._runner.deactivate()
         self._session = self._runner = None
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,9 +13,10 @@ import re
 import socket
 import sysconfig
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,10 +94,19 @@ def infer_function(predictor: Predictor) -> Callable[..., dict[str, np.ndarray]]
 class Server:
     """A Triton server over one or more artifacts; ``start`` returns once every model is ready."""
 
-    def __init__(self, artifacts: Sequence[str | os.PathLike], *, host: str = LOOPBACK,
-                 http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                 instances: int = 1, threads: int | None = None, max_queue_delay_us: int = 100,
-                 log_file: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        artifacts: Sequence[str | os.PathLike],
+        *,
+        host: str = LOOPBACK,
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        instances: int = 1,
+        threads: int | None = None,
+        max_queue_delay_us: int = 100,
+        log_file: str | os.PathLike | None = None,
+    ) -> None:
         if not artifacts:
             raise DeployKitError("serve needs at least one artifact")
         if instances < 1:
@@ -133,24 +143,33 @@ class Server:
         from pytriton.triton import Triton, TritonConfig
 
         http, grpc, metrics = self.ports
-        cfg = TritonConfig(http_address=self.host, http_port=http, grpc_address=self.host, grpc_port=grpc,
-                           metrics_address=self.host, metrics_port=metrics, allow_metrics=True,
-                           allow_gpu_metrics=_has_nvidia_gpu(),
-                           log_file=Path(self.log_file) if self.log_file else None, exit_on_error=True)
+        cfg = TritonConfig(
+            http_address=self.host,
+            http_port=http,
+            grpc_address=self.host,
+            grpc_port=grpc,
+            metrics_address=self.host,
+            metrics_port=metrics,
+            allow_metrics=True,
+            allow_gpu_metrics=_has_nvidia_gpu(),
+            log_file=Path(self.log_file) if self.log_file else None,
+            exit_on_error=True,
+        )
         with self._lock:
             triton = Triton(config=cfg)
             try:
                 for m in self.models:
                     p = m.predictor
                     dims = p.input_shape if m.max_batch_size else (p.batch.max, *p.input_shape)
-                    out = tuple(d for d in p.artifact.manifest.outputs[0].shape[1 if m.max_batch_size else 0:])
+                    out = tuple(d for d in p.artifact.manifest.outputs[0].shape[1 if m.max_batch_size else 0 :])
                     triton.bind(
                         model_name=m.name,
                         infer_func=[infer_function(p)] * self.instances,
                         inputs=[Tensor(name=p.input_name, dtype=p.input_dtype.type, shape=tuple(dims))],
                         outputs=[Tensor(name=p.output_name, dtype=np.float32, shape=out)],
                         config=ModelConfig(
-                            batching=m.max_batch_size > 0, max_batch_size=max(m.max_batch_size, 1),
+                            batching=m.max_batch_size > 0,
+                            max_batch_size=max(m.max_batch_size, 1),
                             batcher=DynamicBatcher(max_queue_delay_microseconds=self.delay),
                         ),
                         strict=True,
@@ -162,9 +181,12 @@ class Server:
                     raise
                 raise DeployKitError(f"Triton server failed to start ({type(e).__name__}: {e})") from None
             self._triton = triton
-        return ServerInfo(http_url=f"http://{self.host}:{http}", grpc_url=f"{self.host}:{grpc}",
-                          metrics_url=f"http://{self.host}:{metrics}/metrics",
-                          models=[m.name for m in self.models])
+        return ServerInfo(
+            http_url=f"http://{self.host}:{http}",
+            grpc_url=f"{self.host}:{grpc}",
+            metrics_url=f"http://{self.host}:{metrics}/metrics",
+            models=[m.name for m in self.models],
+        )
 
     def is_alive(self) -> bool:
         """True while the Triton server and its model proxies are running."""
@@ -177,7 +199,7 @@ class Server:
                 self._triton.stop()
                 self._triton = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.start()
         return self
 

@@ -45,10 +45,18 @@ def default_kind(manifest: Manifest) -> str:
     return "gpu" if manifest.format == "tensorrt-engine" else "cpu"
 
 
-def model_config(manifest: Manifest, name: str, *, max_batch: int | None = None, instances: int = 1,
-                 kind: str | None = None, dynamic_batching: bool = True,
-                 preferred_batch: tuple[int, ...] | None = None, max_queue_delay_us: int = 100,
-                 labels: bool = True) -> tuple[str, int]:
+def model_config(
+    manifest: Manifest,
+    name: str,
+    *,
+    max_batch: int | None = None,
+    instances: int = 1,
+    kind: str | None = None,
+    dynamic_batching: bool = True,
+    preferred_batch: tuple[int, ...] | None = None,
+    max_queue_delay_us: int = 100,
+    labels: bool = True,
+) -> tuple[str, int]:
     """The config.pbtxt text for an artifact (and its max_batch_size), from the manifest alone."""
     if manifest.format not in PLATFORMS:
         raise DeployKitError(f"artifact format '{manifest.format}' has no Triton platform")
@@ -66,9 +74,7 @@ def model_config(manifest: Manifest, name: str, *, max_batch: int | None = None,
     profile = manifest.batch
     if profile.dynamic:
         if profile.min > 1:
-            raise DeployKitError(
-                f"the artifact's batch profile starts at {profile.min}; Triton sends batches from 1"
-            )
+            raise DeployKitError(f"the artifact's batch profile starts at {profile.min}; Triton sends batches from 1")
         top = profile.max if max_batch is None else max_batch
         if not 1 <= top <= profile.max:
             raise DeployKitError(f"max batch {top} is outside the artifact's batch profile [1, {profile.max}]")
@@ -95,8 +101,11 @@ def model_config(manifest: Manifest, name: str, *, max_batch: int | None = None,
             dims = spec.shape[batch_dims:]
             if any(not isinstance(d, int) for d in dims):
                 raise DeployKitError(f"{section} '{spec.name}' has symbolic dims {dims} beyond the batch")
-            body = [f'    name: "{spec.name}"', f"    data_type: {TRITON_DTYPES[spec.dtype]}",
-                    f"    dims: [ {', '.join(str(d) for d in dims)} ]"]
+            body = [
+                f'    name: "{spec.name}"',
+                f"    data_type: {TRITON_DTYPES[spec.dtype]}",
+                f"    dims: [ {', '.join(str(d) for d in dims)} ]",
+            ]
             if section == "output" and i == 0 and labels and manifest.data_config.labels:
                 body.append(f'    label_filename: "{LABELS_FILE}"')
             entries.append("  {\n" + "\n".join(body) + "\n  }")
@@ -110,9 +119,15 @@ def model_config(manifest: Manifest, name: str, *, max_batch: int | None = None,
     return "\n".join(lines) + "\n", top
 
 
-def write_model_repository(artifact: str | os.PathLike | Artifact, repo: str | os.PathLike, *,
-                           name: str | None = None, version: int | None = None, force: bool = False,
-                           **config: object) -> TritonModel:
+def write_model_repository(
+    artifact: str | os.PathLike | Artifact,
+    repo: str | os.PathLike,
+    *,
+    name: str | None = None,
+    version: int | None = None,
+    force: bool = False,
+    **config: object,
+) -> TritonModel:
     """Add an artifact as one version of a Triton model; earlier versions are left untouched.
 
     ``config`` takes :func:`model_config`'s options. A model's inputs and outputs must not
@@ -168,8 +183,9 @@ def write_model_repository(artifact: str | os.PathLike | Artifact, repo: str | o
         raise DeployKitError(f"{model_dir}: cannot write the model version ({e.strerror})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return TritonModel(repo=repo, name=name, version=version, version_dir=final, config_path=cfg_path,
-                       config=text, max_batch_size=top)
+    return TritonModel(
+        repo=repo, name=name, version=version, version_dir=final, config_path=cfg_path, config=text, max_batch_size=top
+    )
 
 
 def _signature(config_text: str) -> str:

@@ -55,12 +55,14 @@ def test_module_on_torch_and_onnxruntime_agree():
 def test_unknown_backend(tmp_path):
     with pytest.raises(DeployKitError) as e:
         make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="tflite")
-    assert _one_line(e) == ("unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt, "
-                            "onnxruntime-cuda, onnxruntime-trt")
+    assert _one_line(e) == (
+        "unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt, onnxruntime-cuda, onnxruntime-trt"
+    )
 
 
-@pytest.mark.parametrize("name, provider", [("onnxruntime-cuda", "CUDAExecutionProvider"),
-                                            ("ort-trt", "TensorrtExecutionProvider")])
+@pytest.mark.parametrize(
+    "name, provider", [("onnxruntime-cuda", "CUDAExecutionProvider"), ("ort-trt", "TensorrtExecutionProvider")]
+)
 def test_onnxruntime_gpu_backends(tmp_path, name, provider):
     import onnxruntime as ort
 
@@ -72,8 +74,10 @@ def test_onnxruntime_gpu_backends(tmp_path, name, provider):
     assert key not in available_backends()
     with pytest.raises(DeployKitError) as e:
         make_runner(path, backend=name)
-    assert _one_line(e) == (f"The {key} backend ({provider}) needs the 'onnxruntime-gpu' package, which is not "
-                            "installed; install it with: pip install 'deploykit[gpu]'")
+    assert _one_line(e) == (
+        f"The {key} backend ({provider}) needs the 'onnxruntime-gpu' package, which is not "
+        "installed; install it with: pip install 'deploykit[gpu]'"
+    )
 
 
 @pytest.mark.gpu

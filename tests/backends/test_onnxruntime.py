@@ -102,5 +102,8 @@ def test_cuda_provider_runs_when_available(onnx_path):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed")
     x = np.ones((2, 3, SIZE, SIZE), np.float32)
-    with OnnxRuntimeRunner(onnx_path) as cpu, OnnxRuntimeRunner(onnx_path, providers=providers_for_device("cuda")) as gpu:
+    with (
+        OnnxRuntimeRunner(onnx_path) as cpu,
+        OnnxRuntimeRunner(onnx_path, providers=providers_for_device("cuda")) as gpu,
+    ):
         np.testing.assert_allclose(gpu.infer({"input": x})["logits"], cpu.infer({"input": x})["logits"], atol=1e-4)

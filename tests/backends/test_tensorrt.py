@@ -24,11 +24,17 @@ def test_missing_tensorrt_names_the_extra(tmp_path):
     from deploykit.backends.tensorrt import build_engine, import_tensorrt
     from deploykit.backends.tensorrt.runner import TensorRTRunner
 
-    expected = r"needs the 'tensorrt' package, which is not installed; install it with: pip install 'deploykit\[tensorrt\]'"
+    expected = (
+        r"needs the 'tensorrt' package, which is not installed; install it with: pip install 'deploykit\[tensorrt\]'"
+    )
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
-    for call in (import_tensorrt, lambda: TensorRTRunner(engine),
-                 lambda: build_engine(tmp_path / "m.onnx"), lambda: make_runner(engine, backend="tensorrt")):
+    for call in (
+        import_tensorrt,
+        lambda: TensorRTRunner(engine),
+        lambda: build_engine(tmp_path / "m.onnx"),
+        lambda: make_runner(engine, backend="tensorrt"),
+    ):
         with pytest.raises(MissingExtraError, match=expected) as info:
             call()
         assert info.value.extra == "tensorrt"

@@ -6,10 +6,13 @@ from pathlib import Path
 
 from deploykit.backends.tensorrt.builder import EngineOptions, _build_failure
 
-LOG = ["[I] [MemUsageChange] Init CUDA: CPU +2, GPU +0, now: CPU 30, GPU 300 (MiB)",
-       "[E] 4: Internal Error (Could not find any implementation for node /conv1/Conv due to insufficient "
-       "workspace. See verbose log for requested sizes.)",
-       "[E] 2: [builder.cpp::buildSerializedNetwork::751] Error Code 2: Internal Error (Assertion engine != nullptr failed.)"]
+LOG = [
+    "[I] [MemUsageChange] Init CUDA: CPU +2, GPU +0, now: CPU 30, GPU 300 (MiB)",
+    "[E] 4: Internal Error (Could not find any implementation for node /conv1/Conv due to insufficient "
+    "workspace. See verbose log for requested sizes.)",
+    "[E] 2: [builder.cpp::buildSerializedNetwork::751] Error Code 2: Internal Error "
+    "(Assertion engine != nullptr failed.)",
+]
 
 
 def test_workspace_too_small_says_to_raise_it():

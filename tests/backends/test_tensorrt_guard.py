@@ -11,10 +11,15 @@ H100 = RunningEnv("10.3.0", "NVIDIA H100 80GB HBM3", "9.0")
 
 
 def record(**over):
-    rec = {"tensorrt": "10.3.0", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "precision": "fp16",
-           "batch": {"min": 1, "opt": 8, "max": 32},
-           "flags": {"hardware_compat": "none", "version_compatible": False},
-           "parent": {"path": "/art/resnext50-fp16"}}
+    rec = {
+        "tensorrt": "10.3.0",
+        "gpu": "NVIDIA H100 80GB HBM3",
+        "compute_capability": "9.0",
+        "precision": "fp16",
+        "batch": {"min": 1, "opt": 8, "max": 32},
+        "flags": {"hardware_compat": "none", "version_compatible": False},
+        "parent": {"path": "/art/resnext50-fp16"},
+    }
     flags = over.pop("flags", {})
     rec.update(over)
     rec["flags"] = {**rec["flags"], **flags}
@@ -26,19 +31,29 @@ def test_same_version_and_gpu_runs():
     check_engine(record(), H100, where="e", rebuild="deploykit build x")
 
 
-@pytest.mark.parametrize("running, words", [
-    (RunningEnv("10.4.0", "NVIDIA H100 80GB HBM3", "9.0"), "built with TensorRT 10.3.0 and TensorRT 10.4.0 is running"),
-    (RunningEnv("10.3.0", "NVIDIA A100-SXM4-80GB", "8.0"), "built for NVIDIA H100 80GB HBM3 (sm 9.0) and this GPU is NVIDIA A100"),
-    (RunningEnv("10.3.0", "NVIDIA H100 PCIe", "9.0"), "this GPU is NVIDIA H100 PCIe (sm 9.0)"),
-])
+@pytest.mark.parametrize(
+    "running, words",
+    [
+        (
+            RunningEnv("10.4.0", "NVIDIA H100 80GB HBM3", "9.0"),
+            "built with TensorRT 10.3.0 and TensorRT 10.4.0 is running",
+        ),
+        (
+            RunningEnv("10.3.0", "NVIDIA A100-SXM4-80GB", "8.0"),
+            "built for NVIDIA H100 80GB HBM3 (sm 9.0) and this GPU is NVIDIA A100",
+        ),
+        (RunningEnv("10.3.0", "NVIDIA H100 PCIe", "9.0"), "this GPU is NVIDIA H100 PCIe (sm 9.0)"),
+    ],
+)
 def test_default_engine_refused_elsewhere(running, words):
     with pytest.raises(DeployKitError) as e:
         check_engine(record(), running, where="/art/e", rebuild=rebuild_command(record(), "/art/e"))
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("/art/e: engine cannot run here: ")
     assert words in msg
-    assert msg.endswith("rebuild it here with: deploykit build /art/resnext50-fp16 --precision fp16 "
-                        "--batch 1:8:32 --out /art/e --force")
+    assert msg.endswith(
+        "rebuild it here with: deploykit build /art/resnext50-fp16 --precision fp16 --batch 1:8:32 --out /art/e --force"
+    )
 
 
 def test_version_compatible_engine_runs_on_later_same_major():
@@ -63,8 +78,10 @@ def test_hardware_compatible_engine_runs_on_ampere_and_newer():
 
 def test_rebuild_command_keeps_portability_flags():
     rec = record(flags={"hardware_compat": "ampere+", "version_compatible": True}, precision="int8")
-    assert rebuild_command(rec, "/a b") == ("deploykit build /art/resnext50-fp16 --precision int8 --batch 1:8:32 "
-                                            "--hardware-compat ampere+ --version-compatible --out '/a b' --force")
+    assert rebuild_command(rec, "/a b") == (
+        "deploykit build /art/resnext50-fp16 --precision int8 --batch 1:8:32 "
+        "--hardware-compat ampere+ --version-compatible --out '/a b' --force"
+    )
 
 
 def test_unknown_hardware_level_and_bad_capability():

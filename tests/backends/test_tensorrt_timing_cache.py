@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from deploykit.backends.tensorrt.timing_cache import TimingCacheMeta, read_timing_cache, sidecar_path, write_timing_cache
+from deploykit.backends.tensorrt.timing_cache import (
+    TimingCacheMeta,
+    read_timing_cache,
+    sidecar_path,
+    write_timing_cache,
+)
 from deploykit.errors import DeployKitError
 
 HERE = TimingCacheMeta("10.3.0", "NVIDIA L4", "8.9")

@@ -65,8 +65,9 @@ def test_cuda_options_without_cuda_are_one_line_errors(kwargs, message):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kwargs", [{}, {"precision": "fp16", "channels_last": True},
-                                    {"precision": "fp16", "cuda_graph": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"precision": "fp16", "channels_last": True}, {"precision": "fp16", "cuda_graph": True}]
+)
 def test_cuda_variants_match_cpu(kwargs):
     model = tiny_module()
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)

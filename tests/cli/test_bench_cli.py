@@ -25,8 +25,24 @@ def run():
 def test_bench_writes_json_markdown_and_plot(run, tmp_path):
     art = tiny_artifact(tmp_path / "art")
     out = tmp_path / "out"
-    res = run("bench", art.path, "--batch", "1,4", "--iters", "12", "--warmup", "2", "--threads", "1",
-              "--json", out / "b.json", "--md", out / "b.md", "--plot", out / "b.png")
+    res = run(
+        "bench",
+        art.path,
+        "--batch",
+        "1,4",
+        "--iters",
+        "12",
+        "--warmup",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        out / "b.json",
+        "--md",
+        out / "b.md",
+        "--plot",
+        out / "b.png",
+    )
     assert res.exit_code == 0, res.output
     assert "onnxruntime[art/model.onnx,CPU]" in res.output and "p99" in res.output
     assert "note: batch 1 p99 rests on 12 samples" in res.output
@@ -48,7 +64,7 @@ def test_bench_record_stores_latency_in_the_manifest(run, tmp_path):
     res = run("bench", art.path, "--batch", "1,2", "--iters", "5", "--warmup", "1", "--threads", "1", "--record")
     assert res.exit_code == 0, res.output
     lat = Artifact.load(art.path).manifest.results["latency"]  # loads with hashes verified
-    (label, per_batch), = lat["runs"].items()
+    ((label, per_batch),) = lat["runs"].items()
     assert label.startswith("onnxruntime[") and set(per_batch) == {"1", "2"}
     b1 = per_batch["1"]
     assert 0 < b1["p50_ms"] <= b1["p90_ms"] <= b1["p99_ms"] and b1["iterations"] == 5
@@ -59,7 +75,9 @@ def test_bench_record_stores_latency_in_the_manifest(run, tmp_path):
 
 
 def test_bench_duration_mode(run, tmp_path):
-    res = run("bench", tiny_onnx(tmp_path / "m.onnx"), "--duration", "0.1", "--warmup", "0", "--json", tmp_path / "d.json")
+    res = run(
+        "bench", tiny_onnx(tmp_path / "m.onnx"), "--duration", "0.1", "--warmup", "0", "--json", tmp_path / "d.json"
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "d.json").read_text())
     assert doc["runs"][0]["settings"]["duration_s"] == 0.1 and doc["runs"][0]["batches"][0]["iterations"] >= 10
@@ -107,7 +125,9 @@ def test_bench_tensorrt_without_the_extra(run, tmp_path):
 
 def test_compare_passes_identical_and_fails_perturbed(run, tmp_path):
     good = tiny_artifact(tmp_path / "good")
-    res = run("compare", good.path, "--backends", "onnxruntime,onnxruntime", "--batch", "2", "--json", tmp_path / "c.json")
+    res = run(
+        "compare", good.path, "--backends", "onnxruntime,onnxruntime", "--batch", "2", "--json", tmp_path / "c.json"
+    )
     assert res.exit_code == 0, res.output
     assert "PASS: 1 output comparison(s) within the fp32 gate" in res.output
     assert json.loads((tmp_path / "c.json").read_text())["passed"] is True
@@ -117,8 +137,18 @@ def test_compare_exits_nonzero_when_a_tolerance_is_exceeded(run, tmp_path):
     from tiny_models import zoo_artifact
 
     bad = zoo_artifact(tmp_path, bias_shift=0.5)  # hashes valid, ONNX no longer matches its weights
-    res = run("compare", bad.path, "--backends", "torch,onnxruntime", "--batch", "2", "--md", tmp_path / "c.md",
-              "--json", tmp_path / "c.json")
+    res = run(
+        "compare",
+        bad.path,
+        "--backends",
+        "torch,onnxruntime",
+        "--batch",
+        "2",
+        "--md",
+        tmp_path / "c.md",
+        "--json",
+        tmp_path / "c.json",
+    )
     assert res.exit_code == 3  # a failed gate
     assert "FAIL" in res.output and "of the logit range" in res.output
     assert "FAIL: max abs error" in (tmp_path / "c.md").read_text()
@@ -128,7 +158,9 @@ def test_compare_exits_nonzero_when_a_tolerance_is_exceeded(run, tmp_path):
 def test_compare_with_real_images(run, tmp_path):
     for cls in ("a", "b"):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
-        Image.new("RGB", (10, 10), (200, 10, 10) if cls == "a" else (10, 10, 200)).save(tmp_path / "imgs" / cls / "x.png")
+        Image.new("RGB", (10, 10), (200, 10, 10) if cls == "a" else (10, 10, 200)).save(
+            tmp_path / "imgs" / cls / "x.png"
+        )
     art = tiny_artifact(tmp_path / "art")
     res = run("compare", art.path, "--backends", "onnxruntime,onnxruntime", "--data", tmp_path / "imgs", "--batch", "2")
     assert res.exit_code == 0, res.output
@@ -146,8 +178,9 @@ def test_compare_bad_input(run, tmp_path):
 
 def test_zoo_model_torch_against_onnxruntime(run, tmp_path):
     # One module is built and both backends run it: the export must match PyTorch even with random weights.
-    res = run("compare", "resnet18", "--input-size", "32", "--num-classes", "3", "--batch", "2",
-              "--json", tmp_path / "c.json")
+    res = run(
+        "compare", "resnet18", "--input-size", "32", "--num-classes", "3", "--batch", "2", "--json", tmp_path / "c.json"
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["reference"]["backend"] == "torch" and doc["rows"][0]["backend"] == "onnxruntime"
@@ -155,8 +188,24 @@ def test_zoo_model_torch_against_onnxruntime(run, tmp_path):
 
 
 def test_zoo_model_bench_on_two_backends(run, tmp_path):
-    res = run("bench", "resnet18", "--backend", "torch,onnxruntime", "--input-size", "32", "--num-classes", "3",
-              "--iters", "3", "--warmup", "1", "--threads", "1", "--json", tmp_path / "b.json")
+    res = run(
+        "bench",
+        "resnet18",
+        "--backend",
+        "torch,onnxruntime",
+        "--input-size",
+        "32",
+        "--num-classes",
+        "3",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        tmp_path / "b.json",
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "b.json").read_text())
     assert [r["runner"]["backend"] for r in doc["runs"]] == ["torch", "onnxruntime"]
@@ -169,8 +218,26 @@ def test_unknown_zoo_model(run):
 
 
 def test_bench_rounds_interleaves_backends_and_prints_speedup_intervals(run, tmp_path):
-    res = run("bench", "resnet18", "--input-size", "32", "--backend", "torch,onnxruntime", "--rounds", "6",
-              "--iters", "12", "--warmup", "1", "--threads", "1", "--batch", "1,2", "--json", tmp_path / "i.json")
+    res = run(
+        "bench",
+        "resnet18",
+        "--input-size",
+        "32",
+        "--backend",
+        "torch,onnxruntime",
+        "--rounds",
+        "6",
+        "--iters",
+        "12",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--batch",
+        "1,2",
+        "--json",
+        tmp_path / "i.json",
+    )
     assert res.exit_code == 0, res.output
     assert res.output.count("vs torch") == 2 and "95% CI" in res.output
     doc = json.loads((tmp_path / "i.json").read_text())

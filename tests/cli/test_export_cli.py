@@ -127,9 +127,24 @@ def test_conflicting_options(tmp_path):
 def test_help_lists_the_options():
     r = CliRunner().invoke(cli, ["export", "--help"])
     assert r.exit_code == 0
-    for opt in ("--weights", "--num-classes", "--input-size", "--mean", "--std", "--labels", "--opset",
-                "--batch", "MIN:OPT:MAX", "--fp16", "--no-optimize", "--data", "--out", "--force", "--seed",
-                "--quiet"):
+    for opt in (
+        "--weights",
+        "--num-classes",
+        "--input-size",
+        "--mean",
+        "--std",
+        "--labels",
+        "--opset",
+        "--batch",
+        "MIN:OPT:MAX",
+        "--fp16",
+        "--no-optimize",
+        "--data",
+        "--out",
+        "--force",
+        "--seed",
+        "--quiet",
+    ):
         assert opt in r.output, opt
 
 

@@ -92,4 +92,5 @@ def test_info_input_too_small() -> None:
     result = _run("info", "inception_v3", "--input-size", "64")
     assert result.exit_code == 1
     assert result.output.startswith(
-        "Error: inception_v3: a 64x64 input is too small for this network; it needs at least 75x75")
+        "Error: inception_v3: a 64x64 input is too small for this network; it needs at least 75x75"
+    )

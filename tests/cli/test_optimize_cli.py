@@ -31,7 +31,9 @@ def _model() -> onnx.ModelProto:
     model = onnx.parser.parse_model(TEXT)
     rng = np.random.default_rng(0)
     for name, shape in (("w", (6, 3, 1, 1)), ("fw", (5, 6)), ("fb", (5,))):
-        model.graph.initializer.append(onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name))
+        model.graph.initializer.append(
+            onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        )
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -48,7 +50,11 @@ def _artifact(tmp_path, precision: str = "fp32"):
         onnx.save(_model(), w.dir / "model.onnx")
         (w.dir / "labels.txt").write_text("a\nb\nc\nd\ne\n")
         manifest = Manifest(
-            model="tiny", family="test", format="onnx", precision=precision, main_file="model.onnx",
+            model="tiny",
+            family="test",
+            format="onnx",
+            precision=precision,
+            main_file="model.onnx",
             data_config=DataConfig(input_size=(3, 8, 8), num_classes=5),
             inputs=[TensorSpec("input", "float32", ["batch", 3, 8, 8])],
             outputs=[TensorSpec("logits", "float32", ["batch", 5])],
@@ -58,8 +64,10 @@ def _artifact(tmp_path, precision: str = "fp32"):
 
 
 def test_optimize_file_prints_the_pass_table(onnx_file, tmp_path):
-    res = CliRunner().invoke(cli, ["optimize", str(onnx_file), "--details", "--json", str(tmp_path / "r.json"),
-                                   "--md", str(tmp_path / "r.md")])
+    res = CliRunner().invoke(
+        cli,
+        ["optimize", str(onnx_file), "--details", "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md")],
+    )
     assert res.exit_code == 0, res.output
     out = onnx_file.with_name("tiny-opt.onnx")
     assert out.is_file()

@@ -28,9 +28,11 @@ def test_predict_json_and_table(fmnist_artifact, fmnist_images):
 def test_predict_bad_inputs(fmnist_artifact, tmp_path):
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\xff\xd8 truncated")
-    for args, message in (([str(junk)], "junk.jpg: cannot decode image"),
-                          ([str(tmp_path / "missing.png")], "missing.png: image file not found"),
-                          ([str(tmp_path / "empty")], "folder holds no image files")):
+    for args, message in (
+        ([str(junk)], "junk.jpg: cannot decode image"),
+        ([str(tmp_path / "missing.png")], "missing.png: image file not found"),
+        ([str(tmp_path / "empty")], "folder holds no image files"),
+    ):
         (tmp_path / "empty").mkdir(exist_ok=True)
         res = CliRunner().invoke(cli, ["predict", str(fmnist_artifact.path), *args])
         assert res.exit_code == 1 and message in res.output, res.output

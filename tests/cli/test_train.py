@@ -9,8 +9,19 @@ from click.testing import CliRunner
 
 from deploykit.cli import cli
 
-SMOKE = ["train-reference", "resnet18", "--epochs", "1", "--limit", "256", "--eval-limit", "100",
-         "--threads", "1", "--no-progress"]
+SMOKE = [
+    "train-reference",
+    "resnet18",
+    "--epochs",
+    "1",
+    "--limit",
+    "256",
+    "--eval-limit",
+    "100",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def test_train_reference_trains_then_reuses(tmp_path, monkeypatch):
@@ -54,8 +65,23 @@ def test_demo_recipe_trains_in_float32_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOYKIT_CACHE", str(tmp_path))
     threads = torch.get_num_threads()
     try:
-        res = CliRunner().invoke(cli, ["train-reference", "resnet18", "--demo", "--epochs", "1", "--limit", "64",
-                                       "--eval-limit", "32", "--threads", "1", "--no-progress"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "train-reference",
+                "resnet18",
+                "--demo",
+                "--epochs",
+                "1",
+                "--limit",
+                "64",
+                "--eval-limit",
+                "32",
+                "--threads",
+                "1",
+                "--no-progress",
+            ],
+        )
     finally:
         torch.set_num_threads(threads)
     assert res.exit_code == 0, res.output

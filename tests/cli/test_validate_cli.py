@@ -22,8 +22,9 @@ def invoke(*args: str):
 def fp32_artifact(tiny_resnet18_weights, tmp_path_factory):
     from deploykit.export.api import export_model
 
-    return export_model("resnet18", weights=tiny_resnet18_weights, progress=False,
-                        out=tmp_path_factory.mktemp("art") / "resnet18-fp32")
+    return export_model(
+        "resnet18", weights=tiny_resnet18_weights, progress=False, out=tmp_path_factory.mktemp("art") / "resnet18-fp32"
+    )
 
 
 def degraded_child(parent, out_dir, noise: float = 1.0, seed: int = 0):
@@ -53,8 +54,9 @@ def degraded_child(parent, out_dir, noise: float = 1.0, seed: int = 0):
 @pytest.mark.slow
 def test_zoo_model_with_weights_scores_well_above_chance(tiny_resnet18_weights, tmp_path):
     out = tmp_path / "acc.json"
-    res = invoke("resnet18", "--weights", str(tiny_resnet18_weights), "--data", SLICE, "--json", str(out),
-                 "--batch-size", "100")
+    res = invoke(
+        "resnet18", "--weights", str(tiny_resnet18_weights), "--data", SLICE, "--json", str(out), "--batch-size", "100"
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["accuracy"]["count"] == 500 and data["kind"] == "model"
@@ -138,9 +140,17 @@ def test_artifact_refuses_model_options(tmp_path):
 
     with ArtifactWriter(tmp_path / "a") as w:
         (w.dir / "model.onnx").write_bytes(b"x")
-        w.commit(Manifest(model="resnet18", family="resnet", format="onnx", precision="fp32",
-                          main_file="model.onnx", data_config=DataConfig(),
-                          inputs=[TensorSpec("input", "float32", ["batch", 3, 224, 224])],
-                          outputs=[TensorSpec("logits", "float32", ["batch", 1000])]))
+        w.commit(
+            Manifest(
+                model="resnet18",
+                family="resnet",
+                format="onnx",
+                precision="fp32",
+                main_file="model.onnx",
+                data_config=DataConfig(),
+                inputs=[TensorSpec("input", "float32", ["batch", 3, 224, 224])],
+                outputs=[TensorSpec("logits", "float32", ["batch", 1000])],
+            )
+        )
     res = invoke(str(tmp_path / "a"), "--data", "fashion-mnist:test[:8]", "--weights", "w.safetensors")
     assert res.exit_code == 1 and "apply to a zoo model name" in res.output

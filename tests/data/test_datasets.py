@@ -27,8 +27,12 @@ def idx_pair(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(6, 5, 4), dtype=np.uint8)
     labels = np.array([0, 1, 2, 2, 1, 0], dtype=np.uint8)
-    return (write_idx(tmp_path / "img-idx3-ubyte.gz", images, compress=True),
-            write_idx(tmp_path / "lab-idx1-ubyte", labels), images, labels)
+    return (
+        write_idx(tmp_path / "img-idx3-ubyte.gz", images, compress=True),
+        write_idx(tmp_path / "lab-idx1-ubyte", labels),
+        images,
+        labels,
+    )
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -197,8 +201,10 @@ def test_fashion_mnist_env_override_reads_plain_files(tmp_path, monkeypatch):
 _REAL = D.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 
 
-@pytest.mark.skipif(not _REAL.exists() or bool(os.environ.get(D.FASHION_MNIST_ENV)),
-                    reason="Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not _REAL.exists() or bool(os.environ.get(D.FASHION_MNIST_ENV)),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
 def test_real_fashion_mnist_test_split():
     ds = D.fashion_mnist("test")
     assert len(ds) == 10000 and len(ds.classes) == 10

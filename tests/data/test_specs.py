@@ -11,7 +11,6 @@ from deploykit.data.specs import open_dataset, parse_slice
 from deploykit.errors import DeployKitError
 
 
-
 def write_idx(path, arr, compress=False):
     import gzip
 
@@ -39,13 +38,16 @@ def test_whole_splits(fake_fashion):
     assert open_dataset(" fashion-mnist:train ").name == "fashion-mnist:train"
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("fashion-mnist:test[:5]", range(0, 5)),
-    ("fashion-mnist:test[10:15]", range(10, 15)),
-    ("fashion-mnist:test[::7]", range(0, 20, 7)),
-    ("fashion-mnist:train[1:9:3]", range(1, 9, 3)),
-    ("fashion-mnist:test[-3:]", range(17, 20)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("fashion-mnist:test[:5]", range(0, 5)),
+        ("fashion-mnist:test[10:15]", range(10, 15)),
+        ("fashion-mnist:test[::7]", range(0, 20, 7)),
+        ("fashion-mnist:train[1:9:3]", range(1, 9, 3)),
+        ("fashion-mnist:test[-3:]", range(17, 20)),
+    ],
+)
 def test_slices(fake_fashion, spec, expected):
     images, labels = fake_fashion
     ds = open_dataset(spec)
@@ -63,16 +65,19 @@ def test_fingerprints_differ_by_slice_and_detect_overlap(fake_fashion):
     assert D.overlap(open_dataset("fashion-mnist:train[::2]"), open_dataset("fashion-mnist:train[1::2]")) == 0
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("imagenet:val", "unknown dataset 'imagenet:val': expected fashion-mnist:train"),
-    ("fashion-mnist:dev", "splits 'train' and 'test', not 'dev'"),
-    ("fashion-mnist:test[5]", r"slice \[5\] must look like"),
-    ("fashion-mnist:test[a:b]", "must hold integers"),
-    ("fashion-mnist:test[::0]", "step 0 must be a positive"),
-    ("fashion-mnist:test[::-1]", "step -1 must be a positive"),
-    ("fashion-mnist:test[100:]", "selects no items"),
-    ("", "empty dataset spec"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("imagenet:val", "unknown dataset 'imagenet:val': expected fashion-mnist:train"),
+        ("fashion-mnist:dev", "splits 'train' and 'test', not 'dev'"),
+        ("fashion-mnist:test[5]", r"slice \[5\] must look like"),
+        ("fashion-mnist:test[a:b]", "must hold integers"),
+        ("fashion-mnist:test[::0]", "step 0 must be a positive"),
+        ("fashion-mnist:test[::-1]", "step -1 must be a positive"),
+        ("fashion-mnist:test[100:]", "selects no items"),
+        ("", "empty dataset spec"),
+    ],
+)
 def test_bad_specs(fake_fashion, spec, message):
     with pytest.raises(DeployKitError, match=message):
         open_dataset(spec)

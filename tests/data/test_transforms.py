@@ -16,8 +16,14 @@ from deploykit.errors import DeployKitError
 
 
 def cfg(c=1, h=2, w=2, mean=None, std=None, crop_pct=1.0, interpolation="nearest"):
-    return DataConfig(input_size=(c, h, w), mean=mean or (0.0,) * c, std=std or (1.0,) * c,
-                      crop_pct=crop_pct, interpolation=interpolation, num_classes=10)
+    return DataConfig(
+        input_size=(c, h, w),
+        mean=mean or (0.0,) * c,
+        std=std or (1.0,) * c,
+        crop_pct=crop_pct,
+        interpolation=interpolation,
+        num_classes=10,
+    )
 
 
 def test_module_never_imports_torch():

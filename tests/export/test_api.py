@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
+from deploykit import parity
 from deploykit._io import sha256_file
 from deploykit.artifact import MANIFEST_NAME, Artifact
 from deploykit.errors import DeployKitError, GateError
 from deploykit.export.api import default_out_dir, export_model
 from deploykit.export.to_onnx import get_metadata
-from deploykit import parity
-from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 from deploykit.models.weights import load_model, save_weights
+from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 
 # One model of every family, at the smallest sizes that keep the test fast (Inception-v3 needs 75).
 FAMILIES = [
@@ -110,8 +110,7 @@ def test_export_every_family_passes_parity(name, size, family, ckpt_dir, tmp_pat
 def test_fp16_export_with_real_image_parity(ckpt_dir, tmp_path):
     ckpt = checkpoint(ckpt_dir, "resnet18", 32)
     out = tmp_path / "fp16"
-    art = export_model("resnet18", weights=ckpt, out=out, fp16=True, data="fashion-mnist:test[:12]",
-                       progress=False)
+    art = export_model("resnet18", weights=ckpt, out=out, fp16=True, data="fashion-mnist:test[:12]", progress=False)
     m = Artifact.load(out).manifest
     assert m.precision == "fp16" and [s["stage"] for s in m.stages] == ["export", "optimize", "fp16"]
     assert m.inputs[0].dtype == "float32"  # float32 I/O kept
@@ -157,6 +156,7 @@ def test_default_out_dir():
 
 
 # ---- bad inputs: one-line error, nothing left on disk ------------------------------------------
+
 
 def assert_one_line(e: pytest.ExceptionInfo, *parts: str) -> None:
     msg = str(e.value)
@@ -226,8 +226,7 @@ def test_gate_failure_leaves_no_directory(ckpt_dir, tmp_path, monkeypatch):
 
     def drifting(ref, out):
         r = real(ref, out)
-        return ParityResult(r.max_abs + 1.0, (r.max_abs + 1.0) / r.logit_range, r.cosine, 0.5,
-                            r.logit_range, r.count)
+        return ParityResult(r.max_abs + 1.0, (r.max_abs + 1.0) / r.logit_range, r.cosine, 0.5, r.logit_range, r.count)
 
     monkeypatch.setattr(parity, "compare_outputs", drifting)
     ckpt = checkpoint(ckpt_dir, "resnet18", 32)

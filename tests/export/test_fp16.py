@@ -22,8 +22,7 @@ def fp32_model(tiny, tmp_path):
 
 
 def io_types(model: onnx.ModelProto) -> tuple[int, int]:
-    return (model.graph.input[0].type.tensor_type.elem_type,
-            model.graph.output[0].type.tensor_type.elem_type)
+    return (model.graph.input[0].type.tensor_type.elem_type, model.graph.output[0].type.tensor_type.elem_type)
 
 
 def test_keeps_float32_io_and_passes_the_fp16_gate(tiny, fp32_model, tmp_path, run_ort, run_torch):

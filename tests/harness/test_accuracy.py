@@ -28,8 +28,12 @@ def brightness_set(tmp_path):
     """37 uniform 4x4 images whose brightness encodes the label (20 * label), labels skewed."""
     labels = np.array([i % N_CLASSES for i in range(30)] + [3] * 7, dtype=np.uint8)
     images = np.repeat((labels * 20)[:, None, None], 4, axis=1).repeat(4, axis=2).astype(np.uint8)
-    ds = D.IdxDataset(_write_idx(tmp_path / "i.gz", images), _write_idx(tmp_path / "l.gz", labels),
-                      classes=[f"c{i}" for i in range(N_CLASSES)], name="brightness")
+    ds = D.IdxDataset(
+        _write_idx(tmp_path / "i.gz", images),
+        _write_idx(tmp_path / "l.gz", labels),
+        classes=[f"c{i}" for i in range(N_CLASSES)],
+        name="brightness",
+    )
     cfg = DataConfig(input_size=(1, 4, 4), mean=(0.0,), std=(1.0,), crop_pct=1.0, num_classes=N_CLASSES)
     return ds, cfg, labels.astype(np.int64)
 
@@ -141,8 +145,9 @@ def test_dataset_classes_mapped_to_model_labels_by_name(tmp_path):
             Image.new("L", (4, 4), level).save(tmp_path / cls / f"{i}.png")
     ds = D.ImageFolderDataset(tmp_path)
     assert ds.classes == ("Bag", "Trouser")
-    cfg = DataConfig(input_size=(1, 4, 4), mean=(0.0,), std=(1.0,), crop_pct=1.0,
-                     num_classes=10, labels=D.FASHION_MNIST_CLASSES)
+    cfg = DataConfig(
+        input_size=(1, 4, 4), mean=(0.0,), std=(1.0,), crop_pct=1.0, num_classes=10, labels=D.FASHION_MNIST_CLASSES
+    )
     res = evaluate(brightness_logits, ds, cfg, batch_size=3, progress=False)
     assert res.top1 == 1.0
     assert [(r["class"], r["index"], r["count"]) for r in res.per_class] == [("Bag", 8, 2), ("Trouser", 1, 2)]
@@ -191,13 +196,16 @@ def test_fashion_mnist_oracle_and_constant(monkeypatch):
     assert 0.05 < const.top1 < 0.15  # about one class in ten
 
 
-@pytest.mark.parametrize("top1, ref, ratio, passed", [
-    (0.891, 0.90, 0.99, True),   # exactly 99% of FP32
-    (0.8909, 0.90, 0.99, False),
-    (0.95, 0.90, 0.99, True),    # better than FP32
-    (0.855, 0.90, 0.95, True),   # exactly 95% with a custom gate
-    (0.855, 0.90, 0.95 + 1e-6, False),
-])
+@pytest.mark.parametrize(
+    "top1, ref, ratio, passed",
+    [
+        (0.891, 0.90, 0.99, True),  # exactly 99% of FP32
+        (0.8909, 0.90, 0.99, False),
+        (0.95, 0.90, 0.99, True),  # better than FP32
+        (0.855, 0.90, 0.95, True),  # exactly 95% with a custom gate
+        (0.855, 0.90, 0.95 + 1e-6, False),
+    ],
+)
 def test_gate_threshold(top1, ref, ratio, passed):
     ok, message = accuracy_gate(top1, ref, ratio)
     assert ok is passed

@@ -216,9 +216,13 @@ def test_interleaved_ratio_finds_the_slower_runner(clock):
     from deploykit.harness.significance import median_ratio_ci
 
     log: list[str] = []
-    out = benchmark_interleaved({"fast": SleepyRunner("fast", 0.001, log, clock),
-                                 "slow": SleepyRunner("slow", 0.003, log, clock)},
-                                rounds=8, iters_per_round=3, warmup=1, machine={})
+    out = benchmark_interleaved(
+        {"fast": SleepyRunner("fast", 0.001, log, clock), "slow": SleepyRunner("slow", 0.003, log, clock)},
+        rounds=8,
+        iters_per_round=3,
+        warmup=1,
+        machine={},
+    )
     r = median_ratio_ci(out["slow"].batches[0].round_p50_ms, out["fast"].batches[0].round_p50_ms)
     assert r.verdict == "slower" and r.median_ratio == pytest.approx(3.0)
 
@@ -246,10 +250,12 @@ def test_sessions_build_every_runner_afresh_per_block_in_alternating_order():
         def make():
             built.append(name)
             return SleepyRunner(name, delay, log)
+
         return make
 
-    out = benchmark_sessions({"a": factory("a", 0.0), "b": factory("b", 0.0)}, sessions=3, rounds=2,
-                             iters_per_round=2, warmup=1, machine={})
+    out = benchmark_sessions(
+        {"a": factory("a", 0.0), "b": factory("b", 0.0)}, sessions=3, rounds=2, iters_per_round=2, warmup=1, machine={}
+    )
     assert built == ["a", "b", "b", "a", "a", "b"]
     for k in "ab":
         assert [r.settings["session"] for r in out[k]] == [0, 1, 2]

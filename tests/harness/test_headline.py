@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from deploykit.artifact import Artifact
 from deploykit.build import environment_problem
-from deploykit.harness.headline import build_command, engine_after_export
 from deploykit.cli import cli
+from deploykit.harness.headline import build_command, engine_after_export
 
 SMALL = ["--num-classes", "10", "--input-size", "32", "-q"]
 CAN_BUILD = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
@@ -38,8 +38,10 @@ def test_export_fp16_on_cpu_says_why_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["export", "resnext50", "--fp16", *SMALL, "--out", str(out)])
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.output.splitlines() if ln.startswith("No TensorRT engine built")]
-    assert lines == [f"No TensorRT engine built: {environment_problem()}; build it later with: "
-                     f"deploykit build {out} --precision fp16"]
+    assert lines == [
+        f"No TensorRT engine built: {environment_problem()}; build it later with: "
+        f"deploykit build {out} --precision fp16"
+    ]
     assert Artifact.load(out).manifest.precision == "fp16"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rx"]  # no engine directory, not even a partial one
 
@@ -51,13 +53,18 @@ def test_engine_after_export_returns_the_reason(tmp_path):
     art = tiny_artifact(tmp_path / "art")
     outcome = engine_after_export(art)
     assert outcome.built is None and outcome.reason == environment_problem()
-    assert outcome.lines() == [f"No TensorRT engine built: {outcome.reason}; build it later with: "
-                               f"deploykit build {art.path} --precision fp16"]
+    assert outcome.lines() == [
+        f"No TensorRT engine built: {outcome.reason}; build it later with: deploykit build {art.path} --precision fp16"
+    ]
 
 
 def test_int8_option_combinations_are_usage_errors(tmp_path):
-    for args in (["--int8"], ["--int8", "--calib", "fashion-mnist:train[:8]"], ["--calib", "x"],
-                 ["--int8", "--fp16", "--calib", "a", "--val", "b"]):
+    for args in (
+        ["--int8"],
+        ["--int8", "--calib", "fashion-mnist:train[:8]"],
+        ["--calib", "x"],
+        ["--int8", "--fp16", "--calib", "a", "--val", "b"],
+    ):
         r = CliRunner().invoke(cli, ["export", "resnet18", *args, *SMALL, "--out", str(tmp_path / "o")])
         assert r.exit_code == 2, (args, r.output)
         assert "--int8 needs --calib" in r.output or "--calib/--val go with --int8" in r.output

@@ -13,24 +13,65 @@ from deploykit.backends import make_runner
 from deploykit.errors import DeployKitError
 from deploykit.harness.bench import benchmark, describe_machine
 from deploykit.harness.compare import compare_backends
-from deploykit.harness.report import (BENCH_SCHEMA, COMPARE_SCHEMA, bench_markdown, bench_report, compare_markdown,
-                                      compare_report, plot_latency, plot_ratios, validate_report, write_json)
+from deploykit.harness.report import (
+    BENCH_SCHEMA,
+    COMPARE_SCHEMA,
+    bench_markdown,
+    bench_report,
+    compare_markdown,
+    compare_report,
+    plot_latency,
+    plot_ratios,
+    validate_report,
+    write_json,
+)
 
 
 @pytest.fixture(scope="module")
 def bench_doc(tmp_path_factory):
     path = tiny_onnx(tmp_path_factory.mktemp("m") / "m.onnx")
     machine = describe_machine()
-    runs = [benchmark(make_runner(path, threads=1), [1, 2, 4], warmup=2, iters=20, machine=machine, label="ort"),
-            benchmark(make_runner(tiny_module(), backend="torch", threads=1), [1, 2], warmup=2, iters=20,
-                      machine=machine, label="torch")]
-    suite = {"baseline": "torch", "settings": {"iters": 20},
-             "rows": [{"model": "tiny", "variant": "torch", "status": "ok", "reason": None, "p50_ms": 0.2,
-                       "speedup_vs_baseline": 1.0},
-                      {"model": "tiny", "variant": "ort", "status": "ok", "reason": None, "p50_ms": 0.1,
-                       "speedup_vs_baseline": 2.0},
-                      {"model": "tiny", "variant": "tensorrt", "status": "skipped", "reason": "no GPU",
-                       "p50_ms": None, "speedup_vs_baseline": None}]}
+    runs = [
+        benchmark(make_runner(path, threads=1), [1, 2, 4], warmup=2, iters=20, machine=machine, label="ort"),
+        benchmark(
+            make_runner(tiny_module(), backend="torch", threads=1),
+            [1, 2],
+            warmup=2,
+            iters=20,
+            machine=machine,
+            label="torch",
+        ),
+    ]
+    suite = {
+        "baseline": "torch",
+        "settings": {"iters": 20},
+        "rows": [
+            {
+                "model": "tiny",
+                "variant": "torch",
+                "status": "ok",
+                "reason": None,
+                "p50_ms": 0.2,
+                "speedup_vs_baseline": 1.0,
+            },
+            {
+                "model": "tiny",
+                "variant": "ort",
+                "status": "ok",
+                "reason": None,
+                "p50_ms": 0.1,
+                "speedup_vs_baseline": 2.0,
+            },
+            {
+                "model": "tiny",
+                "variant": "tensorrt",
+                "status": "skipped",
+                "reason": "no GPU",
+                "p50_ms": None,
+                "speedup_vs_baseline": None,
+            },
+        ],
+    }
     return bench_report(runs, machine=machine, suite=suite)
 
 
@@ -64,7 +105,7 @@ def _table_rows(md: str, first_header: str) -> list[list[str]]:
     lines = md.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])

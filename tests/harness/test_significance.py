@@ -17,7 +17,8 @@ def test_mcnemar_counts_only_discordant_images_and_matches_the_binomial_tail():
     assert (t.a_only, t.b_only, t.difference) == (7, 11, -4)
     # Two-sided exact binomial tail P(X <= 7 | n=18, p=1/2) * 2, computed independently.
     from math import comb
-    expected = 2 * sum(comb(18, i) for i in range(8)) / 2 ** 18
+
+    expected = 2 * sum(comb(18, i) for i in range(8)) / 2**18
     assert t.p_value == pytest.approx(expected) and t.p_value == pytest.approx(0.4807, abs=1e-4)
     # Concordant images do not move the p-value.
     assert mcnemar_exact(*_correctness(7, 11, both=5000, neither=900)).p_value == pytest.approx(t.p_value)

@@ -41,7 +41,7 @@ def brightness_model(bias_shift: float = 0.0):
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(1, 3))
     with torch.no_grad():
         model[2].weight.copy_((2 * centres)[:, None])
-        model[2].bias.copy_(-centres**2)
+        model[2].bias.copy_(-(centres**2))
         model[2].bias[CLASSES.index("mid")] -= bias_shift  # >0: "mid" stops winning
     return model.eval()
 
@@ -50,15 +50,29 @@ def write_artifact(model, out_dir, precision="fp32", parent=None, force=False):
     import torch
 
     with ArtifactWriter(out_dir, force=force) as w:
-        torch.onnx.export(model, (torch.zeros(1, *CFG.input_size),), str(w.dir / "model.onnx"), dynamo=False,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-        man = Manifest(model="brightness", family="test", format="onnx", precision=precision,
-                       main_file="model.onnx", data_config=CFG,
-                       inputs=[TensorSpec("input", "float32", ["batch", 1, 8, 8])],
-                       outputs=[TensorSpec("logits", "float32", ["batch", 3])],
-                       batch=BatchProfile(1, 1, 64, True), opset=17,
-                       parent=parent.parent_ref() if parent is not None else None)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, *CFG.input_size),),
+            str(w.dir / "model.onnx"),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
+        man = Manifest(
+            model="brightness",
+            family="test",
+            format="onnx",
+            precision=precision,
+            main_file="model.onnx",
+            data_config=CFG,
+            inputs=[TensorSpec("input", "float32", ["batch", 1, 8, 8])],
+            outputs=[TensorSpec("logits", "float32", ["batch", 3])],
+            batch=BatchProfile(1, 1, 64, True),
+            opset=17,
+            parent=parent.parent_ref() if parent is not None else None,
+        )
         return w.commit(man)
 
 
@@ -129,8 +143,9 @@ def test_render_prints_tables(chain, folder):
 
 def test_json_and_plot_files(chain, folder, tmp_path):
     parent, _ = chain
-    validate(parent.path, folder, progress=False, record=False, json_path=tmp_path / "r.json",
-             plot_path=tmp_path / "acc.png")
+    validate(
+        parent.path, folder, progress=False, record=False, json_path=tmp_path / "r.json", plot_path=tmp_path / "acc.png"
+    )
     assert (tmp_path / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "r.json").read_text())
     assert np.asarray(saved["accuracy"]["confusion"]).trace() == 12

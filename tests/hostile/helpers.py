@@ -20,8 +20,9 @@ def refused(result: Result, *needles: str, code: int = 1) -> str:
     text = result.output
     assert result.exit_code == code, f"exit {result.exit_code} != {code}:\n{text}\n{result.exception!r}"
     assert "Traceback" not in text, text
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     errors = [ln for ln in text.splitlines() if ln.startswith("Error:")]
     assert len(errors) == 1, text
     if code == 1:  # a user's mistake: the error is the only thing printed

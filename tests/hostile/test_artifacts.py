@@ -29,7 +29,9 @@ def art(tmp_path):
     return tiny_artifact(tmp_path / "art").path
 
 
-@pytest.mark.parametrize("command", [["bench", "--iters", "1", "--warmup", "0"], ["validate", "--data", "fashion-mnist:test[:8]", "-q"]])
+@pytest.mark.parametrize(
+    "command", [["bench", "--iters", "1", "--warmup", "0"], ["validate", "--data", "fashion-mnist:test[:8]", "-q"]]
+)
 def test_hash_mismatch(art, command):
     data = bytearray((art / "model.onnx").read_bytes())
     data[-5] ^= 0xFF
@@ -47,26 +49,30 @@ def test_future_schema_version(art):
     refused(invoke("bench", art), "written by a newer deploykit (schema deploykit.artifact/7", "upgrade deploykit")
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"schema": "something-else/1"}, "is not deploykit.artifact/1"),
-    ({"main_file": "../elsewhere.onnx"}, "points outside the artifact directory"),
-    ({"main_file": "/etc/hostname"}, "points outside the artifact directory"),
-    ({"files": {"../../etc/hostname": {"sha256": "0" * 64, "bytes": 1}}}, "points outside the artifact directory"),
-    ({"files": {"model.onnx": "abc"}}, "needs a sha256 string and a byte count"),
-    ({"parent": "somewhere"}, "'parent' must be an object or null"),
-    ({"batch": {"min": 4, "opt": 2, "max": 8, "dynamic": True}}, "is not 1 <= min <= opt <= max"),
-    ({"batch": {"min": 1, "opt": 1, "max": 8, "dynamic": True, "evil": 1}}, "malformed"),
-    ({"inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, 8, 8]}]}, "invalid shape"),
-    ({"data_config": {"input_size": [3, 8, 8], "mean": "x"}}, "manifest.json"),
-    ({"format": "exe"}, "manifest format 'exe' is not one of"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"schema": "something-else/1"}, "is not deploykit.artifact/1"),
+        ({"main_file": "../elsewhere.onnx"}, "points outside the artifact directory"),
+        ({"main_file": "/etc/hostname"}, "points outside the artifact directory"),
+        ({"files": {"../../etc/hostname": {"sha256": "0" * 64, "bytes": 1}}}, "points outside the artifact directory"),
+        ({"files": {"model.onnx": "abc"}}, "needs a sha256 string and a byte count"),
+        ({"parent": "somewhere"}, "'parent' must be an object or null"),
+        ({"batch": {"min": 4, "opt": 2, "max": 8, "dynamic": True}}, "is not 1 <= min <= opt <= max"),
+        ({"batch": {"min": 1, "opt": 1, "max": 8, "dynamic": True, "evil": 1}}, "malformed"),
+        ({"inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, 8, 8]}]}, "invalid shape"),
+        ({"data_config": {"input_size": [3, 8, 8], "mean": "x"}}, "manifest.json"),
+        ({"format": "exe"}, "manifest format 'exe' is not one of"),
+    ],
+)
 def test_malformed_manifest_fields(art, changes, needle):
     _edit_manifest(art, **changes)
     refused(invoke("bench", art), str(art / "manifest.json"), needle)
 
 
-@pytest.mark.parametrize("content, needle", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"),
-                                             ("", "not valid JSON")])
+@pytest.mark.parametrize(
+    "content, needle", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"), ("", "not valid JSON")]
+)
 def test_manifest_not_json(art, content, needle):
     (art / "manifest.json").write_text(content)
     refused(invoke("bench", art), needle)
@@ -89,9 +95,16 @@ def test_parent_chain_that_loops_terminates_and_says_so(tmp_path):
     from deploykit._io import sha256_file
 
     for me, other in ((a, b), (b, a)):
-        _edit_manifest(me, precision="int8", parent={"path": str(other), "manifest_sha256": "0" * 64,
-                                                     "main_sha256": sha256_file(other / "model.onnx"),
-                                                     "precision": "int8"})
+        _edit_manifest(
+            me,
+            precision="int8",
+            parent={
+                "path": str(other),
+                "manifest_sha256": "0" * 64,
+                "main_sha256": sha256_file(other / "model.onnx"),
+                "precision": "int8",
+            },
+        )
     folder = tmp_path / "imgs"
     for c in range(CLASSES):
         (folder / f"c{c}").mkdir(parents=True)
@@ -113,14 +126,17 @@ def test_calibration_cache_made_for_another_model(tmp_path):
     assert read_cache(cache, other) == pytest.approx({"input": 0.01, "c": 0.02})
 
 
-@pytest.mark.parametrize("sidecar, cache_text, needle", [
-    (None, "TRT-100300-EntropyCalibration2\ninput: 3c23d70a\n", "no sidecar"),
-    ("[]", "TRT-100300-EntropyCalibration2\ninput: 3c23d70a\n", "malformed sidecar"),
-    ('{"onnx_sha256": 5}', "TRT-100300-EntropyCalibration2\n", "malformed sidecar"),
-    ("ok", "TRT-100300-EntropyCalibration2\ninput: 3c23d70a00\n", "line 2 is not 'tensor: hex-scale'"),
-    ("ok", "#!/bin/sh\nrm -rf /\n", "not a TensorRT calibration cache"),
-    ("ok", b"\xff\xfe\x00garbage", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "sidecar, cache_text, needle",
+    [
+        (None, "TRT-100300-EntropyCalibration2\ninput: 3c23d70a\n", "no sidecar"),
+        ("[]", "TRT-100300-EntropyCalibration2\ninput: 3c23d70a\n", "malformed sidecar"),
+        ('{"onnx_sha256": 5}', "TRT-100300-EntropyCalibration2\n", "malformed sidecar"),
+        ("ok", "TRT-100300-EntropyCalibration2\ninput: 3c23d70a00\n", "line 2 is not 'tensor: hex-scale'"),
+        ("ok", "#!/bin/sh\nrm -rf /\n", "not a TensorRT calibration cache"),
+        ("ok", b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+)
 def test_broken_calibration_caches(tmp_path, sidecar, cache_text, needle):
     model = tiny_onnx(tmp_path / "model.onnx")
     cache = write_cache(tmp_path / "calib.cache", {"input": 0.01}, model)

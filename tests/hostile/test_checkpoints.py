@@ -55,12 +55,15 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, previous, how
     assert not marker.exists(), "the checkpoint's code ran"
 
 
-@pytest.mark.parametrize("obj, needle", [
-    (42, "expected a state dict"),
-    ({"conv1.weight": [1.0, 2.0]}, "entry 'conv1.weight' is a list, not a tensor"),
-    ({"conv1.weight": "weights"}, "entry 'conv1.weight' is a str, not a tensor"),
-    ({}, "holds no tensors"),
-])
+@pytest.mark.parametrize(
+    "obj, needle",
+    [
+        (42, "expected a state dict"),
+        ({"conv1.weight": [1.0, 2.0]}, "entry 'conv1.weight' is a list, not a tensor"),
+        ({"conv1.weight": "weights"}, "entry 'conv1.weight' is a str, not a tensor"),
+        ({}, "holds no tensors"),
+    ],
+)
 def test_pickle_of_non_tensors_is_refused(tmp_path, previous, obj, needle):
     ckpt = tmp_path / "odd.pt"
     torch.save(obj, ckpt)
@@ -90,8 +93,9 @@ def test_truncated_torch_checkpoint(tmp_path, previous, state_dict):
 
 @pytest.mark.parametrize("header_len", [None, 2**62])
 def test_safetensors_header_claiming_more_than_the_file_holds(tmp_path, previous, header_len):
-    header = json.dumps({"conv1.weight": {"dtype": "F32", "shape": [64, 3, 7, 7],
-                                          "data_offsets": [0, 64 * 3 * 49 * 4]}}).encode()
+    header = json.dumps(
+        {"conv1.weight": {"dtype": "F32", "shape": [64, 3, 7, 7], "data_offsets": [0, 64 * 3 * 49 * 4]}}
+    ).encode()
     data = b"\0" * 100  # far fewer bytes than the offsets claim
     path = tmp_path / "liar.safetensors"
     path.write_bytes(struct.pack("<Q", header_len or len(header)) + header + data)

@@ -47,12 +47,24 @@ CASES = [
     # quantize
     ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --gate 0", 2, "--gate"),
     ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --num-images 0", 2, "--num-images"),
-    ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --max-fallbacks -1", 2, "--max-fallbacks"),
+    (
+        "quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --max-fallbacks -1",
+        2,
+        "--max-fallbacks",
+    ),
     ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --threads 0", 2, "--threads"),
     ("quantize {art} --calib  --val fashion-mnist:test[:64] --out {out}", 1, "dataset spec"),
-    ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --recipe {dir} --out {out}", 1, "recipe"),
+    (
+        "quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --recipe {dir} --out {out}",
+        1,
+        "recipe",
+    ),
     ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --report {dir}", 2, "--report"),
-    ("quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --out {dir} --force", 1, "not an artifact directory"),
+    (
+        "quantize {art} --calib fashion-mnist:train[:64] --val fashion-mnist:test[:64] --out {dir} --force",
+        1,
+        "not an artifact directory",
+    ),
     # bench / compare
     ("bench {art} --batch 0", 2, "--batch"),
     ("bench {art} --batch ,", 2, "--batch"),

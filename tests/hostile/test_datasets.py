@@ -64,18 +64,21 @@ def test_empty_image_folders(tmp_path):
         open_dataset(str(tmp_path / "empty"))
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("fashion-mnist:test[a:b]", "must hold integers"),
-    ("fashion-mnist:test[::0]", "step 0 must be a positive integer"),
-    ("fashion-mnist:test[::-1]", "step -1 must be a positive integer"),
-    ("fashion-mnist:test[5]", "must look like [start:stop]"),
-    ("fashion-mnist:test[1:2:3:4]", "must look like [start:stop]"),
-    ("fashion-mnist:test[500:100]", "selects no items"),
-    ("fashion-mnist:test[20000:]", "selects no items"),
-    ("fashion-mnist:validation", "has splits 'train' and 'test'"),
-    ("fashion-mnist:test[:10", "unknown dataset"),
-    ("   ", "empty dataset spec"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("fashion-mnist:test[a:b]", "must hold integers"),
+        ("fashion-mnist:test[::0]", "step 0 must be a positive integer"),
+        ("fashion-mnist:test[::-1]", "step -1 must be a positive integer"),
+        ("fashion-mnist:test[5]", "must look like [start:stop]"),
+        ("fashion-mnist:test[1:2:3:4]", "must look like [start:stop]"),
+        ("fashion-mnist:test[500:100]", "selects no items"),
+        ("fashion-mnist:test[20000:]", "selects no items"),
+        ("fashion-mnist:validation", "has splits 'train' and 'test'"),
+        ("fashion-mnist:test[:10", "unknown dataset"),
+        ("   ", "empty dataset spec"),
+    ],
+)
 def test_bad_dataset_specs_through_the_cli(previous, spec, needle):
     art, before = previous
     refused(invoke("validate", art, "--data", spec, "-q"), needle)

@@ -21,8 +21,14 @@ from tiny_models import tiny_artifact, tiny_onnx
 from deploykit.errors import DeployKitError
 
 EXAMPLES = {  # per loader; 12,000 in total
-    "manifest": 2000, "idx": 1500, "recipe": 1500, "calibration_cache": 1500,
-    "onnx": 1500, "image": 1500, "safetensors": 1500, "dataset_spec": 1000,
+    "manifest": 2000,
+    "idx": 1500,
+    "recipe": 1500,
+    "calibration_cache": 1500,
+    "onnx": 1500,
+    "image": 1500,
+    "safetensors": 1500,
+    "dataset_spec": 1000,
 }
 
 
@@ -31,8 +37,14 @@ COUNTS: dict[str, int] = dict.fromkeys(EXAMPLES, 0)
 
 def fuzz(name: str):
     """Settings shared by every fuzz test: reproducible, no database, no per-example deadline."""
-    return settings(max_examples=EXAMPLES[name], derandomize=True, database=None, deadline=None,
-                    suppress_health_check=list(HealthCheck), print_blob=True)
+    return settings(
+        max_examples=EXAMPLES[name],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
 
 
 def only_deploykit_errors(fn, *args) -> None:
@@ -54,11 +66,11 @@ def mutated(draw, seed: bytes) -> bytes:
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif op == "overwrite":
             chunk = draw(st.binary(min_size=1, max_size=8))
-            data[pos:pos + len(chunk)] = chunk
+            data[pos : pos + len(chunk)] = chunk
         elif op == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         elif op == "delete":
-            del data[pos:pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
         else:
             del data[pos:]
     return bytes(data)
@@ -88,9 +100,11 @@ def files(tmp_path_factory):
 
 
 # -- manifest JSON ------------------------------------------------------------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -121,8 +135,14 @@ def test_fuzz_manifest(tmp_path_factory):
     valid = json.loads(valid_bytes)
 
     @fuzz("manifest")
-    @given(st.one_of(mutated_manifest(valid), mutated_manifest(valid), mutated(valid_bytes),
-                     JSON.map(lambda v: json.dumps(v).encode())))
+    @given(
+        st.one_of(
+            mutated_manifest(valid),
+            mutated_manifest(valid),
+            mutated(valid_bytes),
+            JSON.map(lambda v: json.dumps(v).encode()),
+        )
+    )
     def run(data: bytes) -> None:
         COUNTS["manifest"] += 1
         (art / "manifest.json").write_bytes(data)
@@ -161,11 +181,28 @@ def test_fuzz_idx(files):
 
 
 # -- recipe TOML --------------------------------------------------------------------------------
-TOML_VALUE = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                       st.booleans(), st.text(max_size=10), st.lists(st.text(max_size=6), max_size=3),
-                       st.lists(st.integers(), max_size=3))
-RECIPE_KEYS = ["method", "percentile", "num_images", "batch", "min_images", "per_channel", "keep_fp32",
-               "accuracy", "max_fallbacks", "gate", "name", "bogus"]
+TOML_VALUE = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(max_size=10),
+    st.lists(st.text(max_size=6), max_size=3),
+    st.lists(st.integers(), max_size=3),
+)
+RECIPE_KEYS = [
+    "method",
+    "percentile",
+    "num_images",
+    "batch",
+    "min_images",
+    "per_channel",
+    "keep_fp32",
+    "accuracy",
+    "max_fallbacks",
+    "gate",
+    "name",
+    "bogus",
+]
 
 
 def _toml(value) -> str:
@@ -181,8 +218,9 @@ def _toml(value) -> str:
 @st.composite
 def recipe_text(draw) -> str:
     lines = []
-    for section in draw(st.lists(st.sampled_from(["calibration", "quantization", "gate", "other"]),
-                                 min_size=1, max_size=3, unique=True)):
+    for section in draw(
+        st.lists(st.sampled_from(["calibration", "quantization", "gate", "other"]), min_size=1, max_size=3, unique=True)
+    ):
         lines.append(f"[{section}]")
         for key in draw(st.lists(st.sampled_from(RECIPE_KEYS), max_size=4, unique=True)):
             lines.append(f"{key} = {_toml(draw(TOML_VALUE))}")
@@ -250,9 +288,15 @@ def _image_seeds() -> list[bytes]:
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8))
     out = []
-    for img, fmt in ((rgb, "PNG"), (rgb, "JPEG"), (rgb, "BMP"), (rgb.convert("P"), "GIF"),
-                     (rgb.convert("RGBA"), "PNG"), (rgb.convert("CMYK"), "TIFF"),
-                     (Image.fromarray(rng.integers(0, 65535, (6, 6), dtype=np.uint16)), "PNG")):
+    for img, fmt in (
+        (rgb, "PNG"),
+        (rgb, "JPEG"),
+        (rgb, "BMP"),
+        (rgb.convert("P"), "GIF"),
+        (rgb.convert("RGBA"), "PNG"),
+        (rgb.convert("CMYK"), "TIFF"),
+        (Image.fromarray(rng.integers(0, 65535, (6, 6), dtype=np.uint16)), "PNG"),
+    ):
         buf = io.BytesIO()
         img.save(buf, format=fmt)
         out.append(buf.getvalue())
@@ -281,9 +325,11 @@ def test_fuzz_images(files):
 def safetensors_bytes(draw) -> bytes:
     header = {}
     for name in draw(st.lists(st.text(max_size=6), max_size=3)):
-        header[name] = {"dtype": draw(st.sampled_from(["F32", "F16", "I64", "BOOL", "XX", 5])),
-                        "shape": draw(st.lists(st.integers(-2, 5), max_size=3)),
-                        "data_offsets": draw(st.lists(st.integers(-5, 300), min_size=0, max_size=3))}
+        header[name] = {
+            "dtype": draw(st.sampled_from(["F32", "F16", "I64", "BOOL", "XX", 5])),
+            "shape": draw(st.lists(st.integers(-2, 5), max_size=3)),
+            "data_offsets": draw(st.lists(st.integers(-5, 300), min_size=0, max_size=3)),
+        }
     if draw(st.booleans()):
         header["__metadata__"] = draw(JSON)
     raw = json.dumps(header).encode()
@@ -297,8 +343,10 @@ def test_fuzz_safetensors(files):
 
     from deploykit.models.weights import read_checkpoint_metadata, read_state_dict
 
-    seed = save({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(2)},
-                metadata={"deploykit.model": "resnet18"})
+    seed = save(
+        {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(2)},
+        metadata={"deploykit.model": "resnet18"},
+    )
 
     @fuzz("safetensors")
     @given(st.one_of(mutated(seed), mutated(seed), safetensors_bytes()))
@@ -313,8 +361,9 @@ def test_fuzz_safetensors(files):
 
 
 # -- dataset specs ------------------------------------------------------------------------------
-SPEC_CHARS = st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789-_:[]., +") + ["fashion-mnist", "test",
-                                                                                         "train", "\x00", "é"])
+SPEC_CHARS = st.sampled_from(
+    list("abcdefghijklmnopqrstuvwxyz0123456789-_:[]., +") + ["fashion-mnist", "test", "train", "\x00", "é"]
+)
 
 
 def test_fuzz_dataset_specs(tmp_path, monkeypatch):
@@ -323,10 +372,12 @@ def test_fuzz_dataset_specs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative spec can only name folders made here
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     (tmp_path / "imgs" / "a" / "x.png").write_bytes(_image_seeds()[0])
-    slice_part = st.lists(st.one_of(st.integers(-70000, 70000).map(str), st.just(""), st.text(max_size=2)),
-                          max_size=4).map(":".join)
-    structured = st.tuples(st.sampled_from(["fashion-mnist:test", "fashion-mnist:train", "imgs", "fashion-mnist:x",
-                                            "nope"]), slice_part).map(lambda t: f"{t[0]}[{t[1]}]")
+    slice_part = st.lists(
+        st.one_of(st.integers(-70000, 70000).map(str), st.just(""), st.text(max_size=2)), max_size=4
+    ).map(":".join)
+    structured = st.tuples(
+        st.sampled_from(["fashion-mnist:test", "fashion-mnist:train", "imgs", "fashion-mnist:x", "nope"]), slice_part
+    ).map(lambda t: f"{t[0]}[{t[1]}]")
     free = st.lists(SPEC_CHARS, max_size=12).map("".join).filter(lambda s: s.strip(". ") != "")
 
     @fuzz("dataset_spec")

@@ -21,6 +21,7 @@ from .helpers import invoke, refused, snapshot
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels, with a tiny (bogus) data stream."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

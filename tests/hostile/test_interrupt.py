@@ -25,12 +25,17 @@ EXPORT = ["export", "resnet18", "--num-classes", "10", "--input-size", "32", "-q
 
 
 def _interrupt(args: list[str], ready, sig: int, tmp_path: Path) -> int:
-    """Run the CLI (its console-script entry point) in a subprocess, send ``sig`` once ``ready()`` is true, return its exit status."""
+    """Run the CLI entry point in a subprocess; send ``sig`` once ``ready()``; return its exit status."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     err = tmp_path / "stderr.txt"
     with open(err, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", "from deploykit.cli import main; main()", *args], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=fh)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from deploykit.cli import main; main()", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
         deadline = time.monotonic() + 120
         while not ready(err) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -60,10 +65,24 @@ def test_quantize_interrupted_by_a_signal(tmp_path, previous, sig):
     out, before = previous
     src = tiny_artifact(tmp_path / "fp32").path
     src_before = snapshot(src)
-    args = ["quantize", str(src), "--calib", "fashion-mnist:train[:3000]", "--val", "fashion-mnist:test[:3000]",
-            "--num-images", "3000", "--method", "auto", "--gate", "0.01", "--out", str(out), "--force"]
-    rc = _interrupt(args, lambda err: "calibrat" in err.read_text() or "statistics" in err.read_text(),
-                    sig, tmp_path)
+    args = [
+        "quantize",
+        str(src),
+        "--calib",
+        "fashion-mnist:train[:3000]",
+        "--val",
+        "fashion-mnist:test[:3000]",
+        "--num-images",
+        "3000",
+        "--method",
+        "auto",
+        "--gate",
+        "0.01",
+        "--out",
+        str(out),
+        "--force",
+    ]
+    rc = _interrupt(args, lambda err: "calibrat" in err.read_text() or "statistics" in err.read_text(), sig, tmp_path)
     assert rc != 0
     assert_untouched(out, before)
     assert_untouched(src, src_before)
@@ -79,8 +98,15 @@ def test_export_failing_at_the_write(tmp_path, previous, monkeypatch):
     out, before = previous
     monkeypatch.setattr(artifact_mod, "atomic_write_json", _disk_full)  # the manifest, written last
     with pytest.raises(OSError, match="No space left"):
-        export_model("resnet18", num_classes=10, overrides={"image_size": (32, 32)}, out=out, force=True,
-                     optimize=False, progress=False)
+        export_model(
+            "resnet18",
+            num_classes=10,
+            overrides={"image_size": (32, 32)},
+            out=out,
+            force=True,
+            optimize=False,
+            progress=False,
+        )
     assert_untouched(out, before)
 
 
@@ -91,8 +117,17 @@ def test_quantize_failing_at_the_swap(tmp_path, previous, monkeypatch):
     src = tiny_artifact(tmp_path / "fp32").path
     monkeypatch.setattr(artifact_mod, "exchange_paths", _disk_full)
     with pytest.raises(OSError, match="No space left"):
-        quantize_artifact(src, "fashion-mnist:train[:64]", "fashion-mnist:test[:64]", method="max", gate=0.01,
-                          num_images=64, out=out, force=True, progress=False)
+        quantize_artifact(
+            src,
+            "fashion-mnist:train[:64]",
+            "fashion-mnist:test[:64]",
+            method="max",
+            gate=0.01,
+            num_images=64,
+            out=out,
+            force=True,
+            progress=False,
+        )
     assert_untouched(out, before)
 
 

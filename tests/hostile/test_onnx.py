@@ -81,8 +81,19 @@ def case_domain(d: Path, m: onnx.ModelProto) -> str:
     return "unknown domain 'evil.ops'"
 
 
-CASES = {f.__name__[5:]: f for f in (case_truncated, case_empty, case_dotdot, case_absolute, case_symlink,
-                                     case_length, case_cycle, case_domain)}
+CASES = {
+    f.__name__[5:]: f
+    for f in (
+        case_truncated,
+        case_empty,
+        case_dotdot,
+        case_absolute,
+        case_symlink,
+        case_length,
+        case_cycle,
+        case_domain,
+    )
+}
 
 
 def _hostile_artifact(tmp_path: Path, case: str, input_shape=None) -> tuple[Path, str]:
@@ -95,11 +106,17 @@ def _hostile_artifact(tmp_path: Path, case: str, input_shape=None) -> tuple[Path
     with ArtifactWriter(tmp_path / "shipped" / "art") as w:
         needle = CASES[case](w.dir, good) if case in CASES else (onnx.save(good, str(w.dir / "model.onnx")) or "")
         manifest = Manifest(
-            model="tiny", family="test", format="onnx", precision="fp32", main_file="model.onnx",
+            model="tiny",
+            family="test",
+            format="onnx",
+            precision="fp32",
+            main_file="model.onnx",
             data_config=DataConfig(input_size=(3, SIZE, SIZE), num_classes=CLASSES),
             inputs=[TensorSpec("input", "float32", input_shape or ["batch", 3, SIZE, SIZE])],
             outputs=[TensorSpec("logits", "float32", ["batch", CLASSES])],
-            batch=BatchProfile(1, 1, 8, True), opset=17)
+            batch=BatchProfile(1, 1, 8, True),
+            opset=17,
+        )
         art = w.commit(manifest)
     return art.path, needle
 
@@ -135,13 +152,17 @@ def test_optimize_file_refuses(tmp_path, case):
     assert str(d / "model.onnx") in line
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.onnx", "m", "out.onnx"] + (
-        ["secret.bin"] if (tmp_path / "secret.bin").exists() else [])
+        ["secret.bin"] if (tmp_path / "secret.bin").exists() else []
+    )
 
 
-@pytest.mark.parametrize("shape, needle", [
-    (["batch", 3, 16, 16], "declared ['batch', 3, 8, 8] in the model but ['batch', 3, 16, 16] in the manifest"),
-    (["batch", 3, 8], "declared ['batch', 3, 8, 8] in the model"),
-])
+@pytest.mark.parametrize(
+    "shape, needle",
+    [
+        (["batch", 3, 16, 16], "declared ['batch', 3, 8, 8] in the model but ['batch', 3, 16, 16] in the manifest"),
+        (["batch", 3, 8], "declared ['batch', 3, 8, 8] in the model"),
+    ],
+)
 def test_declared_input_shape_disagreeing_with_the_manifest(tmp_path, previous, shape, needle):
     art, _ = _hostile_artifact(tmp_path, "consistent", input_shape=shape)
     out, before = previous

@@ -15,11 +15,19 @@ def _meta(name: str, **kw) -> torch.nn.Module:
         return create_model(name, **kw)
 
 
-@pytest.mark.parametrize("name, gmacs", [
-    # Published MAC counts (torchvision's "GFLOPS" column is multiply-accumulates).
-    ("resnet18", 1.81), ("resnet50", 4.09), ("resnext50_32x4d", 4.23), ("resnext101_32x8d", 16.41),
-    ("densenet121", 2.83), ("googlenet", 1.50), ("inception_v3", 5.71),
-])
+@pytest.mark.parametrize(
+    "name, gmacs",
+    [
+        # Published MAC counts (torchvision's "GFLOPS" column is multiply-accumulates).
+        ("resnet18", 1.81),
+        ("resnet50", 4.09),
+        ("resnext50_32x4d", 4.23),
+        ("resnext101_32x8d", 16.41),
+        ("densenet121", 2.83),
+        ("googlenet", 1.50),
+        ("inception_v3", 5.71),
+    ],
+)
 def test_macs_match_published(name: str, gmacs: float) -> None:
     model = _meta(name)
     assert round(count_macs(model, model.data_config.input_size) / 1e9, 2) == gmacs
@@ -50,7 +58,11 @@ def test_count_params() -> None:
 def test_block_summary_resnet50() -> None:
     rows = {s.name: s for s in block_summary(_meta("resnet50"))}
     assert [rows[f"layer{i}"].describe() for i in range(1, 5)] == [
-        "3 x Bottleneck", "4 x Bottleneck", "6 x Bottleneck", "3 x Bottleneck"]
+        "3 x Bottleneck",
+        "4 x Bottleneck",
+        "6 x Bottleneck",
+        "3 x Bottleneck",
+    ]
     assert rows["fc"].describe() == "Linear" and rows["fc"].params == 2048 * 1000 + 1000
     assert sum(s.params for s in rows.values()) == 25_557_032
 
@@ -86,8 +98,10 @@ def test_too_small_input_names_the_smallest_that_works(name, size, smallest):
     from deploykit.models.registry import create_model
 
     model = create_model(name, num_classes=10, **({"aux_logits": False} if name == "inception_v3" else {}))
-    with pytest.raises(DeployKitError, match=f"{name}: a {size}x{size} input is too small for this network; "
-                                             f"it needs at least {smallest}x{smallest}") as e:
+    with pytest.raises(
+        DeployKitError,
+        match=f"{name}: a {size}x{size} input is too small for this network; it needs at least {smallest}x{smallest}",
+    ) as e:
         check_input_size(model, (3, size, size))
     assert "\n" not in str(e.value)
     check_input_size(model, (3, smallest, smallest))  # the size it names really runs

@@ -10,10 +10,20 @@ from deploykit.errors import DeployKitError
 from deploykit.models import create_model, get_spec, list_families, list_models, registry, resolve_name
 
 ZOO = {
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
-    "densenet121", "densenet161", "densenet169", "densenet201",
-    "googlenet", "inception_v3",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "googlenet",
+    "inception_v3",
 }
 
 
@@ -67,12 +77,15 @@ def test_alias_resolves() -> None:
     assert "resnext50" in get_spec("resnext50_32x4d").aliases
 
 
-@pytest.mark.parametrize("typo, suggestion", [
-    ("resnet5", "resnet50"),
-    ("densenet12", "densenet121"),
-    ("inception-v3", None),  # a dash is normalised: this is a hit, not a typo
-    ("googlenett", "googlenet"),
-])
+@pytest.mark.parametrize(
+    "typo, suggestion",
+    [
+        ("resnet5", "resnet50"),
+        ("densenet12", "densenet121"),
+        ("inception-v3", None),  # a dash is normalised: this is a hit, not a typo
+        ("googlenett", "googlenet"),
+    ],
+)
 def test_unknown_name_suggests_close_match(typo: str, suggestion: str | None) -> None:
     if suggestion is None:
         assert resolve_name(typo) == "inception_v3"

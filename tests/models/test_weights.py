@@ -150,8 +150,9 @@ def test_classifier_mismatch_suggests_num_classes(resnet18: torch.nn.Module, tmp
     with pytest.raises(DeployKitError) as e:
         load_weights(create_model("resnet18"), path)  # built for 1000 classes
     msg = _one_line(e)
-    assert msg == (f"{path}: the checkpoint's classifier has {NC} classes but resnet18 was built "
-                   f"for 1000; pass --num-classes {NC}")
+    assert msg == (
+        f"{path}: the checkpoint's classifier has {NC} classes but resnet18 was built for 1000; pass --num-classes {NC}"
+    )
     with pytest.raises(DeployKitError, match=f"pass --num-classes {NC}"):
         load_model("resnet18", weights=path, num_classes=5)
 
@@ -175,8 +176,7 @@ def test_non_tensor_entry(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "model", "module_prefix", "both"])
-def test_wrappers_and_module_prefix(wrap: str, resnet18: torch.nn.Module, x: torch.Tensor,
-                                    tmp_path: Path) -> None:
+def test_wrappers_and_module_prefix(wrap: str, resnet18: torch.nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
     sd = resnet18.state_dict()
     if wrap in ("module_prefix", "both"):
         sd = {f"module.{k}": v for k, v in sd.items()}
@@ -217,8 +217,11 @@ def test_legacy_torchvision_densenet_names(x: torch.Tensor, tmp_path: Path) -> N
     model = create_model("densenet121", num_classes=NC).eval()
     # torchvision's published DenseNet files say "norm.1" where the module is "norm1".
     # They also predate BatchNorm's num_batches_tracked buffer.
-    old = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v
-           for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    old = {
+        k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     assert "features.denseblock1.denselayer1.norm.1.weight" in old
     path = tmp_path / "densenet121-old.pth"
     torch.save(old, path)
@@ -228,13 +231,13 @@ def test_legacy_torchvision_densenet_names(x: torch.Tensor, tmp_path: Path) -> N
 # ------------------------------------------------------------------ metadata and data config
 
 
-def test_save_writes_metadata_and_data_config(resnet18: torch.nn.Module, x: torch.Tensor,
-                                              tmp_path: Path) -> None:
+def test_save_writes_metadata_and_data_config(resnet18: torch.nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
     labels = tuple(f"class{i}" for i in range(NC))
     model = create_model("resnet18", num_classes=NC)
     model.load_state_dict(resnet18.state_dict())
-    model.data_config = model.data_config.replace(input_size=(3, 32, 32), mean=(0.5,) * 3,
-                                                  std=(0.25,) * 3, labels=labels)
+    model.data_config = model.data_config.replace(
+        input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.25,) * 3, labels=labels
+    )
     path = save_weights(model, tmp_path / "fm.safetensors", metadata={"epochs": 3})
     meta = read_checkpoint_metadata(path)
     assert meta["deploykit.model"] == "resnet18" and meta["epochs"] == "3"
@@ -255,16 +258,18 @@ def test_overrides_validate(tmp_path: Path) -> None:
         load_model("resnet18", overrides={"size": 3})
     with pytest.raises(DeployKitError, match="3 labels given for 1000 classes"):
         load_model("resnet18", overrides={"labels": ("a", "b", "c")})
-    m = load_model("resnet18", num_classes=3, overrides={"labels": ("a", "b", "c"),
-                                                          "interpolation": "bicubic"})
+    m = load_model("resnet18", num_classes=3, overrides={"labels": ("a", "b", "c"), "interpolation": "bicubic"})
     assert m.fc.out_features == 3 and m.data_config.labels == ("a", "b", "c")
     assert m.weights_path is None and not m.training
 
 
 def test_bad_data_config_metadata(resnet18: torch.nn.Module, tmp_path: Path) -> None:
     path = tmp_path / "bad-meta.safetensors"
-    save_file({k: v.contiguous() for k, v in resnet18.state_dict().items()}, path,
-              metadata={"deploykit.data_config": "{not json"})
+    save_file(
+        {k: v.contiguous() for k, v in resnet18.state_dict().items()},
+        path,
+        metadata={"deploykit.data_config": "{not json"},
+    )
     with pytest.raises(DeployKitError, match="'deploykit.data_config' metadata is not valid JSON"):
         load_model("resnet18", weights=path)
 

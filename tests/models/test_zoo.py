@@ -120,17 +120,16 @@ def test_transform_input_rescales_imagenet_input_to_minus_one_one() -> None:
     b = create_model("googlenet", num_classes=NUM_CLASSES, transform_input=True).eval()
     b.load_state_dict(a.state_dict())
     # An ImageNet-normalised image of pixel value 1.0 maps to 1.0 in the [-1, 1] scaling.
-    ones = (torch.ones(1, 3, 1, 1) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
-        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    ones = (torch.ones(1, 3, 1, 1) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     assert torch.allclose(_transform_input(ones), torch.ones(1, 3, 1, 1), atol=1e-6)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(b(x), a(_transform_input(x)))
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in list_models()
-])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in list_models()])
 def test_safetensors_round_trip(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=NUM_CLASSES).eval()

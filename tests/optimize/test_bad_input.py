@@ -3,10 +3,11 @@
 import numpy as np
 import onnx
 import pytest
-from .graphs import ops, parse
 
 from deploykit.errors import DeployKitError
 from deploykit.optimize import optimize_file, optimize_model
+
+from .graphs import ops, parse
 
 GOOD = """
 <ir_version: 8, opset_import: ["" : 17]>
@@ -74,8 +75,9 @@ def test_external_data_inside_its_directory_is_read(tmp_path):
     model = onnx.load(_good(tmp_path))
     path = tmp_path / "ext" / "m.onnx"
     path.parent.mkdir()
-    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="m.onnx.data", size_threshold=0)
+    onnx.save(
+        model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0
+    )
     result = optimize_file(path, tmp_path / "out.onnx", passes="all")
     assert result.modified and (tmp_path / "out.onnx").is_file()
     assert ops(onnx.load(tmp_path / "out.onnx")) == {"Conv": 1, "Split": 1}
@@ -95,7 +97,9 @@ def test_unknown_op_is_left_untouched():
     model = onnx.parser.parse_model(text)
     rng = np.random.default_rng(0)
     for name, shape in (("s", (8,)), ("wa", (4, 8, 1, 1)), ("wb", (4, 8, 1, 1))):
-        model.graph.initializer.append(onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name))
+        model.graph.initializer.append(
+            onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        )
     result = optimize_model(model)
     nodes = {(n.domain, n.op_type): n for n in result.model.graph.node}
     # The Identity goes; the custom-domain nodes (even one named Conv) keep inputs and attributes.

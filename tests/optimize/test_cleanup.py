@@ -1,6 +1,7 @@
 """Clean-up pass: Identity/Dropout removal, dead nodes, unused and duplicate constants."""
 
 import numpy as np
+
 from .graphs import ops, parse, rewrites
 
 GRAPH = """

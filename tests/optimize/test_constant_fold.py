@@ -1,6 +1,7 @@
 """Constant folding (onnxscript's folder): constant subgraphs become one initialiser."""
 
 import numpy as np
+
 from .graphs import ops, parse, rewrites
 
 

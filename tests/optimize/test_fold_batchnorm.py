@@ -1,6 +1,7 @@
 """BatchNorm folding: into the Conv/Gemm before it, never when that output has another reader."""
 
 import pytest
+
 from .graphs import bn_params, ops, parse, rewrites
 
 CONV_BN = """
@@ -82,10 +83,10 @@ def test_unfoldable_bn_is_kept_by_default(check):
 
 
 def test_unfoldable_bn_becomes_per_channel_mul_add(check):
-    from deploykit.optimize.passes.fold_batchnorm import FoldBatchNormPass
-
-    import onnx_ir as ir
     import onnx
+    import onnx_ir as ir
+
+    from deploykit.optimize.passes.fold_batchnorm import FoldBatchNormPass
 
     model = parse(AFTER_CONCAT, w=(3, 4, 1, 1), **bn_params(4))
     ir_model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model))

@@ -40,7 +40,9 @@ def test_pipeline_preserves_outputs(name, tmp_path):
     assert result.nodes_after <= result.nodes_before
     ops = collections.Counter(n.op_type for n in result.model.graph.node)
     assert ops["Identity"] == 0 and ops["Dropout"] == 0
-    assert ops["BatchNormalization"] <= collections.Counter(n.op_type for n in original.graph.node)["BatchNormalization"]
+    assert (
+        ops["BatchNormalization"] <= collections.Counter(n.op_type for n in original.graph.node)["BatchNormalization"]
+    )
     by = {r.name: r for r in result.reports}
     if name.startswith("densenet"):
         assert by["pool_before_conv"].rewrites == 3  # the three transitions

@@ -25,15 +25,19 @@ def test_bias_is_fine_without_padding(check):
 
 
 def test_bias_with_zero_padded_pool_is_kept(check):
-    text = TRANSITION.replace("(r, w)", "(r, w, b)").replace(
-        "strides = [2, 2]>", "strides = [2, 2], pads = [1, 1, 1, 1], count_include_pad = 1>"
-    ).replace("float[1,4,4,4] y", "float[1,4,5,5] y")
+    text = (
+        TRANSITION.replace("(r, w)", "(r, w, b)")
+        .replace("strides = [2, 2]>", "strides = [2, 2], pads = [1, 1, 1, 1], count_include_pad = 1>")
+        .replace("float[1,4,4,4] y", "float[1,4,5,5] y")
+    )
     result = check(parse(text, w=(4, 8, 1, 1), b=(4,)), ["pool_before_conv"])
     assert rewrites(result, "pool_before_conv") == 0
 
 
 def test_stride_one_pool_and_3x3_conv_are_kept(check):
-    stride1 = TRANSITION.replace("kernel_shape = [2, 2], strides = [2, 2]", "kernel_shape = [3, 3], pads = [1, 1, 1, 1]")
+    stride1 = TRANSITION.replace(
+        "kernel_shape = [2, 2], strides = [2, 2]", "kernel_shape = [3, 3], pads = [1, 1, 1, 1]"
+    )
     stride1 = stride1.replace("float[1,4,4,4] y", "float[1,4,8,8] y")
     result = check(parse(stride1, w=(4, 8, 1, 1)), ["pool_before_conv"])
     assert rewrites(result, "pool_before_conv") == 0

@@ -1,9 +1,10 @@
 """The parity helper really fails a graph that computes something else."""
 
 import numpy as np
-from .graphs import parse
 
 from deploykit.optimize.verify import check_parity, compare
+
+from .graphs import parse
 
 BASE = """
 <ir_version: 8, opset_import: ["" : 17]>

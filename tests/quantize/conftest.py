@@ -19,8 +19,7 @@ def _tiny_cnn():
 
         def __init__(self, c: int = 12) -> None:
             super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-                                      nn.MaxPool2d(2))
+            self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2))
             self.conv1 = nn.Conv2d(c, c, 3, padding=1)
             self.bn1 = nn.BatchNorm2d(c)
             self.conv2 = nn.Conv2d(c, c, 3, padding=1)
@@ -70,13 +69,28 @@ def write_fp32_artifact(model, out_dir, name: str = "tinyresnet"):
     from deploykit.artifact import ArtifactWriter, BatchProfile, Manifest, TensorSpec
 
     with ArtifactWriter(out_dir, force=True) as w:
-        torch.onnx.export(model, (torch.zeros(1, *CFG.input_size),), str(w.dir / "model.onnx"),
-                          dynamo=False, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-        man = Manifest(model=name, family="resnet", format="onnx", precision="fp32", main_file="model.onnx",
-                       data_config=CFG, inputs=[TensorSpec("input", "float32", ["batch", 1, 28, 28])],
-                       outputs=[TensorSpec("logits", "float32", ["batch", 10])],
-                       batch=BatchProfile(1, 1, 64, True), opset=17)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, *CFG.input_size),),
+            str(w.dir / "model.onnx"),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
+        man = Manifest(
+            model=name,
+            family="resnet",
+            format="onnx",
+            precision="fp32",
+            main_file="model.onnx",
+            data_config=CFG,
+            inputs=[TensorSpec("input", "float32", ["batch", 1, 28, 28])],
+            outputs=[TensorSpec("logits", "float32", ["batch", 10])],
+            batch=BatchProfile(1, 1, 64, True),
+            opset=17,
+        )
         man.add_stage("export", params={"exporter": "torchscript"})
         return w.commit(man)
 

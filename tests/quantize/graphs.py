@@ -40,10 +40,14 @@ def residual_block(seed: int = 0):
     }
     """
     w = {
-        "w0": _conv_w(rng, 8, 4), "b0": rng.normal(size=8).astype(np.float32) * 0.1,
-        "w1": _conv_w(rng, 8, 8), "b1": rng.normal(size=8).astype(np.float32) * 0.1,
-        "w2": _conv_w(rng, 8, 8), "b2": rng.normal(size=8).astype(np.float32) * 0.1,
-        "wf": rng.normal(size=(5, 8)).astype(np.float32) * 0.3, "bf": np.zeros(5, np.float32),
+        "w0": _conv_w(rng, 8, 4),
+        "b0": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w1": _conv_w(rng, 8, 8),
+        "b1": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w2": _conv_w(rng, 8, 8),
+        "b2": rng.normal(size=8).astype(np.float32) * 0.1,
+        "wf": rng.normal(size=(5, 8)).astype(np.float32) * 0.3,
+        "bf": np.zeros(5, np.float32),
     }
     return build(text, w)
 
@@ -62,24 +66,32 @@ _CONCAT_BODY = """
 def _concat_weights(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {
-        "wa": _conv_w(rng, 4, 3), "ba": np.zeros(4, np.float32),
-        "wb": _conv_w(rng, 4, 3, 1) * 5.0, "bb": np.zeros(4, np.float32),  # a wider range than branch a
-        "wc": _conv_w(rng, 6, 8), "bc": np.zeros(6, np.float32),
+        "wa": _conv_w(rng, 4, 3),
+        "ba": np.zeros(4, np.float32),
+        "wb": _conv_w(rng, 4, 3, 1) * 5.0,
+        "bb": np.zeros(4, np.float32),  # a wider range than branch a
+        "wc": _conv_w(rng, 6, 8),
+        "bc": np.zeros(6, np.float32),
     }
 
 
 def concat_block(seed: int = 0):
     """Two conv branches of different range concatenated, then a conv and an average pool."""
-    text = ('<ir_version: 8, opset_import: ["" : 17]>\n'
-            "concat (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y) {" + _CONCAT_BODY + "}")
+    text = (
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        "concat (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y) {" + _CONCAT_BODY + "}"
+    )
     return build(text, _concat_weights(seed))
 
 
 def concat_with_shared_branch(seed: int = 0):
     """concat_block, but branch a is also read by a pooled side output (two readers)."""
-    text = ('<ir_version: 8, opset_import: ["" : 17]>\n'
-            "concat2 (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y, float[N, 4, 1, 1] side) {"
-            + _CONCAT_BODY + "        side = GlobalAveragePool (ra)\n}")
+    text = (
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        "concat2 (float[N, 3, 8, 8] x) => (float[N, 6, 4, 4] y, float[N, 4, 1, 1] side) {"
+        + _CONCAT_BODY
+        + "        side = GlobalAveragePool (ra)\n}"
+    )
     return build(text, _concat_weights(seed))
 
 
@@ -102,9 +114,13 @@ def nested_concat(seed: int = 0):
     }
     """
     w = {
-        "wa": _conv_w(rng, 4, 3), "ba": np.zeros(4, np.float32),
-        "wb": _conv_w(rng, 2, 3, 1) * 5.0, "bb": np.zeros(2, np.float32),
-        "wc": _conv_w(rng, 2, 3), "bc": np.zeros(2, np.float32),
-        "wy": _conv_w(rng, 6, 8), "by": np.zeros(6, np.float32),
+        "wa": _conv_w(rng, 4, 3),
+        "ba": np.zeros(4, np.float32),
+        "wb": _conv_w(rng, 2, 3, 1) * 5.0,
+        "bb": np.zeros(2, np.float32),
+        "wc": _conv_w(rng, 2, 3),
+        "bc": np.zeros(2, np.float32),
+        "wy": _conv_w(rng, 6, 8),
+        "by": np.zeros(6, np.float32),
     }
     return build(text, w)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from deploykit.errors import DeployKitError
-from deploykit.quantize.calibrators import (CalibConfig, asymmetric_params, calibrate, quantize_weight,
-                                            threshold)
+from deploykit.quantize.calibrators import CalibConfig, asymmetric_params, calibrate, quantize_weight, threshold
 from deploykit.quantize.stats import TensorStats
 
 

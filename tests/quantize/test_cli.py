@@ -10,11 +10,25 @@ from deploykit.cli import cli
 
 def test_quantize_command_writes_an_int8_artifact(fp32_artifact, tmp_path):
     out = tmp_path / "q"
-    res = CliRunner().invoke(cli, [
-        "quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:64]",
-        "--val", "fashion-mnist:test[:300]", "--method", "max", "--out", str(out),
-        "--report", str(tmp_path / "r.json"), "--num-images", "64",
-    ])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:64]",
+            "--val",
+            "fashion-mnist:test[:300]",
+            "--method",
+            "max",
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--num-images",
+            "64",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().endswith(str(out))
     assert Artifact.load(out).manifest.precision == "int8"
@@ -26,11 +40,25 @@ def test_int8_layout_can_be_forced_and_is_recorded(fp32_artifact, tmp_path):
 
     forced = "vnni" if default_layout() == "avx2" else "avx2"  # the one this CPU would not pick
     out = tmp_path / "q"
-    res = CliRunner().invoke(cli, [
-        "quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:64]",
-        "--val", "fashion-mnist:test[:300]", "--method", "max", "--out", str(out),
-        "--num-images", "64", "--int8-layout", forced,
-    ])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:64]",
+            "--val",
+            "fashion-mnist:test[:300]",
+            "--method",
+            "max",
+            "--out",
+            str(out),
+            "--num-images",
+            "64",
+            "--int8-layout",
+            forced,
+        ],
+    )
     assert res.exit_code == 0, res.output
     stage = Artifact.load(out).manifest.stages[-1]
     params = stage["params"] if isinstance(stage, dict) else stage.params
@@ -38,11 +66,27 @@ def test_int8_layout_can_be_forced_and_is_recorded(fp32_artifact, tmp_path):
 
 
 def test_failed_gate_exits_non_zero(sensitive_artifact, tmp_path):
-    res = CliRunner().invoke(cli, [
-        "quantize", str(sensitive_artifact.path), "--calib", "fashion-mnist:train[:64]",
-        "--val", "fashion-mnist:test[:300]", "--method", "max", "--profile", "tensorrt",
-        "--max-fallbacks", "0", "--num-images", "64", "--out", str(tmp_path / "q"),
-    ])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(sensitive_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:64]",
+            "--val",
+            "fashion-mnist:test[:300]",
+            "--method",
+            "max",
+            "--profile",
+            "tensorrt",
+            "--max-fallbacks",
+            "0",
+            "--num-images",
+            "64",
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    )
     assert res.exit_code == 3  # a failed gate has its own exit code
     assert "Error: INT8 top-1" in res.output and "under the gate" in res.output
     assert not (tmp_path / "q").exists()
@@ -52,9 +96,22 @@ def test_bad_arguments_are_named(fp32_artifact, tmp_path):
     r = CliRunner()
     res = r.invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", "x", "--val", "y", "--gate", "1.5"])
     assert res.exit_code == 2 and "1.5 must be in (0, 1]" in res.output
-    res = r.invoke(cli, ["quantize", str(tmp_path / "nope"), "--calib", "fashion-mnist:train[:64]",
-                         "--val", "fashion-mnist:test[:10]"])
+    res = r.invoke(
+        cli,
+        ["quantize", str(tmp_path / "nope"), "--calib", "fashion-mnist:train[:64]", "--val", "fashion-mnist:test[:10]"],
+    )
     assert res.exit_code == 1 and "artifact directory not found" in res.output
-    res = r.invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", "fashion-mnist:train[:8]",
-                         "--val", "fashion-mnist:test[:10]", "--out", str(tmp_path / "q")])
+    res = r.invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:8]",
+            "--val",
+            "fashion-mnist:test[:10]",
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    )
     assert res.exit_code == 1 and "at least 32 are needed" in res.output

@@ -108,8 +108,14 @@ def test_images_of_the_wrong_size_or_channels(fp32_artifact, tmp_path):
 
 def test_overlapping_calibration_and_validation_sets_warn(fp32_artifact, tmp_path):
     with pytest.warns(QuantizeWarning, match="share 100 images"):
-        out = quant(fp32_artifact, tmp_path, calib="fashion-mnist:test[:128]", val="fashion-mnist:test[28:300]",
-                    method="max", num_images=128)
+        out = quant(
+            fp32_artifact,
+            tmp_path,
+            calib="fashion-mnist:test[:128]",
+            val="fashion-mnist:test[28:300]",
+            method="max",
+            num_images=128,
+        )
     assert "share 100 images" in out.artifact.manifest.results["quantize"]["warnings"][0]
 
 

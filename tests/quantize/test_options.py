@@ -17,13 +17,16 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
     assert QuantizeOptions.from_recipe(rec).method == rec.method
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"method": "guess"}, "method 'guess'"),
-    ({"profile": "tflite"}, "profile 'tflite'"),
-    ({"gate": 1.5}, "gate 1.5"),
-    ({"threads": 0}, "threads must be at least 1"),
-    ({"bins": 3}, "unknown quantisation option"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"method": "guess"}, "method 'guess'"),
+        ({"profile": "tflite"}, "profile 'tflite'"),
+        ({"gate": 1.5}, "gate 1.5"),
+        ({"threads": 0}, "threads must be at least 1"),
+        ({"bins": 3}, "unknown quantisation option"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(DeployKitError, match=message):
         QuantizeOptions.from_recipe(load_recipe("resnet"), **override)

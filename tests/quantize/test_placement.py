@@ -12,8 +12,7 @@ import pytest
 
 from deploykit.errors import DeployKitError
 from deploykit.quantize.calibrators import CalibConfig, calibrate
-from deploykit.quantize.placement import (apply_plan, count_ops, plan_placement, prepare_model,
-                                          resolve_keep)
+from deploykit.quantize.placement import apply_plan, count_ops, plan_placement, prepare_model, resolve_keep
 from deploykit.quantize.stats import collect_stats, iter_arrays
 
 from .graphs import concat_block, concat_with_shared_branch, nested_concat, residual_block
@@ -30,8 +29,11 @@ def quantise(model, profile, x, keep=(), method="max"):
 def qdq_scales(q) -> dict[str, float]:
     """tensor -> scale of the QuantizeLinear reading it."""
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
-    return {n.input[0]: float(inits[n.input[1]]) for n in q.graph.node
-            if n.op_type == "QuantizeLinear" and inits[n.input[1]].ndim == 0}
+    return {
+        n.input[0]: float(inits[n.input[1]])
+        for n in q.graph.node
+        if n.op_type == "QuantizeLinear" and inits[n.input[1]].ndim == 0
+    }
 
 
 def producer_of_input(q, node_name: str, idx: int):
@@ -57,14 +59,16 @@ def concat_copies(fused) -> list[bool]:
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in fused.graph.initializer}
     node = next(n for n in fused.graph.node if n.op_type == "QLinearConcat")
     y_scale, y_zp = inits[node.input[0]], inits[node.input[1]]
-    triples = [node.input[i:i + 3] for i in range(2, len(node.input), 3)]
+    triples = [node.input[i : i + 3] for i in range(2, len(node.input), 3)]
     return [bool(inits[s] == y_scale and inits[z] == y_zp) for _, s, z in triples]
 
 
 def run(model, x, level="all"):
     so = ort.SessionOptions()
-    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                   "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
+    so.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[level]
     s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return s.run(None, {s.get_inputs()[0].name: x})[0]
 
@@ -327,16 +331,20 @@ def test_channel_padding_needs_a_declared_4d_input():
 def _cpu(flags: str):
     from deploykit.machine import parse_cpuinfo
 
-    return parse_cpuinfo(f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
-                         f"model name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n")
+    return parse_cpuinfo(
+        f"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n"
+    )
 
 
-@pytest.mark.parametrize("flags, layout", [
-    ("fpu sse2 avx avx2 fma f16c", "avx2"),  # Zen 1-3: vpmaddubsw saturates, reduced range
-    ("avx2 fma avx512f avx512bw avx512_vnni avx512_bf16", "vnni"),  # Zen 4
-    ("avx2 fma avx_vnni", "vnni"),  # Alder Lake's AVX-VNNI
-    ("", "avx2"),  # unknown: the layout that is exact everywhere
-])
+@pytest.mark.parametrize(
+    "flags, layout",
+    [
+        ("fpu sse2 avx avx2 fma f16c", "avx2"),  # Zen 1-3: vpmaddubsw saturates, reduced range
+        ("avx2 fma avx512f avx512bw avx512_vnni avx512_bf16", "vnni"),  # Zen 4
+        ("avx2 fma avx_vnni", "vnni"),  # Alder Lake's AVX-VNNI
+        ("", "avx2"),  # unknown: the layout that is exact everywhere
+    ],
+)
 def test_layout_follows_the_cpu(flags, layout):
     from deploykit.quantize.placement import default_layout
 

@@ -15,8 +15,14 @@ CALIB, VAL = "fashion-mnist:train[:64]", "fashion-mnist:test[:200]"
 
 def _check(*speedups: float, note: str | None = "this CPU has no VNNI") -> SpeedCheck:
     verdict = {True: "faster", False: "slower"}
-    return SpeedCheck(batches=[BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), verdict[s > 1], 8, 5)
-                               for b, s in zip((1, 32), speedups)], threads=2, seconds=1.0, note=note)
+    return SpeedCheck(
+        batches=[
+            BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), verdict[s > 1], 8, 5) for b, s in zip((1, 32), speedups)
+        ],
+        threads=2,
+        seconds=1.0,
+        note=note,
+    )
 
 
 def test_int8_that_pays_says_nothing_more():
@@ -59,20 +65,49 @@ def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_pa
     assert [b["batch"] for b in rec["batches"]] == artifact_batches(fp32_artifact.manifest.batch)
     assert rec["machine"]["isa"] == cpu_info().isa
     assert rec["note"] == cpu_info().int8_note()
-    skipped = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q2",
-                                speed_check=False)
+    skipped = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q2", speed_check=False)
     assert "int8_speed" not in Artifact.load(skipped.path).manifest.results
 
 
 def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_path):
-    res = CliRunner().invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL,
-                                   "--method", "max", "--out", str(tmp_path / "q"), "--num-images", "64"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            CALIB,
+            "--val",
+            VAL,
+            "--method",
+            "max",
+            "--out",
+            str(tmp_path / "q"),
+            "--num-images",
+            "64",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "INT8 speed on this machine: batch 1:" in res.stderr
     art = Artifact.load(tmp_path / "q")
     if not art.manifest.results["int8_speed"]["pays"]:
         assert "INT8 does not pay on this machine" in res.stderr
-    res = CliRunner().invoke(cli, ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL,
-                                   "--method", "max", "--out", str(tmp_path / "q2"), "--num-images", "64",
-                                   "--no-speed-check"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            CALIB,
+            "--val",
+            VAL,
+            "--method",
+            "max",
+            "--out",
+            str(tmp_path / "q2"),
+            "--num-images",
+            "64",
+            "--no-speed-check",
+        ],
+    )
     assert res.exit_code == 0 and "INT8 speed" not in res.stderr

@@ -6,8 +6,15 @@ import onnx
 import pytest
 
 from deploykit.errors import DeployKitError
-from deploykit.quantize.trt_cache import (float_to_hex, format_cache, hex_to_float, parse_cache,
-                                          read_cache, sidecar_path, write_cache)
+from deploykit.quantize.trt_cache import (
+    float_to_hex,
+    format_cache,
+    hex_to_float,
+    parse_cache,
+    read_cache,
+    sidecar_path,
+    write_cache,
+)
 
 from .graphs import concat_block, residual_block
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import CLASSES, SIZE, tiny_artifact
 
 from deploykit.data.transforms import preprocess_batch
 from deploykit.errors import DeployKitError
 from deploykit.onnx_io import ort_session
 from deploykit.runtime import Predictor
 from deploykit.runtime.predictor import softmax
-from tiny_models import CLASSES, SIZE, tiny_artifact
 
 
 def _ort_probs(art, x: np.ndarray) -> np.ndarray:
@@ -55,8 +55,12 @@ def test_fixed_batch_artifact_pads_the_last_chunk(tmp_path):
     pred = Predictor.from_artifact(art.path)
     got = pred.logits(x)
     sess = ort_session(art.main_path)
-    want = np.concatenate([sess.run(None, {"input": x[:4]})[0],
-                           sess.run(None, {"input": np.concatenate([x[4:], np.zeros_like(x[:2])])})[0][:2]])
+    want = np.concatenate(
+        [
+            sess.run(None, {"input": x[:4]})[0],
+            sess.run(None, {"input": np.concatenate([x[4:], np.zeros_like(x[:2])])})[0][:2],
+        ]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-6)
     with pytest.raises(DeployKitError, match="built for batch 4 only"):
         pred.infer(x[:3])
@@ -83,11 +87,14 @@ def test_threads_share_one_predictor(tmp_path):
         np.testing.assert_array_equal(g, w)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((2, 3, SIZE + 1, SIZE), np.float32), "array shape"),
-    (np.zeros((2, 3, SIZE, SIZE), np.int32), "uint8 image|dtype int32"),
-    (np.zeros((3, SIZE, SIZE), np.float32), "expected a float"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((2, 3, SIZE + 1, SIZE), np.float32), "array shape"),
+        (np.zeros((2, 3, SIZE, SIZE), np.int32), "uint8 image|dtype int32"),
+        (np.zeros((3, SIZE, SIZE), np.float32), "expected a float"),
+    ],
+)
 def test_wrong_arrays_are_one_line_errors(tmp_path, bad, message):
     pred = Predictor.from_artifact(tiny_artifact(tmp_path / "a").path)
     with pytest.raises(DeployKitError, match=message):
@@ -174,8 +181,13 @@ RUNTIME_ONLY = textwrap.dedent("""
 
 def test_runtime_never_imports_torch_onnx_or_click(fmnist_artifact, fmnist_images):
     files = [str(p) for p in fmnist_images[:3]]
-    proc = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, str(fmnist_artifact.path), *files],
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY, str(fmnist_artifact.path), *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []

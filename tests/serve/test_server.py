@@ -23,14 +23,26 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 START_TIMEOUT = 120  # seconds for Triton to start and load the model on a busy 2-core machine
 
 
-
-
 @pytest.fixture
 def served(fmnist_artifact, tmp_path):
     http, grpc, metrics = free_ports(3)
-    cmd = [sys.executable, "-c", "from deploykit.cli import main; main()", "serve", str(fmnist_artifact.path),
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--threads", "1", "--log-file", str(tmp_path / "triton.log")]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from deploykit.cli import main; main()",
+        "serve",
+        str(fmnist_artifact.path),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--threads",
+        "1",
+        "--log-file",
+        str(tmp_path / "triton.log"),
+    ]
     out = open(tmp_path / "serve.out", "w+")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
@@ -81,12 +93,12 @@ def test_serve_answers_like_the_runtime_and_survives_bad_requests(served, fmnist
     want = pred.logits(x)
 
     def one(i: int) -> np.ndarray:  # odd requests over HTTP, even over gRPC
-        return (_infer_http(http, x[i % 12:i % 12 + 1]) if i % 2 else _infer_grpc(grpc, x[i % 12:i % 12 + 1]))
+        return _infer_http(http, x[i % 12 : i % 12 + 1]) if i % 2 else _infer_grpc(grpc, x[i % 12 : i % 12 + 1])
 
     with ThreadPoolExecutor(8) as pool:  # bounded: 24 concurrent requests, each with a 30 s timeout
         got = list(pool.map(one, range(24)))
     for i, g in enumerate(got):
-        np.testing.assert_allclose(g, want[i % 12:i % 12 + 1], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(g, want[i % 12 : i % 12 + 1], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(_infer_http(http, x[:8]), want[:8], rtol=1e-4, atol=1e-4)
 
     bad = [

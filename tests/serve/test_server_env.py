@@ -16,8 +16,9 @@ def test_libdir_goes_first_once(monkeypatch):
 
 
 def test_two_artifacts_of_one_model_are_served_under_their_folder_names(tmp_path):
-    from deploykit.runtime import Predictor
     from tiny_models import tiny_artifact
+
+    from deploykit.runtime import Predictor
 
     a = Predictor.from_artifact(tiny_artifact(tmp_path / "tiny-fp32").path)
     b = Predictor.from_artifact(tiny_artifact(tmp_path / "tiny v2").path)

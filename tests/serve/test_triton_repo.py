@@ -7,12 +7,12 @@ import os
 import onnx
 import pytest
 from click.testing import CliRunner
+from tiny_models import CLASSES, SIZE, tiny_artifact
 
 from deploykit.artifact import ArtifactWriter, Manifest
 from deploykit.cli import cli
 from deploykit.errors import DeployKitError
 from deploykit.serve.triton_repo import write_model_repository
-from tiny_models import CLASSES, SIZE, tiny_artifact
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2", reason="tritonclient is in the serve extra: pip install 'deploykit[serve]'"
@@ -20,7 +20,7 @@ model_config_pb2 = pytest.importorskip(
 from google.protobuf import text_format  # noqa: E402
 
 
-def parse(path) -> "model_config_pb2.ModelConfig":
+def parse(path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
@@ -28,8 +28,19 @@ ONNX_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TY
 
 
 def test_config_matches_the_onnx_model(fmnist_artifact, tmp_path):
-    res = CliRunner().invoke(cli, ["triton", str(fmnist_artifact.path), "--repo", str(tmp_path / "repo"),
-                                   "--preferred-batch", "4,8", "--instances", "2"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "triton",
+            str(fmnist_artifact.path),
+            "--repo",
+            str(tmp_path / "repo"),
+            "--preferred-batch",
+            "4,8",
+            "--instances",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     cfg = parse(tmp_path / "repo" / "resnet18" / "config.pbtxt")
     assert cfg.name == "resnet18" and cfg.platform == "onnxruntime_onnx"
@@ -81,8 +92,11 @@ def test_engine_manifest_writes_a_plan(tmp_path):
     src = tiny_artifact(tmp_path / "a").manifest.to_dict()
     with ArtifactWriter(tmp_path / "engine") as w:
         (w.dir / "model.plan").write_bytes(b"serialized engine bytes")
-        art = w.commit(Manifest.from_dict({**src, "format": "tensorrt-engine", "main_file": "model.plan",
-                                            "precision": "fp16", "files": {}}))
+        art = w.commit(
+            Manifest.from_dict(
+                {**src, "format": "tensorrt-engine", "main_file": "model.plan", "precision": "fp16", "files": {}}
+            )
+        )
     model = write_model_repository(art.path, tmp_path / "repo", name="tiny_trt")
     cfg = parse(model.config_path)
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 8
@@ -93,11 +107,14 @@ def test_engine_manifest_writes_a_plan(tmp_path):
     assert not (tmp_path / "repo2" / "tiny").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-batch", "9"], "outside the artifact's batch profile"),
-    (["--preferred-batch", "16"], "preferred batch size"),
-    (["--name", "bad/name"], "may hold only letters"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-batch", "9"], "outside the artifact's batch profile"),
+        (["--preferred-batch", "16"], "preferred batch size"),
+        (["--name", "bad/name"], "may hold only letters"),
+    ],
+)
 def test_bad_options_are_one_line_errors_and_write_nothing(tmp_path, args, message):
     art = tiny_artifact(tmp_path / "a")
     res = CliRunner().invoke(cli, ["triton", str(art.path), "--repo", str(tmp_path / "repo"), *args])

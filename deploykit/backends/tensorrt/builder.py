@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deploykit._io import atomic_write_bytes
 from deploykit.backends.tensorrt import import_tensorrt
@@ -43,22 +44,29 @@ class EngineOptions:
         if self.precision not in PRECISIONS:
             raise DeployKitError(f"engine precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise DeployKitError(f"batch profile needs 1 <= min <= opt <= max, got "
-                                 f"{self.min_batch}:{self.opt_batch}:{self.max_batch}")
+            raise DeployKitError(
+                f"batch profile needs 1 <= min <= opt <= max, got {self.min_batch}:{self.opt_batch}:{self.max_batch}"
+            )
         if self.workspace_mb is not None and self.workspace_mb < 1:
             raise DeployKitError(f"workspace {self.workspace_mb} MB must be at least 1 MB")
         if self.opt_level is not None and not 0 <= self.opt_level <= 5:
             raise DeployKitError(f"optimisation level {self.opt_level} is not in 0-5")
         if self.hardware_compat not in HARDWARE_COMPAT:
-            raise DeployKitError(f"hardware compatibility '{self.hardware_compat}' is not one of "
-                                 f"{', '.join(HARDWARE_COMPAT)}")
+            raise DeployKitError(
+                f"hardware compatibility '{self.hardware_compat}' is not one of {', '.join(HARDWARE_COMPAT)}"
+            )
 
     @property
     def flags(self) -> dict[str, Any]:
         """The portability and tuning flags recorded in the engine's manifest."""
-        return {"fp16": self.precision in ("fp16", "best"), "int8": self.precision in ("int8", "best"),
-                "workspace_mb": self.workspace_mb, "opt_level": self.opt_level,
-                "hardware_compat": self.hardware_compat, "version_compatible": self.version_compatible}
+        return {
+            "fp16": self.precision in ("fp16", "best"),
+            "int8": self.precision in ("int8", "best"),
+            "workspace_mb": self.workspace_mb,
+            "opt_level": self.opt_level,
+            "hardware_compat": self.hardware_compat,
+            "version_compatible": self.version_compatible,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,9 +83,14 @@ class BuiltEngine:
     inputs: dict[str, list[list[int]]] = field(default_factory=dict)  # name -> [min, opt, max] shapes
 
 
-def build_serialized(onnx_path: str | os.PathLike, options: EngineOptions, *,
-                     timing_cache: bytes | None = None, log_file: str | os.PathLike | None = None,
-                     progress: BuildProgress | None = None) -> BuiltEngine:
+def build_serialized(
+    onnx_path: str | os.PathLike,
+    options: EngineOptions,
+    *,
+    timing_cache: bytes | None = None,
+    log_file: str | os.PathLike | None = None,
+    progress: BuildProgress | None = None,
+) -> BuiltEngine:
     """Parse ONNX, configure the builder from ``options`` and return the serialized engine."""
     trt = import_tensorrt("Building a TensorRT engine")
     path = Path(onnx_path)
@@ -92,8 +105,16 @@ def build_serialized(onnx_path: str | os.PathLike, options: EngineOptions, *,
             fh.close()
 
 
-def _build(trt: Any, path: Path, options: EngineOptions, timing_cache: bytes | None, lines: list[str],
-           fh: Any, log_file: Any, progress: BuildProgress | None) -> BuiltEngine:
+def _build(
+    trt: Any,
+    path: Path,
+    options: EngineOptions,
+    timing_cache: bytes | None,
+    lines: list[str],
+    fh: Any,
+    log_file: Any,
+    progress: BuildProgress | None,
+) -> BuiltEngine:
     logger = _file_logger(trt, lines, fh)
     monitor = _progress_monitor(trt, progress) if progress else None
 
@@ -131,12 +152,12 @@ def _build(trt: Any, path: Path, options: EngineOptions, timing_cache: bytes | N
         raise DeployKitError(_build_failure(path, options, lines, log_file))
     new_cache = config.get_timing_cache()
     cache_bytes = bytes(new_cache.serialize()) if new_cache is not None else None
-    return BuiltEngine(plan=bytes(serialized), timing_cache=cache_bytes, seconds=seconds, log=lines,
-                       inputs=shapes)
+    return BuiltEngine(plan=bytes(serialized), timing_cache=cache_bytes, seconds=seconds, log=lines, inputs=shapes)
 
 
-def _add_profile(builder: Any, network: Any, config: Any, options: EngineOptions,
-                 path: Path) -> dict[str, list[list[int]]]:
+def _add_profile(
+    builder: Any, network: Any, config: Any, options: EngineOptions, path: Path
+) -> dict[str, list[list[int]]]:
     profile = builder.create_optimization_profile()
     shapes: dict[str, list[list[int]]] = {}
     for i in range(network.num_inputs):
@@ -149,8 +170,10 @@ def _add_profile(builder: Any, network: Any, config: Any, options: EngineOptions
             lo, opt, hi = [options.min_batch, *rest], [options.opt_batch, *rest], [options.max_batch, *rest]
         else:
             if options.min_batch != dims[0] or options.max_batch != dims[0]:
-                raise DeployKitError(f"{path}: input '{tensor.name}' has a fixed batch of {dims[0]}; "
-                                     f"use --batch {dims[0]}:{dims[0]}:{dims[0]}")
+                raise DeployKitError(
+                    f"{path}: input '{tensor.name}' has a fixed batch of {dims[0]}; "
+                    f"use --batch {dims[0]}:{dims[0]}:{dims[0]}"
+                )
             lo = opt = hi = dims
         profile.set_shape(tensor.name, lo, opt, hi)
         shapes[tensor.name] = [list(lo), list(opt), list(hi)]
@@ -224,8 +247,9 @@ def build_engine(
     import_tensorrt("Building a TensorRT engine")
     max_batch = max_batch or max(min_batch, opt_batch or min_batch)
     opt_batch = opt_batch or max_batch
-    options = EngineOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
-                            workspace_mb=workspace_mb)
+    options = EngineOptions(
+        precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace_mb
+    )
     return build_serialized(onnx_path, options).plan
 
 

@@ -12,8 +12,9 @@ testable without TensorRT or a GPU. The rules follow TensorRT 10's engine portab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from deploykit.errors import DeployKitError
 
@@ -42,8 +43,9 @@ def running_env(device: int = 0) -> RunningEnv:
     if not torch.cuda.is_available():
         raise DeployKitError("a TensorRT engine needs an NVIDIA GPU, and torch sees no CUDA device")
     major, minor = torch.cuda.get_device_capability(device)
-    return RunningEnv(tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(device),
-                      compute_capability=f"{major}.{minor}")
+    return RunningEnv(
+        tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}"
+    )
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -79,21 +81,27 @@ def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | Non
     b, r = _version(built_trt), _version(running.tensorrt)
     if version_compat:
         if r[0] != b[0] or r < b:
-            return (f"it is version-compatible from TensorRT {built_trt} to later {b[0]}.x releases, "
-                    f"and TensorRT {running.tensorrt} is running")
+            return (
+                f"it is version-compatible from TensorRT {built_trt} to later {b[0]}.x releases, "
+                f"and TensorRT {running.tensorrt} is running"
+            )
     elif r != b:
         return f"it was built with TensorRT {built_trt} and TensorRT {running.tensorrt} is running"
     built_cc, run_cc = _cc(record.get("compute_capability", "0.0")), _cc(running.compute_capability)
     built_gpu = str(record.get("gpu", "?"))
     if hw == "ampere+":
         if run_cc < (8, 0):
-            return (f"it is hardware-compatible with Ampere and newer GPUs (sm 8.0+), and this "
-                    f"{running.gpu} is sm {running.compute_capability}")
+            return (
+                f"it is hardware-compatible with Ampere and newer GPUs (sm 8.0+), and this "
+                f"{running.gpu} is sm {running.compute_capability}"
+            )
     elif hw != "none":
         return f"hardware compatibility level '{hw}' is unknown to this deploykit"
     elif run_cc != built_cc or built_gpu != running.gpu:
-        return (f"it was built for {built_gpu} (sm {record.get('compute_capability', '?')}) and this GPU is "
-                f"{running.gpu} (sm {running.compute_capability})")
+        return (
+            f"it was built for {built_gpu} (sm {record.get('compute_capability', '?')}) and this GPU is "
+            f"{running.gpu} (sm {running.compute_capability})"
+        )
     return None
 
 
@@ -132,5 +140,13 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
-__all__ = ["HARDWARE_COMPAT", "RunningEnv", "check_engine", "check_engine_artifact", "engine_record", "incompatibility",
-           "rebuild_command", "running_env"]
+__all__ = [
+    "HARDWARE_COMPAT",
+    "RunningEnv",
+    "check_engine",
+    "check_engine_artifact",
+    "engine_record",
+    "incompatibility",
+    "rebuild_command",
+    "running_env",
+]

@@ -8,8 +8,9 @@ with ``cuda_graph=True``, captures the enqueue once per shape and replays the gr
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,14 @@ class TensorRTRunner(Runner):
 
     backend = "tensorrt"
 
-    def __init__(self, engine_path: str | os.PathLike, device: str = "cuda", name: str | None = None,
-                 cuda_graph: bool = False, host_code_allowed: bool = False) -> None:
+    def __init__(
+        self,
+        engine_path: str | os.PathLike,
+        device: str = "cuda",
+        name: str | None = None,
+        cuda_graph: bool = False,
+        host_code_allowed: bool = False,
+    ) -> None:
         import_tensorrt()
         import torch
 
@@ -109,8 +116,12 @@ class TensorRTRunner(Runner):
 
     def _options(self) -> dict[str, Any]:
         trt = import_tensorrt()
-        return {"engine": str(self.path), "tensorrt": trt.__version__, "cuda_graph": self.cuda_graph,
-                "profiles": {k: list(v) for k, v in self._profiles.items()}}
+        return {
+            "engine": str(self.path),
+            "tensorrt": trt.__version__,
+            "cuda_graph": self.cuda_graph,
+            "profiles": {k: list(v) for k, v in self._profiles.items()},
+        }
 
     def _bind(self, key: tuple, arrays: dict[str, np.ndarray]) -> _Bound:
         """Buffers for these input shapes: allocated once, addresses set whenever the shape changes."""
@@ -122,8 +133,10 @@ class TensorRTRunner(Runner):
             ins = {n: torch.empty(a.shape, dtype=_torch_dtype(a.dtype), device=self.device) for n, a in arrays.items()}
             for n, t in ins.items():
                 ctx.set_input_shape(n, tuple(t.shape))
-            outs = {n: torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=_torch_dtype(dt), device=self.device)
-                    for n, dt in self._outputs.items()}
+            outs = {
+                n: torch.empty(tuple(ctx.get_tensor_shape(n)), dtype=_torch_dtype(dt), device=self.device)
+                for n, dt in self._outputs.items()
+            }
             bound = self._bound[key] = _Bound(ins, outs)
             self._current = None
         if self._current != key:

@@ -52,13 +52,19 @@ def read_timing_cache(cache: str | os.PathLike, expect: TimingCacheMeta) -> byte
     except (ValueError, UnicodeDecodeError) as e:
         raise DeployKitError(f"{side}: unreadable timing-cache sidecar ({e}); {fix}") from None
     if str(meta.get("tensorrt")) != expect.tensorrt:
-        raise DeployKitError(f"{path}: timing cache was made by TensorRT {meta.get('tensorrt')} and TensorRT "
-                             f"{expect.tensorrt} is running; {fix}")
+        raise DeployKitError(
+            f"{path}: timing cache was made by TensorRT {meta.get('tensorrt')} and TensorRT "
+            f"{expect.tensorrt} is running; {fix}"
+        )
     if str(meta.get("compute_capability")) != expect.compute_capability:
-        raise DeployKitError(f"{path}: timing cache was made on {meta.get('gpu')} (sm {meta.get('compute_capability')}) "
-                             f"and this GPU is {expect.gpu} (sm {expect.compute_capability}); {fix}")
+        raise DeployKitError(
+            f"{path}: timing cache was made on {meta.get('gpu')} (sm {meta.get('compute_capability')}) "
+            f"and this GPU is {expect.gpu} (sm {expect.compute_capability}); {fix}"
+        )
     if sha256_file(path) != meta.get("sha256"):
-        raise DeployKitError(f"{path}: timing cache does not match the sha256 in {side.name} (changed or truncated); {fix}")
+        raise DeployKitError(
+            f"{path}: timing cache does not match the sha256 in {side.name} (changed or truncated); {fix}"
+        )
     return path.read_bytes()
 
 
@@ -69,8 +75,16 @@ def write_timing_cache(cache: str | os.PathLike, data: bytes, meta: TimingCacheM
     if side.exists():
         side.unlink()  # a crash between the two writes leaves a cache that is refused, never a wrong one
     atomic_write_bytes(path, bytes(data))
-    atomic_write_json(side, {"format": FORMAT, "tensorrt": meta.tensorrt, "gpu": meta.gpu,
-                             "compute_capability": meta.compute_capability, "sha256": sha256_file(path)})
+    atomic_write_json(
+        side,
+        {
+            "format": FORMAT,
+            "tensorrt": meta.tensorrt,
+            "gpu": meta.gpu,
+            "compute_capability": meta.compute_capability,
+            "sha256": sha256_file(path),
+        },
+    )
     return path
 
 

@@ -16,6 +16,7 @@ from deploykit.optimize.passes._base import (
     replace_value,
 )
 
+
 def _inference_only(batchnorm_out: ir.Value) -> bool:
     node = batchnorm_out.producer()
     mode = node.attributes.get("training_mode")
@@ -62,8 +63,7 @@ class FoldBatchNormPass(GraphPass):
         graph = model.graph
         bns = {node_label(n): n for n in graph if is_op(n, "BatchNormalization")}
         producers = {
-            label: (n.inputs[0].producer().op_type if n.inputs[0].producer() else "input")
-            for label, n in bns.items()
+            label: (n.inputs[0].producer().op_type if n.inputs[0].producer() else "input") for label, n in bns.items()
         }
         if _RULES.apply_to_model(model):
             remaining = {node_label(n) for n in graph if is_op(n, "BatchNormalization")}

@@ -71,8 +71,7 @@ class FuseParallelConvPass(GraphPass):
         convs = sorted(convs, key=order.__getitem__)
         weights = [const_array(c.inputs[1]) for c in convs]
         biases = [
-            const_array(c.inputs[2]) if len(c.inputs) > 2 and c.inputs[2] is not None
-            else np.zeros(w.shape[0], w.dtype)
+            const_array(c.inputs[2]) if len(c.inputs) > 2 and c.inputs[2] is not None else np.zeros(w.shape[0], w.dtype)
             for c, w in zip(convs, weights)
         ]
         sizes = [w.shape[0] for w in weights]
@@ -93,11 +92,17 @@ class FuseParallelConvPass(GraphPass):
         split_sizes = np.array(sizes, dtype=np.int64)
         if opset >= 13:
             split_in = add_initializer(graph, f"{base}_hfused_split", split_sizes)
-            split = ir.node("Split", [out, split_in], attributes={"axis": 1}, num_outputs=len(convs),
-                            name=f"{base}_hfused_split")
+            split = ir.node(
+                "Split", [out, split_in], attributes={"axis": 1}, num_outputs=len(convs), name=f"{base}_hfused_split"
+            )
         else:
-            split = ir.node("Split", [out], attributes={"axis": 1, "split": split_sizes.tolist()},
-                            num_outputs=len(convs), name=f"{base}_hfused_split")
+            split = ir.node(
+                "Split",
+                [out],
+                attributes={"axis": 1, "split": split_sizes.tolist()},
+                num_outputs=len(convs),
+                name=f"{base}_hfused_split",
+            )
         new_nodes.append(split)
         graph.insert_before(convs[0], new_nodes)
         for old, new in zip(old_outputs, split.outputs):

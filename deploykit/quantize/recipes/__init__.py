@@ -9,15 +9,21 @@ or with an artifact folder of the same name.
 from __future__ import annotations
 
 import tomllib
-from importlib import resources
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from deploykit.errors import DeployKitError
 
-FAMILY_RECIPES = {"resnet": "resnet", "resnext": "resnext", "densenet": "densenet",
-                  "googlenet": "googlenet", "inception": "inception", "inception_v3": "inception"}
+FAMILY_RECIPES = {
+    "resnet": "resnet",
+    "resnext": "resnext",
+    "densenet": "densenet",
+    "googlenet": "googlenet",
+    "inception": "inception",
+    "inception_v3": "inception",
+}
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,11 @@ def shipped_recipes() -> list[str]:
 def _shipped_text(name: str) -> str:
     res = resources.files(__name__) / f"{name}.toml"
     if not res.is_file():
-        raise DeployKitError(f"recipe '{name}' is not shipped with deploykit (one of: "
-                             f"{', '.join(shipped_recipes()) or 'none: the package is incomplete, reinstall it'}); "
-                             "a recipe file must be a path ending in .toml")
+        raise DeployKitError(
+            f"recipe '{name}' is not shipped with deploykit (one of: "
+            f"{', '.join(shipped_recipes()) or 'none: the package is incomplete, reinstall it'}); "
+            "a recipe file must be a path ending in .toml"
+        )
     return res.read_text(encoding="utf-8")
 
 
@@ -123,9 +131,17 @@ def parse_recipe(body: str, where: str, name: str = "custom") -> Recipe:
     return _check(rec, where)
 
 
-_TYPES: dict[str, Any] = {"method": str, "percentile": (int, float), "num_images": int, "batch": int,
-                          "min_images": int, "per_channel": bool, "keep_fp32": list, "gate": (int, float),
-                          "max_fallbacks": int}
+_TYPES: dict[str, Any] = {
+    "method": str,
+    "percentile": (int, float),
+    "num_images": int,
+    "batch": int,
+    "min_images": int,
+    "per_channel": bool,
+    "keep_fp32": list,
+    "gate": (int, float),
+    "max_fallbacks": int,
+}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", (int, float): "a number"}
 
 
