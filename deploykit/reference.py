@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,22 +441,24 @@ def _main_logits(out):
 
 def evaluate(model, recipe: Recipe, batch_size: int = 256, progress: bool = False) -> tuple[float, int]:
     """(top-1, images scored) on the Fashion-MNIST test split in FP32, fed as validate feeds it."""
-    import torch
-
     from deploykit.data.datasets import fashion_mnist
     from deploykit.data.transforms import iter_batches
+    from deploykit.models.inference import run_model
 
     ds = fashion_mnist("test")
     cfg = recipe.data_config()
     n = len(ds) if recipe.eval_limit is None else min(recipe.eval_limit, len(ds))
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
+    labels: list[np.ndarray] = []
+
+    def images() -> Iterator[np.ndarray]:
         for x, y in iter_batches(
             ds, cfg, batch_size, limit=n, progress="scoring fashion-mnist:test" if progress else False
         ):
-            pred = model(torch.from_numpy(x)).argmax(1).numpy()
-            correct += int((pred == y).sum())
+            labels.append(y)
+            yield x
+
+    pred = run_model(model, images()).argmax(1)
+    correct = int((pred == np.concatenate(labels)).sum())
     return correct / n, n
 
 

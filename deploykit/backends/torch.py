@@ -151,43 +151,45 @@ class TorchRunner(Runner):
         }
 
     # -- inference ------------------------------------------------------------------------------
+    def _input_dtype(self):
+        import torch
+
+        return torch.float16 if self.precision == "fp16" else None
+
     def _to_device(self, arr: np.ndarray):
-        import torch
+        from deploykit.models.inference import to_tensor
 
-        x = torch.from_numpy(arr).to(self.device, non_blocking=True)
-        if self.precision == "fp16":
-            x = x.half()
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _outputs(self, y: Any) -> dict[str, np.ndarray]:
-        import torch
-
-        if isinstance(y, torch.Tensor):
-            ys = [y]
-        elif isinstance(y, (tuple, list)):
-            ys = list(y)
-        elif isinstance(y, Mapping):
-            ys = list(y.values())
-        else:
-            raise RunnerError(f"{self.name}: model returned {type(y).__name__}, expected tensor(s)")
-        if len(ys) != len(self._out_names):
-            raise RunnerError(
-                f"{self.name}: model returned {len(ys)} outputs but {len(self._out_names)} names were given"
-            )
-        return {n: t.detach().float().cpu().numpy() for n, t in zip(self._out_names, ys)}
+        return to_tensor(arr, self.device, self._input_dtype(), self.channels_last)
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from deploykit.models.inference import run_model, to_numpy
+
         name = self._input_names[0]
         dtype, shape = self._input_metadata()[name]
         arr = check_feed(name, feeds[name], dtype, shape, self.name)
-        with torch.inference_mode():
+        try:
             if self.cuda_graph:
-                return self._outputs(self._replay(arr))
-            return self._outputs(self._module(self._to_device(arr)))
+                with torch.inference_mode():
+                    ys = to_numpy(self._replay(arr), outputs="all")
+            else:
+                ys = run_model(
+                    self._module,
+                    arr,
+                    device=self.device,
+                    dtype=self._input_dtype(),
+                    channels_last=self.channels_last,
+                    outputs="all",
+                    eval_mode=False,  # the module was put in eval mode on activate
+                )
+        except DeployKitError as e:  # a model returning something that is not tensors
+            raise RunnerError(f"{self.name}: {e}") from None
+        if len(ys) != len(self._out_names):
+            raise RunnerError(
+                f"{self.name}: model returned {len(ys)} outputs but {len(self._out_names)} names were given"
+            )
+        return dict(zip(self._out_names, ys))
 
     def _replay(self, arr: np.ndarray):
         """Capture one CUDA graph per input shape, then replay it with the new data copied in."""

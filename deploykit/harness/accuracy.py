@@ -66,22 +66,10 @@ class AccuracyResult:
 def _predictor(model: Any) -> Iterator[tuple[Callable[[np.ndarray], np.ndarray], Any]]:
     """(batch -> logits function, batch profile or None) for a runner, nn.Module or callable."""
     if _is_torch_module(model):
-        import torch
+        from deploykit.models.inference import run_model
 
-        was_training = model.training
-        model.eval()
-
-        def run_torch(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                out = model(torch.from_numpy(x))
-            if isinstance(out, (tuple, list)):  # e.g. Inception's (logits, aux) in training mode
-                out = out[0]
-            return out.float().cpu().numpy()
-
-        try:
-            yield run_torch, None
-        finally:
-            model.train(was_training)
+        # Eval mode for each batch, the caller's training flag restored after; first output only.
+        yield (lambda x: run_model(model, x)), None
         return
     if hasattr(model, "infer"):
         activated = False
