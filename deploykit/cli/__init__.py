@@ -39,10 +39,10 @@ class DeployKitGroup(click.Group):
     """Lazy command loading, and a user's mistake printed as one line with exit code 1."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if _available(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _available(name):
+        if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
@@ -58,11 +58,6 @@ class DeployKitGroup(click.Group):
             err = click.ClickException(str(e))
             err.exit_code = getattr(e, "exit_code", 1)  # 3 for a failed gate (see errors.GateError)
             raise err from None
-
-
-def _available(name: str) -> bool:
-    module = COMMANDS[name].split(":")[0]
-    return importlib.util.find_spec(module) is not None
 
 
 @click.group(cls=DeployKitGroup, context_settings={"help_option_names": ["-h", "--help"]})
