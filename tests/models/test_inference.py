@@ -171,3 +171,15 @@ def test_to_tensor_casts_and_changes_memory_format_only_when_asked():
     assert t.dtype == torch.float32 and t.is_contiguous() and t.data_ptr() == torch.from_numpy(x).data_ptr()
     h = to_tensor(x, dtype=torch.float16, channels_last=True)
     assert h.dtype == torch.float16 and h.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.gpu
+def test_cuda_device_and_half_inputs_match_cpu():
+    model = tiny_module()
+    x = _x(5)
+    ref = run_model(model, x)
+    gpu = tiny_module().cuda()
+    np.testing.assert_allclose(run_model(gpu, x, 2, device="cuda"), ref, atol=1e-4)
+    out = run_model(gpu.half(), x, 2, device="cuda", dtype=torch.float16, channels_last=True)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=2e-2)
