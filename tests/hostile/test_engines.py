@@ -190,6 +190,9 @@ def _edit_engine_record(engine, **changes) -> None:
     [
         ({}, "manifest.json has no build stage with an engine record"),
         ({"compute_capability": "eight.nine"}, "engine record is malformed: compute capability 'eight.nine'"),
+        ({"flags": "version_compatible"}, "engine record is malformed: 'flags' is a str"),
+        ({"tensorrt": 10}, "engine record is malformed: 'tensorrt' is a int"),
+        ({"parent": {"path": ["/elsewhere"]}}, "engine record is malformed: 'parent.path' is not a string"),
     ],
 )
 def test_engine_record_missing_or_malformed(tmp_path, trt, monkeypatch, changes, needle):

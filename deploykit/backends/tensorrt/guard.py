@@ -69,11 +69,53 @@ def _cc(text: str) -> tuple[int, int]:
 
 
 def engine_record(manifest: Any, where: str = "manifest") -> dict[str, Any]:
-    """The ``engine`` record of the newest build stage in an engine artifact's manifest."""
+    """The ``engine`` record of the newest build stage in an engine artifact's manifest, type-checked."""
     for stage in reversed(getattr(manifest, "stages", None) or []):
-        if stage.get("stage") == "build" and isinstance(stage.get("engine"), Mapping):
-            return dict(stage["engine"])
+        if isinstance(stage, Mapping) and stage.get("stage") == "build" and isinstance(stage.get("engine"), Mapping):
+            record = dict(stage["engine"])
+            problem = _record_problem(record)
+            if problem:
+                raise DeployKitError(f"{where}: engine record is malformed: {problem}")
+            return record
     raise DeployKitError(f"{where} has no build stage with an engine record; rebuild the engine with deploykit build")
+
+
+# field -> (types it may hold, required); the guard and the rebuild command read these.
+_RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "tensorrt": ((str,), True),
+    "gpu": ((str,), True),
+    "compute_capability": ((str,), True),
+    "precision": ((str,), False),
+    "flags": ((dict,), False),
+    "batch": ((dict,), False),
+    "parent": ((dict, type(None)), False),
+}
+
+
+def _record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with an engine record's types (it comes from a file anyone may edit), or None."""
+    for name, (types, required) in _RECORD_FIELDS.items():
+        if name not in record:
+            if required:
+                return f"'{name}' is missing"
+            continue
+        if not isinstance(record[name], types) or isinstance(record[name], bool):
+            return f"'{name}' is a {type(record[name]).__name__}"
+    flags = record.get("flags") or {}
+    if not isinstance(flags.get("version_compatible", False), bool):
+        return "'flags.version_compatible' is not true or false"
+    if not isinstance(flags.get("hardware_compat", "none"), str):
+        return "'flags.hardware_compat' is not a string"
+    for key, value in (record.get("batch") or {}).items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"'batch.{key}' is not an integer"
+    if not isinstance((record.get("parent") or {}).get("path", ""), str):
+        return "'parent.path' is not a string"
+    try:
+        _cc(record["compute_capability"])
+    except DeployKitError as e:
+        return str(e)
+    return None
 
 
 def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | None:
