@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from deploykit.artifact import Artifact, BatchProfile
 from deploykit.data.config import DataConfig
 from deploykit.data.transforms import ImageLike, preprocess_batch
 from deploykit.errors import DeployKitError
+
+if TYPE_CHECKING:
+    from deploykit.backends.tensorrt.guard import RunningEnv
 
 BACKENDS = ("onnxruntime", "tensorrt")
 # The backend that runs each artifact format when none is named.
@@ -68,7 +71,7 @@ class Predictor:
         backend: str | None = None,
         threads: int | None = None,
         spin: bool = True,
-        running: Any = None,
+        running: RunningEnv | None = None,
     ) -> None:
         m = artifact.manifest
         self.artifact = artifact
@@ -114,7 +117,7 @@ class Predictor:
         backend: str | None = None,
         threads: int | None = None,
         spin: bool = True,
-        running: Any = None,
+        running: RunningEnv | None = None,
     ) -> Predictor:
         """Load an artifact directory, verifying every file's hash against its manifest first.
 
