@@ -61,8 +61,8 @@ def available_backends() -> list[str]:
     return [name for name, why in backend_status().items() if why is None]
 
 
-def check_backend(backend: str) -> str:
-    """Normalise a backend name; unknown or uninstalled backends are one-line errors."""
+def backend_name(backend: str) -> str:
+    """Normalise a backend name ("trt" -> "tensorrt"); an unknown one is a one-line error."""
     key = backend.strip().lower().replace("-", "").replace("_", "")
     key = {
         "ort": "onnxruntime",
@@ -76,6 +76,12 @@ def check_backend(backend: str) -> str:
     }.get(key, key)
     if key not in BACKENDS:
         raise DeployKitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    return key
+
+
+def check_backend(backend: str) -> str:
+    """Normalise a backend name; unknown or uninstalled backends are one-line errors."""
+    key = backend_name(backend)
     if key == "tensorrt":
         from deploykit.backends.tensorrt import import_tensorrt
 
@@ -109,10 +115,14 @@ def make_runner(
 
     ``weights``/``num_classes``/``overrides`` apply to a zoo model name; ``precision`` is the
     torch backend's compute precision and, for a file, must match what the file holds.
-    ``batch_sizes`` are checked against an artifact's batch profile up front.
+    ``batch_sizes`` are checked against an artifact's batch profile up front. An engine artifact is
+    checked against the running TensorRT and GPU before anything loads it; ``running=RunningEnv(...)``
+    stands in for them (otherwise :func:`deploykit.backends.tensorrt.guard.running_env` asks).
     """
-    backend = check_backend(backend)
+    backend = backend_name(backend)
     kind, obj = _resolve_target(target, verify=verify, weights=weights, num_classes=num_classes, overrides=overrides)
+    if not (backend == "tensorrt" and kind == "artifact" and obj.manifest.format == "tensorrt-engine"):
+        check_backend(backend)  # an engine artifact meets the guard first, even where tensorrt is absent
     if kind == "artifact":
         for b in batch_sizes or ():
             obj.manifest.batch.check(int(b), where=str(obj.path))
@@ -303,11 +313,14 @@ def _trt_runner(kind: str, obj: Any, device: str, precision: str | None, opts: d
         device = "cuda"  # TensorRT has no CPU mode; the runner refuses when CUDA is absent
     _check_file_precision(kind, obj, precision, "tensorrt")
     if kind == "artifact" and obj.manifest.format == "tensorrt-engine":
-        from deploykit.backends.tensorrt.guard import check_engine_artifact, engine_record, running_env
+        from deploykit.backends.tensorrt.guard import built_for, check_engine_artifact, engine_record, running_env
 
-        running = opts.pop("running", None) or running_env(_cuda_index(device))
+        record = engine_record(obj.manifest, where=str(obj.manifest_path))
+        running = opts.pop("running", None) or running_env(
+            _cuda_index(device), purpose=f"{obj.path}: an engine built with {built_for(record)}"
+        )
         check_engine_artifact(obj, running)  # before TensorRT ever sees the bytes
-        host_code = bool((engine_record(obj.manifest).get("flags") or {}).get("version_compatible"))
+        host_code = bool((record.get("flags") or {}).get("version_compatible"))
         return _call(
             TensorRTRunner,
             obj.main_path,
@@ -358,6 +371,7 @@ def _module_from_artifact(art: Any) -> Any:
 
 __all__ = [
     "BACKENDS",
+    "backend_name",
     "Runner",
     "RunnerError",
     "available_backends",

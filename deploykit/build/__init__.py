@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from deploykit.backends.tensorrt.builder import PRECISIONS, BuildProgress, EngineOptions
+from deploykit.backends.tensorrt.builder import PRECISIONS, BuildProgress, BuiltEngine, EngineOptions
 from deploykit.backends.tensorrt.guard import RunningEnv
 from deploykit.errors import DeployKitError
 
@@ -21,6 +21,17 @@ PLAN_NAME = "model.plan"
 LOG_NAME = "build.log"
 # verify(plan_path, engine_artifact_dir_to_be) -> what was proven, stored as results["parity"].
 Verifier = Callable[[Path], dict[str, Any]]
+# serialize(onnx_path, options, timing_cache=, log_file=, progress=) -> BuiltEngine, like build_serialized.
+Serializer = Callable[..., BuiltEngine]
+
+
+def tensorrt_serializer() -> Serializer:
+    """TensorRT's engine builder; the one place the stage imports tensorrt (tests stand in a fake here)."""
+    from deploykit.backends.tensorrt import import_tensorrt
+    from deploykit.backends.tensorrt.builder import build_serialized
+
+    import_tensorrt("deploykit build")
+    return build_serialized
 
 
 @dataclass
@@ -91,7 +102,7 @@ def plan_build(artifact: str | os.PathLike | Any, precision: str = "fp16", batch
                version_compatible: bool = False, out: str | os.PathLike | None = None,
                force: bool = False) -> tuple[Any, EngineOptions, Path]:
     """Every check that needs no TensorRT: the parent, precision, batch profile, options and output."""
-    from deploykit.artifact import Artifact
+    from deploykit.artifact import Artifact, check_output
 
     parent = artifact if hasattr(artifact, "manifest") else Artifact.load(artifact, verify=True)
     if hasattr(artifact, "manifest"):
@@ -130,6 +141,7 @@ def plan_build(artifact: str | os.PathLike | Any, precision: str = "fp16", batch
         raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
     if out_dir.resolve() == parent.path.resolve():
         raise DeployKitError(f"{out_dir}: is the input artifact; choose another --out")
+    check_output(out_dir, force, reads=(parent.path,))  # not an artifact, inside one: refused before TensorRT
     return parent, options, out_dir
 
 
@@ -168,24 +180,27 @@ def build_engine_artifact(
     progress: BuildProgress | None = None,
     verify: Verifier | None = None,
     running: RunningEnv | None = None,
+    serialize: Serializer | None = None,
 ) -> BuildResult:
-    """Build a TensorRT engine artifact from an ONNX artifact; nothing is left behind on failure."""
+    """Build a TensorRT engine artifact from an ONNX artifact; nothing is left behind on failure.
+
+    ``running`` and ``serialize`` stand in for this machine's TensorRT/GPU and for TensorRT's
+    builder (tests; another builder); by default both come from TensorRT itself.
+    """
     from deploykit._io import sha256_file
     from deploykit.artifact import ArtifactWriter
-    from deploykit.backends.tensorrt import import_tensorrt
-    from deploykit.backends.tensorrt.builder import build_serialized
     from deploykit.backends.tensorrt.guard import running_env
     from deploykit.backends.tensorrt.timing_cache import TimingCacheMeta, read_timing_cache, write_timing_cache
 
     parent, options, out_dir = plan_build(artifact, precision, batch, workspace_mb, opt_level, hardware_compat,
                                           version_compatible, out, force)
-    import_tensorrt("deploykit build")
-    env = running or running_env()
+    serialize = serialize or tensorrt_serializer()
+    env = running or running_env(purpose="deploykit build")
     meta = TimingCacheMeta(env.tensorrt, env.gpu, env.compute_capability)
     cache_in = read_timing_cache(timing_cache, meta) if timing_cache else None
-    with ArtifactWriter(out_dir, force=force) as writer:
-        built = build_serialized(parent.main_path, options, timing_cache=cache_in,
-                                 log_file=writer.dir / LOG_NAME, progress=progress)
+    with ArtifactWriter(out_dir, force=force, reads=(parent.path,)) as writer:  # --force swaps it in whole
+        built = serialize(parent.main_path, options, timing_cache=cache_in,
+                          log_file=writer.dir / LOG_NAME, progress=progress)
         plan_path = writer.dir / PLAN_NAME
         plan_path.write_bytes(built.plan)
         record = {
@@ -206,5 +221,6 @@ def build_engine_artifact(
     return BuildResult(artifact=committed, seconds=built.seconds, record=record, timing_cache=cache_path)
 
 
-__all__ = ["BuildResult", "PLAN_NAME", "build_engine_artifact", "default_out",
-           "engine_manifest", "environment_problem", "parse_batch", "plan_build", "quantize_profile"]
+__all__ = ["BuildResult", "PLAN_NAME", "Serializer", "build_engine_artifact", "default_out",
+           "engine_manifest", "environment_problem", "parse_batch", "plan_build", "quantize_profile",
+           "tensorrt_serializer"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploykit.backends import Runner, check_backend, make_runner
+from deploykit.backends import Runner, backend_name, make_runner
 from deploykit.export.to_onnx import export_module
 from deploykit.models.registry import looks_like_model_name
 from deploykit.models.weights import load_model
@@ -28,7 +28,7 @@ def runner_for(
     """``make_runner``, plus: a PyTorch model (or zoo name) on ONNX Runtime runs its in-memory export."""
     import torch
 
-    key = check_backend(backend)
+    key = backend_name(backend)  # make_runner checks it is installed (after an engine's guard)
     if key == "onnxruntime" and (isinstance(target, torch.nn.Module) or looks_like_model_name(target)):
         from deploykit.errors import DeployKitError
 

@@ -185,9 +185,10 @@ def _validate_artifact(
 
     art = Artifact.load(path)
     cfg = art.data_config
-    from deploykit.backends import check_backend
+    from deploykit.backends import backend_name
 
-    backend = check_backend(backend or ("tensorrt" if art.manifest.format == "tensorrt-engine" else "onnxruntime"))
+    # make_runner checks the backend is installed, after an engine artifact's guard
+    backend = backend_name(backend or ("tensorrt" if art.manifest.format == "tensorrt-engine" else "onnxruntime"))
     result = _evaluate_artifact(art, dataset, cfg, batch_size, limit, threads, progress, backend, device)
     notes: list[str] = []
     reference = _reference(art, dataset, result, batch_size, limit, threads, progress, notes)

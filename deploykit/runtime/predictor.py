@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from deploykit.artifact import Artifact, BatchProfile
 from deploykit.data.config import DataConfig
 from deploykit.data.transforms import ImageLike, preprocess_batch
 from deploykit.errors import DeployKitError
+
+if TYPE_CHECKING:
+    from deploykit.backends.tensorrt.guard import RunningEnv
 
 BACKENDS = ("onnxruntime", "tensorrt")
 # The backend that runs each artifact format when none is named.
@@ -63,7 +66,12 @@ class Predictor:
     """
 
     def __init__(
-        self, artifact: Artifact, backend: str | None = None, threads: int | None = None, spin: bool = True
+        self,
+        artifact: Artifact,
+        backend: str | None = None,
+        threads: int | None = None,
+        spin: bool = True,
+        running: RunningEnv | None = None,
     ) -> None:
         m = artifact.manifest
         self.artifact = artifact
@@ -94,18 +102,29 @@ class Predictor:
             self._session = ort_session(artifact.main_path, threads=threads, spin=spin, where=str(artifact.main_path))
             self._runner = None
         else:
-            from deploykit.backends.tensorrt import TensorRTRunner
+            from deploykit.backends import make_runner
 
+            # make_runner's guard refuses an engine built for another TensorRT or GPU before loading it
             self._session = None
-            self._runner = TensorRTRunner(artifact.main_path, name=artifact.path.name).activate()
+            runner = make_runner(artifact, backend="tensorrt", device="cuda", verify=False, running=running)
+            self._runner = runner.activate()
             self._lock = threading.Lock()
 
     @classmethod
     def from_artifact(
-        cls, path: str | os.PathLike, backend: str | None = None, threads: int | None = None, spin: bool = True
+        cls,
+        path: str | os.PathLike,
+        backend: str | None = None,
+        threads: int | None = None,
+        spin: bool = True,
+        running: RunningEnv | None = None,
     ) -> Predictor:
-        """Load an artifact directory, verifying every file's hash against its manifest first."""
-        return cls(Artifact.load(path, verify=True), backend=backend, threads=threads, spin=spin)
+        """Load an artifact directory, verifying every file's hash against its manifest first.
+
+        ``running`` (a :class:`~deploykit.backends.tensorrt.guard.RunningEnv`) stands in for this
+        machine's TensorRT and GPU when an engine artifact is checked before loading.
+        """
+        return cls(Artifact.load(path, verify=True), backend=backend, threads=threads, spin=spin, running=running)
 
     @property
     def labels(self) -> tuple[str, ...]:

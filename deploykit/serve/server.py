@@ -120,14 +120,18 @@ class Server:
                 f"HTTP, gRPC and metrics ports must differ (got {http_port}, {grpc_port}, {metrics_port})"
             )
         import_pytriton()
-        predictors = [Predictor.from_artifact(a, threads=threads, spin=False) for a in artifacts]
-        self.models = []
-        for name, pred in zip(model_names(predictors), predictors):
-            if pred.artifact.manifest.format != "onnx":
+        from deploykit.artifact import Artifact
+
+        loaded = [Artifact.load(a, verify=True) for a in artifacts]
+        for art in loaded:  # refused before any engine is deserialised
+            if art.manifest.format != "onnx":
                 raise DeployKitError(
-                    f"{pred.artifact.path}: deploykit serve runs ONNX artifacts; serve an engine with "
+                    f"{art.path}: deploykit serve runs ONNX artifacts; serve an engine with "
                     "`deploykit triton` and NVIDIA's Triton container"
                 )
+        predictors = [Predictor(art, threads=threads, spin=False) for art in loaded]
+        self.models = []
+        for name, pred in zip(model_names(predictors), predictors):
             top = pred.batch.max if pred.batch.dynamic and pred.batch.min == 1 else 0
             self.models.append(ServedModel(name, pred, top))
         self.host, self.instances, self.delay = host, instances, max_queue_delay_us

@@ -1,7 +1,7 @@
 """Fuzzing every loader with Hypothesis: random and mutated inputs may be refused, never crash.
 
 Each loader gets a fixed number of derandomized examples (the same inputs on every run, no example
-database on disk), 12,000 in all. The only exception allowed out is DeployKitError.
+database on disk), 13,000 in all. The only exception allowed out is DeployKitError.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from tiny_models import tiny_artifact, tiny_onnx
 
 from deploykit.errors import DeployKitError
 
-EXAMPLES = {  # per loader; 12,000 in total
+EXAMPLES = {  # per loader; 13,000 in total
     "manifest": 2000,
+    "engine_record": 1000,
     "idx": 1500,
     "recipe": 1500,
     "calibration_cache": 1500,
@@ -392,3 +393,34 @@ def test_fuzz_dataset_specs(tmp_path, monkeypatch):
 
 def test_budget_is_at_least_ten_thousand():
     assert sum(EXAMPLES.values()) >= 10_000, EXAMPLES
+
+
+# -- the engine record a TensorRT engine's manifest carries (read by the guard before loading) ---
+
+
+def test_fuzz_engine_record(tmp_path_factory):
+    from types import SimpleNamespace
+
+    from deploykit.backends.tensorrt.guard import built_for, check_engine_artifact, engine_record
+
+    from .fake_trt import BUILT_ON, fake_engine
+
+    work = tmp_path_factory.mktemp("engine")
+    engine = fake_engine(tiny_artifact(work / "onnx").path, work / "engine", hardware_compat="ampere+")
+    valid = engine_record(engine.manifest)
+
+    def guard(record: dict) -> None:
+        manifest = SimpleNamespace(stages=[{"stage": "build", "engine": record}])
+        art = SimpleNamespace(manifest=manifest, path=engine.path, manifest_path=engine.manifest_path)
+        check_engine_artifact(art, BUILT_ON)
+        built_for(engine_record(manifest))
+
+    @fuzz("engine_record")
+    @given(st.one_of(mutated_manifest(valid), mutated_manifest(valid), st.dictionaries(st.text(max_size=8), JSON)))
+    def run(data: bytes | dict) -> None:
+        COUNTS["engine_record"] += 1
+        record = json.loads(data) if isinstance(data, bytes) else data
+        only_deploykit_errors(guard, record)
+
+    run()
+    assert COUNTS["engine_record"] >= EXAMPLES["engine_record"], (COUNTS, EXAMPLES)

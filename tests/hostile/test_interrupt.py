@@ -1,5 +1,6 @@
 """Interrupted work loses nothing: a signal or a failing write midway leaves the previous artifact
-byte-for-byte intact and no partial one anywhere; --force swaps directories atomically."""
+byte-for-byte intact and no partial one anywhere; --force swaps directories atomically. The engine
+stage runs with fake_trt's stand-in for TensorRT's builder, so it is interrupted here without a GPU."""
 
 from __future__ import annotations
 
@@ -18,19 +19,24 @@ from tiny_models import tiny_artifact
 import deploykit.artifact as artifact_mod
 from deploykit.artifact import Artifact
 
+from .fake_trt import BUILDING, BUILT_ON, fake_engine, fake_serializer
 from .helpers import assert_untouched, leftovers, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORT = ["export", "resnet18", "--num-classes", "10", "--input-size", "32", "-q", "--force"]
 
 
-def _interrupt(args: list[str], ready, sig: int, tmp_path: Path) -> int:
+CLI_MAIN = "from deploykit.cli import main; main()"
+
+
+def _interrupt(args: list[str], ready, sig: int, tmp_path: Path, entry: str = CLI_MAIN) -> int:
     """Run the CLI entry point in a subprocess; send ``sig`` once ``ready()``; return its exit status."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}  # tests/ for the fake TensorRT
     err = tmp_path / "stderr.txt"
     with open(err, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from deploykit.cli import main; main()", *args],
+            [sys.executable, "-c", entry, *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -207,3 +213,57 @@ def test_fallback_without_exchange_restores_the_old_artifact(tmp_path, monkeypat
         w.commit(m)
     assert Artifact.load(out).manifest.results["replaced"] is True
     assert leftovers(out) == []
+
+
+# -- the engine stage (TensorRT's builder replaced by fake_trt's, which logs, waits or fails) -----
+
+
+@pytest.fixture
+def previous_engine(tmp_path):
+    """(ONNX parent, engine artifact at the output, its snapshot): what a --force rebuild would replace."""
+    src = tiny_artifact(tmp_path / "onnx").path
+    out = fake_engine(src, tmp_path / "engine", plan=b"previous plan").path
+    return src, out, snapshot(out)
+
+
+@pytest.mark.parametrize("where", ["builder", "manifest write", "swap"])
+def test_engine_build_failing_midway(tmp_path, previous_engine, monkeypatch, where):
+    from deploykit.build import build_engine_artifact
+
+    src, out, before = previous_engine
+    serialize = fake_serializer(b"new plan", fail=RuntimeError("builder crashed") if where == "builder" else None)
+    if where == "manifest write":
+        monkeypatch.setattr(artifact_mod, "atomic_write_json", _disk_full)
+    elif where == "swap":
+        monkeypatch.setattr(artifact_mod, "exchange_paths", _disk_full)
+    with pytest.raises((RuntimeError, OSError), match="builder crashed|No space left"):
+        build_engine_artifact(src, batch="1:4:8", out=out, force=True, running=BUILT_ON, serialize=serialize)
+    assert_untouched(out, before)
+    assert Artifact.load(out).main_path.read_bytes() == b"previous plan"
+
+
+def test_engine_force_rebuild_replaces_the_whole_artifact(tmp_path, previous_engine):
+    src, out, before = previous_engine
+    rebuilt = fake_engine(src, out, plan=b"new plan", force=True)
+    assert rebuilt.path == out and Artifact.load(out).main_path.read_bytes() == b"new plan"
+    after = snapshot(out)
+    assert sorted(after) == sorted(before) == ["build.log", "manifest.json", "model.plan"]
+    assert after["manifest.json"] != before["manifest.json"]  # the new build's record, not a mix
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_engine_build_interrupted_by_a_signal(tmp_path, previous_engine, sig):
+    src, out, before = previous_engine
+
+    def building(_err: Path) -> bool:  # the fake builder has logged into the stage's temporary directory
+        return any(
+            (d / "build.log").is_file() and BUILDING in (d / "build.log").read_text()
+            for d in out.parent.glob(f".{out.name}.tmp-*")
+        )
+
+    args = ["build", str(src), "--batch", "1:4:8", "--out", str(out), "--force"]
+    rc = _interrupt(args, building, sig, tmp_path, entry="from hostile.fake_trt import main; main()")
+    assert rc == 128 + sig
+    assert_untouched(out, before)

@@ -148,15 +148,24 @@ def test_engine_artifact_names_the_tensorrt_backend(tmp_path):
     from deploykit.artifact import ArtifactWriter, Manifest
 
     src = tiny_artifact(tmp_path / "a").manifest.to_dict()
-    with ArtifactWriter(tmp_path / "engine") as w:
-        (w.dir / "model.plan").write_bytes(b"not an engine")
-        m = Manifest.from_dict({**src, "format": "tensorrt-engine", "main_file": "model.plan", "files": {}})
-        art = w.commit(m)
+
+    def engine(out, record):
+        with ArtifactWriter(out) as w:
+            (w.dir / "model.plan").write_bytes(b"not an engine")
+            m = Manifest.from_dict({**src, "format": "tensorrt-engine", "main_file": "model.plan", "files": {}})
+            if record:
+                m.add_stage("build", engine={"tensorrt": "10.3.0", "gpu": "NVIDIA L4", "compute_capability": "8.9"})
+            return w.commit(m)
+
+    art = engine(tmp_path / "engine", record=True)
     with pytest.raises(DeployKitError, match="tensorrt-engine artifact runs on tensorrt, not onnxruntime"):
         Predictor.from_artifact(art.path, backend="onnxruntime")
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(DeployKitError, match="pip install 'deploykit\\[tensorrt\\]'"):
             Predictor.from_artifact(art.path)
+    bare = engine(tmp_path / "bare", record=False)  # the guard has nothing to check it against
+    with pytest.raises(DeployKitError, match="bare/manifest.json has no build stage with an engine record"):
+        Predictor.from_artifact(bare.path)
 
 
 RUNTIME_ONLY = textwrap.dedent("""

@@ -3,73 +3,25 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from serving import serving
 
 from deploykit.runtime import Predictor
-from deploykit.serve.server import free_ports
 
 pytest.importorskip("pytriton.triton", reason="PyTriton is in the serve extra: pip install 'deploykit[serve]'")
 httpclient = pytest.importorskip("tritonclient.http", reason="pip install 'deploykit[serve]'")
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="pip install 'deploykit[serve]'")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-START_TIMEOUT = 120  # seconds for Triton to start and load the model on a busy 2-core machine
-
 
 @pytest.fixture
 def served(fmnist_artifact, tmp_path):
-    http, grpc, metrics = free_ports(3)
-    cmd = [
-        sys.executable,
-        "-c",
-        "from deploykit.cli import main; main()",
-        "serve",
-        str(fmnist_artifact.path),
-        "--http-port",
-        str(http),
-        "--grpc-port",
-        str(grpc),
-        "--metrics-port",
-        str(metrics),
-        "--threads",
-        "1",
-        "--log-file",
-        str(tmp_path / "triton.log"),
-    ]
-    out = open(tmp_path / "serve.out", "w+")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while True:
-            if proc.poll() is not None:
-                out.seek(0)
-                pytest.fail(f"deploykit serve exited with {proc.returncode}: {out.read()[-2000:]}")
-            try:
-                if client.is_model_ready("resnet18"):
-                    break
-            except Exception:  # not listening yet
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("deploykit serve did not become ready in time")
-            time.sleep(0.5)
-        yield proc, http, grpc, metrics, out
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.close()
+    with serving(fmnist_artifact.path, "resnet18", tmp_path) as s:
+        yield s.proc, s.http, s.grpc, s.metrics, s.out
 
 
 def _infer_http(port: int, x: np.ndarray, name: str = "input", dtype: str = "FP32") -> np.ndarray:

@@ -33,15 +33,19 @@ class RunningEnv:
         return f"TensorRT {self.tensorrt} on {self.gpu} (sm {self.compute_capability})"
 
 
-def running_env(device: int = 0) -> RunningEnv:
-    """The TensorRT and CUDA GPU of this process (needs tensorrt and a CUDA GPU)."""
+def running_env(device: int = 0, purpose: str = "Checking a TensorRT engine") -> RunningEnv:
+    """The TensorRT and CUDA GPU of this process (needs tensorrt and a CUDA GPU).
+
+    The one place every engine entry point (runners, the runtime, ``deploykit build``) learns what
+    is running, so tests replace this function to stand in for another machine.
+    """
     import torch
 
     from deploykit.backends.tensorrt import import_tensorrt
 
-    trt = import_tensorrt("Checking a TensorRT engine")
+    trt = import_tensorrt(purpose)
     if not torch.cuda.is_available():
-        raise DeployKitError("a TensorRT engine needs an NVIDIA GPU, and torch sees no CUDA device")
+        raise DeployKitError(f"{purpose} needs an NVIDIA GPU, and torch sees no CUDA device")
     major, minor = torch.cuda.get_device_capability(device)
     return RunningEnv(
         tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}"
@@ -64,12 +68,54 @@ def _cc(text: str) -> tuple[int, int]:
         raise DeployKitError(f"compute capability '{text}' is not of the form MAJOR.MINOR") from None
 
 
-def engine_record(manifest: Any) -> dict[str, Any]:
-    """The ``engine`` record of the newest build stage in an engine artifact's manifest."""
+def engine_record(manifest: Any, where: str = "manifest") -> dict[str, Any]:
+    """The ``engine`` record of the newest build stage in an engine artifact's manifest, type-checked."""
     for stage in reversed(getattr(manifest, "stages", None) or []):
-        if stage.get("stage") == "build" and isinstance(stage.get("engine"), Mapping):
-            return dict(stage["engine"])
-    raise DeployKitError("manifest has no build stage with an engine record; rebuild the engine with deploykit build")
+        if isinstance(stage, Mapping) and stage.get("stage") == "build" and isinstance(stage.get("engine"), Mapping):
+            record = dict(stage["engine"])
+            problem = _record_problem(record)
+            if problem:
+                raise DeployKitError(f"{where}: engine record is malformed: {problem}")
+            return record
+    raise DeployKitError(f"{where} has no build stage with an engine record; rebuild the engine with deploykit build")
+
+
+# field -> (types it may hold, required); the guard and the rebuild command read these.
+_RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "tensorrt": ((str,), True),
+    "gpu": ((str,), True),
+    "compute_capability": ((str,), True),
+    "precision": ((str,), False),
+    "flags": ((dict,), False),
+    "batch": ((dict,), False),
+    "parent": ((dict, type(None)), False),
+}
+
+
+def _record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with an engine record's types (it comes from a file anyone may edit), or None."""
+    for name, (types, required) in _RECORD_FIELDS.items():
+        if name not in record:
+            if required:
+                return f"'{name}' is missing"
+            continue
+        if not isinstance(record[name], types) or isinstance(record[name], bool):
+            return f"'{name}' is a {type(record[name]).__name__}"
+    flags = record.get("flags") or {}
+    if not isinstance(flags.get("version_compatible", False), bool):
+        return "'flags.version_compatible' is not true or false"
+    if not isinstance(flags.get("hardware_compat", "none"), str):
+        return "'flags.hardware_compat' is not a string"
+    for key, value in (record.get("batch") or {}).items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"'batch.{key}' is not an integer"
+    if not isinstance((record.get("parent") or {}).get("path", ""), str):
+        return "'parent.path' is not a string"
+    try:
+        _cc(record["compute_capability"])
+    except DeployKitError as e:
+        return str(e)
+    return None
 
 
 def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | None:
@@ -107,14 +153,29 @@ def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | Non
 
 def check_engine(record: Mapping[str, Any], running: RunningEnv, where: str, rebuild: str) -> None:
     """Refuse, in one line, an engine that cannot run on ``running``; say how to rebuild it."""
-    why = incompatibility(record, running)
+    try:
+        why = incompatibility(record, running)
+    except DeployKitError as e:  # a malformed record (compute capability not MAJOR.MINOR)
+        raise DeployKitError(f"{where}: engine record is malformed: {e}") from None
     if why is not None:
         raise DeployKitError(f"{where}: engine cannot run here: {why}; rebuild it here with: {rebuild}")
 
 
+def built_for(record: Mapping[str, Any]) -> str:
+    """What an engine was built with, in words: "TensorRT 10.3.0 for NVIDIA L4 (sm 8.9)"."""
+    flags = record.get("flags", {}) or {}
+    text = f"TensorRT {record.get('tensorrt', '?')} for {record.get('gpu', '?')}"
+    text += f" (sm {record.get('compute_capability', '?')})"
+    if flags.get("version_compatible"):
+        text += ", version-compatible"
+    if flags.get("hardware_compat", "none") != "none":
+        text += f", hardware-compatible {flags['hardware_compat']}"
+    return text
+
+
 def check_engine_artifact(art: Any, running: RunningEnv) -> None:
     """The guard for a loaded engine artifact: refuse it when it cannot run on ``running``."""
-    record = engine_record(art.manifest)
+    record = engine_record(art.manifest, where=str(art.manifest_path))
     check_engine(record, running, where=str(art.path), rebuild=rebuild_command(record, str(art.path)))
 
 
@@ -143,6 +204,7 @@ def _quote(text: str) -> str:
 __all__ = [
     "HARDWARE_COMPAT",
     "RunningEnv",
+    "built_for",
     "check_engine",
     "check_engine_artifact",
     "engine_record",
