@@ -9,9 +9,10 @@ builds, inside an :class:`~deploykit.artifact.ArtifactWriter` so a failed build 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deploykit.backends.tensorrt.builder import PRECISIONS, BuildProgress, BuiltEngine, EngineOptions
 from deploykit.backends.tensorrt.guard import RunningEnv
@@ -97,10 +98,17 @@ def environment_problem() -> str | None:
     return None
 
 
-def plan_build(artifact: str | os.PathLike | Any, precision: str = "fp16", batch: Any = None,
-               workspace_mb: int | None = None, opt_level: int | None = None, hardware_compat: str = "none",
-               version_compatible: bool = False, out: str | os.PathLike | None = None,
-               force: bool = False) -> tuple[Any, EngineOptions, Path]:
+def plan_build(
+    artifact: str | os.PathLike | Any,
+    precision: str = "fp16",
+    batch: Any = None,
+    workspace_mb: int | None = None,
+    opt_level: int | None = None,
+    hardware_compat: str = "none",
+    version_compatible: bool = False,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+) -> tuple[Any, EngineOptions, Path]:
     """Every check that needs no TensorRT: the parent, precision, batch profile, options and output."""
     from deploykit.artifact import Artifact, check_output
 
@@ -115,11 +123,15 @@ def plan_build(artifact: str | os.PathLike | Any, precision: str = "fp16", batch
         raise DeployKitError(f"engine precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if precision in ("int8", "best"):
         if m.precision != "int8":
-            raise DeployKitError(f"{where}: is a {m.precision} artifact and --precision {precision} needs an INT8 one; "
-                                 f"make it with: deploykit quantize {where} --profile tensorrt --calib SPEC --val SPEC")
+            raise DeployKitError(
+                f"{where}: is a {m.precision} artifact and --precision {precision} needs an INT8 one; "
+                f"make it with: deploykit quantize {where} --profile tensorrt --calib SPEC --val SPEC"
+            )
         if quantize_profile(m) != "tensorrt":
-            raise DeployKitError(f"{where}: was quantised for the '{quantize_profile(m)}' Q/DQ profile; TensorRT needs "
-                                 f"one made with: deploykit quantize PARENT --profile tensorrt")
+            raise DeployKitError(
+                f"{where}: was quantised for the '{quantize_profile(m)}' Q/DQ profile; TensorRT needs "
+                f"one made with: deploykit quantize PARENT --profile tensorrt"
+            )
     elif m.precision == "int8":
         raise DeployKitError(f"{where}: is an INT8 (Q/DQ) artifact; build it with --precision int8 or best")
     bp = m.batch
@@ -133,9 +145,16 @@ def plan_build(artifact: str | os.PathLike | Any, precision: str = "fp16", batch
         bp.check(b, where=where)
     if not bp.dynamic and lo != hi:
         raise DeployKitError(f"{where}: has a fixed batch of {bp.max}; an engine of it takes --batch {bp.max}")
-    options = EngineOptions(precision=precision, min_batch=lo, opt_batch=opt, max_batch=hi,
-                            workspace_mb=workspace_mb, opt_level=opt_level, hardware_compat=hardware_compat,
-                            version_compatible=version_compatible)
+    options = EngineOptions(
+        precision=precision,
+        min_batch=lo,
+        opt_batch=opt,
+        max_batch=hi,
+        workspace_mb=workspace_mb,
+        opt_level=opt_level,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+    )
     out_dir = Path(out) if out is not None else default_out(parent.path, precision)
     if out_dir.exists() and not force:
         raise DeployKitError(f"{out_dir}: already exists; pass --force to replace it")
@@ -155,11 +174,24 @@ def engine_manifest(parent: Any, options: EngineOptions, record: dict[str, Any])
         weights["path"] = str((parent.path / weights.pop("file")).resolve())
     precision = {"best": "int8"}.get(options.precision, options.precision)
     manifest = Manifest(
-        model=m.model, family=m.family, format="tensorrt-engine", precision=precision, main_file=PLAN_NAME,
-        data_config=m.data_config, inputs=m.inputs, outputs=m.outputs,
-        batch=BatchProfile(options.min_batch, options.opt_batch, options.max_batch,
-                           options.min_batch != options.max_batch or m.batch.dynamic),
-        opset=m.opset, weights=weights, parent=parent.parent_ref(), versions=tool_versions("tensorrt"),
+        model=m.model,
+        family=m.family,
+        format="tensorrt-engine",
+        precision=precision,
+        main_file=PLAN_NAME,
+        data_config=m.data_config,
+        inputs=m.inputs,
+        outputs=m.outputs,
+        batch=BatchProfile(
+            options.min_batch,
+            options.opt_batch,
+            options.max_batch,
+            options.min_batch != options.max_batch or m.batch.dynamic,
+        ),
+        opset=m.opset,
+        weights=weights,
+        parent=parent.parent_ref(),
+        versions=tool_versions("tensorrt"),
         stages=list(m.stages),
     )
     manifest.add_stage("build", params=options.to_dict(), engine=record, log=LOG_NAME)
@@ -192,24 +224,32 @@ def build_engine_artifact(
     from deploykit.backends.tensorrt.guard import running_env
     from deploykit.backends.tensorrt.timing_cache import TimingCacheMeta, read_timing_cache, write_timing_cache
 
-    parent, options, out_dir = plan_build(artifact, precision, batch, workspace_mb, opt_level, hardware_compat,
-                                          version_compatible, out, force)
+    parent, options, out_dir = plan_build(
+        artifact, precision, batch, workspace_mb, opt_level, hardware_compat, version_compatible, out, force
+    )
     serialize = serialize or tensorrt_serializer()
     env = running or running_env(purpose="deploykit build")
     meta = TimingCacheMeta(env.tensorrt, env.gpu, env.compute_capability)
     cache_in = read_timing_cache(timing_cache, meta) if timing_cache else None
     with ArtifactWriter(out_dir, force=force, reads=(parent.path,)) as writer:  # --force swaps it in whole
-        built = serialize(parent.main_path, options, timing_cache=cache_in,
-                          log_file=writer.dir / LOG_NAME, progress=progress)
+        built = serialize(
+            parent.main_path, options, timing_cache=cache_in, log_file=writer.dir / LOG_NAME, progress=progress
+        )
         plan_path = writer.dir / PLAN_NAME
         plan_path.write_bytes(built.plan)
         record = {
-            "tensorrt": env.tensorrt, "gpu": env.gpu, "compute_capability": env.compute_capability,
+            "tensorrt": env.tensorrt,
+            "gpu": env.gpu,
+            "compute_capability": env.compute_capability,
             "precision": options.precision,
             "batch": {"min": options.min_batch, "opt": options.opt_batch, "max": options.max_batch},
-            "profile": built.inputs, "flags": options.flags, "build_seconds": round(built.seconds, 3),
-            "engine_sha256": sha256_file(plan_path), "onnx_sha256": sha256_file(parent.main_path),
-            "parent": parent.parent_ref(), "timing_cache": str(timing_cache) if timing_cache else None,
+            "profile": built.inputs,
+            "flags": options.flags,
+            "build_seconds": round(built.seconds, 3),
+            "engine_sha256": sha256_file(plan_path),
+            "onnx_sha256": sha256_file(parent.main_path),
+            "parent": parent.parent_ref(),
+            "timing_cache": str(timing_cache) if timing_cache else None,
         }
         manifest = engine_manifest(parent, options, record)
         if verify is not None:
@@ -221,6 +261,16 @@ def build_engine_artifact(
     return BuildResult(artifact=committed, seconds=built.seconds, record=record, timing_cache=cache_path)
 
 
-__all__ = ["BuildResult", "PLAN_NAME", "Serializer", "build_engine_artifact", "default_out",
-           "engine_manifest", "environment_problem", "parse_batch", "plan_build", "quantize_profile",
-           "tensorrt_serializer"]
+__all__ = [
+    "BuildResult",
+    "PLAN_NAME",
+    "Serializer",
+    "build_engine_artifact",
+    "default_out",
+    "engine_manifest",
+    "environment_problem",
+    "parse_batch",
+    "plan_build",
+    "quantize_profile",
+    "tensorrt_serializer",
+]

@@ -12,8 +12,7 @@ from tiny_models import CLASSES, SIZE, tiny_artifact, tiny_onnx
 from deploykit.artifact import Artifact, ArtifactWriter, BatchProfile, Manifest, TensorSpec
 from deploykit.backends.tensorrt.builder import EngineOptions
 from deploykit.backends.tensorrt.guard import RunningEnv, check_engine_artifact, engine_record
-from deploykit.build import (PLAN_NAME, build_engine_artifact, default_out, engine_manifest, parse_batch,
-                             plan_build)
+from deploykit.build import PLAN_NAME, build_engine_artifact, default_out, engine_manifest, parse_batch, plan_build
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError, MissingExtraError
 
@@ -25,11 +24,18 @@ def int8_artifact(out, profile="tensorrt"):
     """An INT8 artifact's manifest as deploykit quantize records it (the graph itself is the tiny FP32 one)."""
     with ArtifactWriter(out) as writer:
         tiny_onnx(writer.dir / "model.onnx", batch="batch")
-        m = Manifest(model="tiny", family="test", format="onnx", precision="int8", main_file="model.onnx",
-                     data_config=DataConfig(input_size=(3, SIZE, SIZE), num_classes=CLASSES),
-                     inputs=[TensorSpec("input", "float32", ["batch", 3, SIZE, SIZE])],
-                     outputs=[TensorSpec("logits", "float32", ["batch", CLASSES])],
-                     batch=BatchProfile(1, 1, 8, True), opset=17)
+        m = Manifest(
+            model="tiny",
+            family="test",
+            format="onnx",
+            precision="int8",
+            main_file="model.onnx",
+            data_config=DataConfig(input_size=(3, SIZE, SIZE), num_classes=CLASSES),
+            inputs=[TensorSpec("input", "float32", ["batch", 3, SIZE, SIZE])],
+            outputs=[TensorSpec("logits", "float32", ["batch", CLASSES])],
+            batch=BatchProfile(1, 1, 8, True),
+            opset=17,
+        )
         m.add_stage("quantize", params={"profile": profile})
         return writer.commit(m)
 
@@ -37,10 +43,18 @@ def int8_artifact(out, profile="tensorrt"):
 def recorded_engine(tmp_path, parent, env=BUILT_ON, **flags):
     """An engine artifact as deploykit build commits it, with recorded bytes standing in for the plan."""
     options = EngineOptions(precision="fp16", min_batch=1, opt_batch=4, max_batch=8, **flags)
-    record = {"tensorrt": env.tensorrt, "gpu": env.gpu, "compute_capability": env.compute_capability,
-              "precision": "fp16", "batch": {"min": 1, "opt": 4, "max": 8}, "flags": options.flags,
-              "build_seconds": 1.5, "engine_sha256": "0" * 64, "onnx_sha256": "1" * 64,
-              "parent": parent.parent_ref()}
+    record = {
+        "tensorrt": env.tensorrt,
+        "gpu": env.gpu,
+        "compute_capability": env.compute_capability,
+        "precision": "fp16",
+        "batch": {"min": 1, "opt": 4, "max": 8},
+        "flags": options.flags,
+        "build_seconds": 1.5,
+        "engine_sha256": "0" * 64,
+        "onnx_sha256": "1" * 64,
+        "parent": parent.parent_ref(),
+    }
     with ArtifactWriter(tmp_path / "engine") as writer:
         (writer.dir / PLAN_NAME).write_bytes(b"recorded plan bytes")
         (writer.dir / "build.log").write_text("[I] recorded\n")
@@ -57,10 +71,13 @@ def test_parse_batch():
 
 
 def test_options_are_validated_without_tensorrt():
-    for kwargs, words in [({"precision": "int4"}, "not one of fp32, fp16, int8, best"),
-                          ({"workspace_mb": 0}, "at least 1 MB"), ({"opt_level": 6}, "not in 0-5"),
-                          ({"hardware_compat": "hopper+"}, "not one of none, ampere+"),
-                          ({"min_batch": 4, "opt_batch": 2, "max_batch": 8}, "1 <= min <= opt <= max")]:
+    for kwargs, words in [
+        ({"precision": "int4"}, "not one of fp32, fp16, int8, best"),
+        ({"workspace_mb": 0}, "at least 1 MB"),
+        ({"opt_level": 6}, "not in 0-5"),
+        ({"hardware_compat": "hopper+"}, "not one of none, ampere+"),
+        ({"min_batch": 4, "opt_batch": 2, "max_batch": 8}, "1 <= min <= opt <= max"),
+    ]:
         with pytest.raises(DeployKitError, match=words.replace("+", r"\+")):
             EngineOptions(**kwargs)
 
@@ -70,10 +87,17 @@ def test_plan_build_defaults_from_the_artifact(tmp_path):
     parent, options, out = plan_build(art.path)
     assert (options.min_batch, options.opt_batch, options.max_batch) == (1, 1, 8)
     assert out == default_out(art.path, "fp16") == tmp_path / "art-trt-fp16"
-    _, options, _ = plan_build(art.path, batch="2:4:8", precision="fp32", opt_level=5, hardware_compat="ampere+",
-                               version_compatible=True)
-    assert options.flags == {"fp16": False, "int8": False, "workspace_mb": None, "opt_level": 5,
-                             "hardware_compat": "ampere+", "version_compatible": True}
+    _, options, _ = plan_build(
+        art.path, batch="2:4:8", precision="fp32", opt_level=5, hardware_compat="ampere+", version_compatible=True
+    )
+    assert options.flags == {
+        "fp16": False,
+        "int8": False,
+        "workspace_mb": None,
+        "opt_level": 5,
+        "hardware_compat": "ampere+",
+        "version_compatible": True,
+    }
 
 
 def test_batch_outside_the_profile(tmp_path):
@@ -129,8 +153,10 @@ def test_no_tensorrt_names_the_extra_and_writes_nothing(tmp_path):
     art = tiny_artifact(tmp_path / "art")
     with pytest.raises(MissingExtraError) as e:
         build_engine_artifact(art.path)
-    assert str(e.value) == ("deploykit build needs the 'tensorrt' package, which is not installed; "
-                            "install it with: pip install 'deploykit[tensorrt]'")
+    assert str(e.value) == (
+        "deploykit build needs the 'tensorrt' package, which is not installed; "
+        "install it with: pip install 'deploykit[tensorrt]'"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
 
 
