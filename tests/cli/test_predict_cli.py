@@ -84,6 +84,13 @@ def test_predict_and_help_never_import_torch_or_onnx(fmnist_artifact, fmnist_ima
     assert "export" in out and "predict" in out
 
 
+def test_triton_repository_is_written_without_torch_or_onnx(fmnist_artifact, tmp_path):
+    result, out, err = _without_pipeline("triton", str(fmnist_artifact.path), "--repo", str(tmp_path / "repo"))
+    assert result == {"code": 0, "heavy": []}, err[-2000:]
+    written = tmp_path / "repo" / "resnet18" / "1" / "model.onnx"
+    assert written.read_bytes() == fmnist_artifact.main_path.read_bytes()
+
+
 def test_pipeline_command_without_torch_names_the_extra(tmp_path):
     result, out, err = _without_pipeline("export", "resnet18", "-o", str(tmp_path / "a"))
     assert result["code"] == 1
