@@ -29,10 +29,33 @@ _LAZY = {
     "Artifact": "deploykit.artifact",
 }
 
+# Entry points a plain install (the torch-free runtime) can use; every other one needs the
+# pipeline extra, checked when it is looked up so nothing runs halfway before torch is missed.
+_RUNTIME = {"Artifact"}
+_PIPELINE_MODULES = ("torch", "onnx")
+
 __all__ = ["DeployKitError", "__version__", *_LAZY]
+
+
+def _require_pipeline(purpose: str) -> None:
+    """Raise the one-line MissingExtraError when torch or onnx (the pipeline extra) is absent."""
+    from importlib.util import find_spec
+
+    from deploykit.errors import EXTRA_MODULES, MissingExtraError
+
+    for module in _PIPELINE_MODULES:
+        try:
+            spec = find_spec(module)
+        except ImportError:  # a finder that refuses the name outright
+            spec = None
+        if spec is None:
+            package, extra = EXTRA_MODULES[module]
+            raise MissingExtraError(package, extra, purpose)
 
 
 def __getattr__(name: str):
     if name in _LAZY:
+        if name not in _RUNTIME:
+            _require_pipeline(f"deploykit.{name}")
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'deploykit' has no attribute {name!r}")

@@ -16,7 +16,7 @@ class GateError(DeployKitError):
 
 
 class MissingExtraError(DeployKitError):
-    """An optional dependency (TensorRT, onnxruntime-gpu, PyTriton) is not installed."""
+    """An optional dependency (torch and onnx, TensorRT, onnxruntime-gpu, PyTriton) is not installed."""
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
@@ -25,3 +25,36 @@ class MissingExtraError(DeployKitError):
         )
         self.package = package
         self.extra = extra
+
+
+# Top-level modules that only an extra installs: module -> (distribution, extra). A plain install
+# is the torch-free runtime (numpy, Pillow, onnxruntime, click); the pipeline needs the rest.
+EXTRA_MODULES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "pipeline"),
+    "onnx": ("onnx", "pipeline"),
+    "onnxscript": ("onnxscript", "pipeline"),
+    "onnx_ir": ("onnx-ir", "pipeline"),
+    "onnxconverter_common": ("onnxconverter-common", "pipeline"),
+    "safetensors": ("safetensors", "pipeline"),
+    "rich": ("rich", "pipeline"),
+    "matplotlib": ("matplotlib", "pipeline"),
+    "tensorrt": ("tensorrt", "tensorrt"),
+    "pytriton": ("nvidia-pytriton", "serve"),
+    "tritonclient": ("tritonclient", "serve"),
+    "jsonschema": ("jsonschema", "dev"),
+}
+
+
+def missing_extra(error: ImportError, purpose: str) -> MissingExtraError | None:
+    """The MissingExtraError for an import that failed because an extra is not installed, else None.
+
+    Only a module that is absent counts (``ModuleNotFoundError`` naming a module an extra
+    installs); a broken install of a present package stays an ImportError with its traceback.
+    """
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    found = EXTRA_MODULES.get(error.name.split(".")[0])
+    if found is None:
+        return None
+    package, extra = found
+    return MissingExtraError(package, extra, purpose)

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Build the wheel, install it into a fresh virtual environment away from the source tree, and
-# check that the package data a feature needs (the calibration recipes) came with it.
+# Build the wheel and install it into fresh virtual environments away from the source tree:
+#  1. with the project venv's dependencies: the package data a feature needs (the calibration
+#     recipes) came with it;
+#  2. with no extras at all (pip fetches numpy, Pillow, onnxruntime and click): torch is absent,
+#     the runtime and `deploykit predict` work on an artifact the project venv exported, and a
+#     pipeline command (`deploykit export`) stops with the one-line MissingExtraError.
 # Usage: scripts/check_wheel.sh [PYTHON]   (PYTHON: the project's venv python, for the dependencies)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
+PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/dist" .
@@ -33,3 +38,37 @@ for key in FAMILY_RECIPES:
     print(f"wheel: {key:13s} -> recipe {r.name} (method {r.method})")
 print(f"wheel check passed: {len(shipped_recipes())} recipes shipped in {where.parent}")
 PY
+
+# -- 2. the plain install: the torch-free runtime ------------------------------------------------
+# A small artifact (resnet18 at 32x32, random weights) and an image, made by the project venv.
+cd "$work"
+"$PY" -c 'from deploykit.cli import main; main()' export resnet18 --num-classes 10 --input-size 32 \
+  --no-optimize -q -o "$work/art" >/dev/null
+"$PY" -c 'import sys; from PIL import Image; Image.new("RGB", (40, 40), (200, 30, 90)).save(sys.argv[1])' "$work/img.png"
+python3 -m venv "$work/lean"
+"$work/lean/bin/python" -m pip install --quiet --disable-pip-version-check "$work"/dist/deploykit-*.whl
+if "$work/lean/bin/python" -c 'import torch' 2>/dev/null; then
+  echo "lean wheel install: torch is importable, but a plain install must not pull it" >&2
+  exit 1
+fi
+"$work/lean/bin/python" -c 'import deploykit.runtime, sys; assert "torch" not in sys.modules and "onnx" not in sys.modules'
+"$work/lean/bin/deploykit" --help >/dev/null
+"$work/lean/bin/deploykit" predict "$work/art" "$work/img.png" --json -k 3 >"$work/pred.json"
+"$work/lean/bin/python" - "$work/pred.json" <<'PY'
+import json, sys
+out = json.load(open(sys.argv[1]))
+assert len(out) == 1 and len(out[0]["top"]) == 3, out
+print(f"lean wheel: deploykit predict top-1 class {out[0]['top'][0]['index']} without torch")
+PY
+set +e
+"$work/lean/bin/deploykit" export resnet18 -o "$work/never" >"$work/export.out" 2>"$work/export.err"
+code=$?
+set -e
+want="^Error: deploykit export needs the '(torch|onnx)' package, which is not installed; install it with: pip install 'deploykit\[pipeline\]'$"
+if [ "$code" -ne 1 ] || [ "$(wc -l <"$work/export.err")" -ne 1 ] || ! grep -Eq "$want" "$work/export.err" || [ -e "$work/never" ]; then
+  echo "lean wheel: deploykit export should exit 1 with the one-line extra message; got exit $code:" >&2
+  cat "$work/export.err" >&2
+  exit 1
+fi
+echo "lean wheel: deploykit export without torch -> exit 1: $(cat "$work/export.err")"
+echo "lean wheel check passed: torch absent, runtime and predict work, pipeline commands name the extra"

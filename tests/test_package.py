@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from click.testing import CliRunner
@@ -68,3 +69,29 @@ def test_unknown_command_fails() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code != 0
     assert "No such command" in result.output
+
+
+def test_library_entry_point_without_torch_names_the_extra() -> None:
+    code = textwrap.dedent("""
+        import importlib.abc, sys
+
+        class Absent(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, Absent())
+        import deploykit
+        from deploykit.errors import MissingExtraError
+
+        try:
+            deploykit.export_model
+        except MissingExtraError as e:
+            print(e.extra, e)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (
+        "pipeline deploykit.export_model needs the 'torch' package, which is not installed; "
+        "install it with: pip install 'deploykit[pipeline]'"
+    )

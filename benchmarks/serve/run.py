@@ -32,24 +32,32 @@ import numpy as np
 
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.machine import describe_machine, machine_line, machine_slug
-from deploykit.serve.server import free_ports
+from deploykit.serve.server import SERVE_THREADS, free_ports
 
 HERE = Path(__file__).resolve().parent
 MODEL = "resnet18"
 
 
 def export_reference(out: Path) -> tuple[Any, str]:
-    """The reference resnet18 artifact (batch 1..16) and where its weights came from."""
-    from deploykit.export import export_model
-    from deploykit.reference import get_recipe, reference_checkpoint
+    """The reference resnet18 artifact (batch 1..16) and where its weights came from.
 
-    recipe = get_recipe(MODEL)
-    try:
-        weights = reference_checkpoint(MODEL, train_if_missing=False, progress=False)
-        source = f"reference checkpoint {recipe.hash}"
-    except Exception as e:  # noqa: BLE001 - not trained on this machine: speed needs no trained weights
-        print(f"{e}; using random weights at the reference data config", file=sys.stderr)
-        weights, source = None, "random weights (reference checkpoint not cached)"
+    Weights: the cached Fashion-MNIST checkpoint of the full recipe, else of the demo recipe
+    (`make demo` trains it), at that recipe's data config; random weights only when neither is cached.
+    """
+    from deploykit.export import export_model
+    from deploykit.reference import cached_recipe, checkpoint_path, demo_recipe, get_recipe, read_result
+
+    weights, source, recipe = None, "random weights (no reference checkpoint cached)", get_recipe(MODEL)
+    for kind, candidate in (("full", get_recipe(MODEL)), ("demo", demo_recipe(MODEL))):
+        found = cached_recipe(candidate)
+        if found is not None:
+            recipe, weights = found, checkpoint_path(found)
+            top1 = (read_result(found) or {}).get("test_top1")
+            acc = f", Fashion-MNIST test top-1 {top1:.2%}" if isinstance(top1, float) else ""
+            source = f"trained reference checkpoint ({kind} recipe {found.hash}{acc})"
+            break
+    else:
+        print("no reference checkpoint cached; using random weights at the reference data config", file=sys.stderr)
     cfg = recipe.data_config()
     art = export_model(
         MODEL,
@@ -118,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", default="1,4,16", help="Concurrent client counts (comma list).")
     ap.add_argument("--seconds", type=float, default=8.0, help="Measured seconds per point.")
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (both sides).")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads, both sides (default: ORT's in process, deploykit serve's when served).",
+    )
     ap.add_argument("--out", type=Path, default=HERE, help="Folder for the results files.")
     args = ap.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
@@ -169,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             c = httpclient.InferenceServerClient(f"127.0.0.1:{http}", network_timeout=60)
             inp = httpclient.InferInput("input", list(x.shape), "FP32")
             inp.set_data_from_numpy(x)
-            return lambda: c.infer(MODEL, [inp])
+            out = [httpclient.InferRequestedOutput(pred.output_name, binary_data=True)]  # raw bytes, not JSON
+            return lambda: c.infer(MODEL, [inp], outputs=out)
 
         def grpc_call() -> Callable[[], None]:
             c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc}")
@@ -210,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_profile": [1, 16],
         "seconds_per_point": args.seconds,
         "threads": args.threads,
+        "threads_in_process": args.threads or "onnxruntime default",
+        "threads_served": args.threads or SERVE_THREADS,
         "machine": machine,
         "rows": rows,
         "summary": summarise(rows),
@@ -242,8 +258,10 @@ def render(result: dict[str, Any], machine: str) -> str:
         f"Machine: {machine}",
         "",
         f"Model: {result['model']} {'x'.join(map(str, result['input']))}, {result['weights']}; batch-1 requests, "
-        f"{result['seconds_per_point']:g} s per point, ONNX Runtime threads: {result['threads'] or 'default'}. "
-        "Clients run in the benchmark process, the server in its own; both share the machine's cores.",
+        f"{result['seconds_per_point']:g} s per point, ONNX Runtime intra-op threads: in process "
+        f"{result['threads_in_process']}, served {result['threads_served']}. "
+        "Clients run in the benchmark process, the server in its own; both share the machine's cores. "
+        "Served models run in Triton's Python-backend stub (deploykit/serve/python_model.py).",
         "",
         "Reproduce: `python benchmarks/serve/run.py`",
         "",

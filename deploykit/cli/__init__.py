@@ -15,7 +15,7 @@ import sys
 import click
 
 from deploykit import __version__
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, missing_extra
 
 # command name -> "module:attribute" of its click.Command
 COMMANDS: dict[str, str] = {
@@ -52,8 +52,15 @@ class DeployKitGroup(click.Group):
         from deploykit.progress import reporting
 
         try:
-            with reporting(ConsoleReporter()):  # library code reports; the CLI shows it
-                return super().invoke(ctx)
+            try:
+                with reporting(ConsoleReporter()):  # library code reports; the CLI shows it
+                    return super().invoke(ctx)
+            except ImportError as e:
+                # A plain install is the torch-free runtime: a pipeline command names the extra.
+                extra = missing_extra(e, f"deploykit {ctx.invoked_subcommand or ''}".strip())
+                if extra is None:
+                    raise
+                raise extra from None
         except DeployKitError as e:
             err = click.ClickException(str(e))
             err.exit_code = getattr(e, "exit_code", 1)  # 3 for a failed gate (see errors.GateError)

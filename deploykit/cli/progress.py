@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +34,10 @@ class ConsoleReporter:
     def __init__(self, stream: TextIO | None = None, every_s: float = LOG_EVERY_S, live: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.every_s = every_s
-        self.live = self.stream.isatty() if live is None else live
+        # Live bars need rich (the pipeline extra); the plain runtime install prints lines instead.
+        if live is None:
+            live = self.stream.isatty() and importlib.util.find_spec("rich") is not None
+        self.live = live
         self._bars: Any = None
         self._tasks: dict[int, _Task] = {}
         self._next = 0

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from deploykit.cli.options import int_list, threads_option
+from deploykit.cli.options import int_list
 
 
 @click.command("triton")
@@ -121,7 +121,12 @@ def triton_cmd(
     default=None,
     help="Triton's log file (default: deploykit-triton-PID.log in the temp folder).",
 )
-@threads_option
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ONNX Runtime intra-op threads per model instance (default: 1, leaving cores to Triton and its clients).",
+)
 def serve_cmd(
     artifacts: tuple[str, ...],
     host: str,

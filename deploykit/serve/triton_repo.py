@@ -7,6 +7,7 @@ number) and renamed into place whole, so a polling server never sees half a mode
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -56,8 +57,13 @@ def model_config(
     preferred_batch: tuple[int, ...] | None = None,
     max_queue_delay_us: int = 100,
     labels: bool = True,
+    python_backend: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """The config.pbtxt text for an artifact (and its max_batch_size), from the manifest alone."""
+    """The config.pbtxt text for an artifact (and its max_batch_size), from the manifest alone.
+
+    ``python_backend``: run the model with Triton's Python backend (``deploykit serve``'s
+    model.py) instead of the artifact's platform, with these string parameters.
+    """
     if manifest.format not in PLATFORMS:
         raise DeployKitError(f"artifact format '{manifest.format}' has no Triton platform")
     if not _NAME.match(name):
@@ -92,7 +98,8 @@ def model_config(
     if bad:
         raise DeployKitError(f"preferred batch size(s) {bad} are outside [1, {top}]")
 
-    lines = [f'name: "{name}"', f'platform: "{PLATFORMS[manifest.format][0]}"', f"max_batch_size: {top}"]
+    runs_on = 'backend: "python"' if python_backend is not None else f'platform: "{PLATFORMS[manifest.format][0]}"'
+    lines = [f'name: "{name}"', runs_on, f"max_batch_size: {top}"]
     for section, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
         entries = []
         for i, spec in enumerate(specs):
@@ -116,6 +123,8 @@ def model_config(
             batcher.insert(0, f"  preferred_batch_size: [ {', '.join(map(str, pref))} ]")
         lines.append("dynamic_batching {\n" + "\n".join(batcher) + "\n}")
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {KINDS[kind]}\n  }}\n]")
+    for key, value in (python_backend or {}).items():
+        lines.append(f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {json.dumps(value)} }}\n}}')
     return "\n".join(lines) + "\n", top
 
 

@@ -128,3 +128,16 @@ def test_tampered_artifact_is_refused(tmp_path):
     res = CliRunner().invoke(cli, ["triton", str(art.path), "--repo", str(tmp_path / "repo")])
     assert res.exit_code == 1 and "sha256 does not match" in res.output
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_python_backend_config_parses_with_its_parameters(tmp_path):
+    from deploykit.serve.triton_repo import model_config
+
+    art = tiny_artifact(tmp_path / "a")
+    where = str(tmp_path / 'odd "name"')
+    text, top = model_config(art.manifest, "tiny", labels=False, python_backend={"artifact": where, "threads": "1"})
+    (tmp_path / "config.pbtxt").write_text(text)
+    cfg = parse(tmp_path / "config.pbtxt")
+    assert cfg.backend == "python" and not cfg.platform and cfg.max_batch_size == top
+    assert {k: v.string_value for k, v in cfg.parameters.items()} == {"artifact": where, "threads": "1"}
+    assert not cfg.output[0].label_filename
