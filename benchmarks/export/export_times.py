@@ -106,9 +106,8 @@ def main() -> None:
     lines = [
         "# ONNX export time: TorchScript exporter vs dynamo exporter",
         "",
-        f"Machine: {machine_line(machine)}, {torch.get_num_threads()} torch thread; {load}; "
-        f"torch {torch.__version__}, onnx {onnx.__version__}, "
-        f"onnxruntime {ort.__version__}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
+        f"Machine: {machine_line(machine)}, onnx {onnx.__version__}, {torch.get_num_threads()} torch thread; "
+        f"{load}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
         "",
         "First export in the process (resnet18, includes exporter start-up): "
         + ", ".join(f"{ex} {s} s" for ex, s in warmup.items())
