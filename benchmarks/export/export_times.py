@@ -6,15 +6,15 @@ Both exporters run in this one process on the same randomly initialised model (1
 batch dim dynamic, opset 18, one torch thread). One warm-up export per exporter on resnet18
 comes first, so one-time start-up (the dynamo exporter's registry, onnxscript import) is
 reported separately and not charged to the first model. Each export is checked: ONNX Runtime
-vs PyTorch on 4 fixed-seed inputs must pass the FP32 parity gate. Writes ``results.json`` and
-``results.md`` beside this file, naming the machine.
+vs PyTorch on 4 fixed-seed inputs must pass the FP32 parity gate. Writes
+``results-<machine>.json`` and ``.md`` beside this file (``deploykit.machine.machine_slug``: CPU
+generation and ISA), so runs on different machines never overwrite each other.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +25,7 @@ import torch
 
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.export.to_onnx import DEFAULT_OPSET, export_onnx
-from deploykit.harness.bench import cpu_model
+from deploykit.machine import describe_machine, machine_line, machine_slug
 from deploykit.models import create_model, list_models
 from deploykit.parity import check_gate, compare_outputs, parity_inputs
 
@@ -85,13 +85,13 @@ def main() -> None:
                 row = one(name, SIZES.get(name, args.size), ex, tmp)
                 rows.append(row)
                 print(row, flush=True)
-    load = f"load average (5 min) {load_before:.1f} at start, {os.getloadavg()[1]:.1f} at end"
-    machine = (
-        f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread; {load}"
-    )
+    load_after = os.getloadavg()[1]
+    load = f"load average (5 min) {load_before:.1f} at start, {load_after:.1f} at end"
+    machine = describe_machine()
     totals = {ex: round(sum(r.get("seconds", 0) for r in rows if r["exporter"] == ex), 2) for ex in EXPORTERS}
     result = {
         "machine": machine,
+        "load_average_5min": {"start": round(load_before, 2), "end": round(load_after, 2)},
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,
@@ -101,12 +101,13 @@ def main() -> None:
         "rows": rows,
     }
     out = Path(args.out)
-    atomic_write_json(out / "results.json", result)
+    stem = f"results-{machine_slug(machine)}"
+    atomic_write_json(out / f"{stem}.json", result)
     lines = [
         "# ONNX export time: TorchScript exporter vs dynamo exporter",
         "",
-        f"Machine: {machine}; torch {torch.__version__}, onnx {onnx.__version__}, "
-        f"onnxruntime {ort.__version__}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
+        f"Machine: {machine_line(machine)}, onnx {onnx.__version__}, {torch.get_num_threads()} torch thread; "
+        f"{load}; opset {DEFAULT_OPSET}, dynamic batch, 10 classes.",
         "",
         "First export in the process (resnet18, includes exporter start-up): "
         + ", ".join(f"{ex} {s} s" for ex, s in warmup.items())
@@ -132,7 +133,7 @@ def main() -> None:
         lines += ["", "Failures:", ""] + [
             f"- {r['model']} / {r['exporter']}: {r.get('error') or r.get('gate_failures')}" for r in errors
         ]
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -4,9 +4,11 @@
     python benchmarks/reference/run.py --models resnet18,googlenet --threads 2
     python benchmarks/reference/run.py --no-train           # collect what is already cached
 
-Writes results.json and results.md next to this script after every model, so a long run that is
-stopped keeps what finished. Training times depend on how busy the machine was: each row carries
-the load average at the start and end of its training.
+Writes ``results-<machine>.json`` and ``.md`` next to this script after every model, so a long run
+that is stopped keeps what finished; ``<machine>`` is ``deploykit.machine.machine_slug`` (CPU
+generation and ISA, or the GPU), so runs on different machines never overwrite each other.
+Training times depend on how busy the machine was: each row carries the load average at the start
+and end of its training.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="train on cpu or cuda (scoring stays on the CPU)")
     ap.add_argument("--no-train", action="store_true", help="only collect cached checkpoints")
     ap.add_argument("--no-progress", action="store_true", help="one line per epoch (for logs)")
-    ap.add_argument("--out", type=Path, default=HERE, help="folder for results.json/.md")
+    ap.add_argument("--out", type=Path, default=HERE, help="folder for results-<machine>.json/.md")
     ap.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (smoke runs)")
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images (smoke runs)")
     ap.add_argument("--eval-limit", type=int, default=None, help="score the first N test images")
     args = ap.parse_args(argv)
+    stem = results_stem(machine_info())
 
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         try:
@@ -64,16 +67,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{recipe.model}: {e}", file=sys.stderr)
                 continue
         # Re-read before writing: training takes long and another run may have updated the file.
-        results = _load(args.out / "results.json")
+        results = _load(args.out / f"{stem}.json")
         results["machine"] = machine_info()
         results["models"][recipe.model] = _row(record)
         results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _write(results, args.out)
+        _write(results, args.out / stem)
         print(
             f"{recipe.model}: test top-1 {record['test_top1']:.4f}, training {record['train_seconds']:.0f} s",
             flush=True,
         )
     return 0
+
+
+def results_stem(machine: dict) -> str:
+    """``results-<machine slug>``: the file name (without suffix) of this machine's results."""
+    from deploykit.machine import machine_slug
+
+    return f"results-{machine_slug(machine)}"
 
 
 def _threads(text: str) -> int | str:
@@ -130,8 +140,9 @@ def _machine_text(m: dict) -> str:
     return f"{m['cpu']} (family/model {m.get('cpu_family_model', '?')}), {m.get('cores', '?')} cores"
 
 
-def _write(results: dict, out: Path) -> None:
-    atomic_write_json(out / "results.json", results)
+def _write(results: dict, stem: Path) -> None:
+    """``stem``.json and ``stem``.md (stem: the folder plus ``results-<machine>``)."""
+    atomic_write_json(stem.parent / f"{stem.name}.json", results)
     m = results["machine"]
     lines = [
         "# Reference checkpoints: Fashion-MNIST FP32 test top-1",
@@ -160,7 +171,7 @@ def _write(results: dict, out: Path) -> None:
     notes = results.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    atomic_write_text(stem.parent / f"{stem.name}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

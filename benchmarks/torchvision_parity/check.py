@@ -10,15 +10,14 @@ not the identity and logits stay O(1)), loads that
 state dict into ours through ``load_model`` (a ``.pth`` file, ``weights_only=True``,
 ``strict=True``), runs both in eval mode on one random input (64 px;
 75 px, the minimum, for Inception-v3) and records the max abs difference of the logits. Writes
-``results.json`` and ``results.md`` beside this file, naming the machine. One torch thread and
+``results-<machine>.json`` and ``.md`` beside this file (``deploykit.machine.machine_slug``: CPU
+generation and ISA), so runs on different machines never overwrite each other. One torch thread and
 small inputs keep it to a few minutes on a shared 2-core CPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import torchvision
 from torchvision import models as tvm
 
 from deploykit._io import atomic_write_json, atomic_write_text
-from deploykit.harness.bench import cpu_model
+from deploykit.machine import describe_machine, machine_line, machine_slug
 from deploykit.models import list_models
 from deploykit.models.weights import load_model
 
@@ -113,24 +112,17 @@ def main() -> int:
             flush=True,
         )
 
-    machine = {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "threads": torch.get_num_threads(),
-    }
+    machine = describe_machine()
+    machine["versions"]["torchvision"] = torchvision.__version__
     result = {"machine": machine, "seed": args.seed, "tolerance_rel": args.tol, "results": rows}
-    atomic_write_json(HERE / "results.json", result)
+    stem = f"results-{machine_slug(machine)}"
+    atomic_write_json(HERE / f"{stem}.json", result)
 
     lines = [
         "# deploykit vs torchvision: eval-mode logits with identical random weights",
         "",
-        f"Machine: {machine['platform']}, {machine['cpu']} ({machine['cpu_count']} cores, shared); "
-        f"Python {machine['python']}, "
-        f"torch {machine['torch']}, torchvision {machine['torchvision']}, {machine['threads']} thread.",
+        f"Machine: {machine_line(machine)}, shared; Python {machine['python']}, "
+        f"torchvision {torchvision.__version__}, {torch.get_num_threads()} torch thread.",
         "",
         "torchvision's model with random weights, random BatchNorm affine parameters and BatchNorm "
         "statistics measured on random input; its state dict saved with `torch.save` and loaded "
@@ -149,7 +141,7 @@ def main() -> int:
         )
     lines.append("")
     lines.append("Reproduce: `PYTHONPATH=. /tmp/tvenv/bin/python benchmarks/torchvision_parity/check.py`")
-    atomic_write_text(HERE / "results.md", "\n".join(lines) + "\n")
+    atomic_write_text(HERE / f"{stem}.md", "\n".join(lines) + "\n")
     return 0 if all(r["pass"] for r in rows) else 1
 
 

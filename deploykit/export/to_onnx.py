@@ -5,7 +5,7 @@ plain feed-forward CNNs the TorchScript exporter (``dynamo=False``) gives an equ
 (BatchNorm after Conv folded by both; TorchScript leaves Identity nodes the optimiser removes
 and writes GlobalAveragePool/Flatten where dynamo writes ReduceMean/Reshape) 3-34x faster:
 resnet18 at 64x64 takes ~0.6 s vs ~3 s, densenet201 12 s vs 273 s on a loaded 2-core machine
-(benchmarks/export/results.md, all 14 models pass parity both ways). So "auto"
+(benchmarks/export/results-amd-epyc-zen4-avx512vnni-2cpu.md, all 14 models pass parity both ways). So "auto"
 uses TorchScript and falls back to dynamo when the legacy exporter fails or is removed.
 """
 
