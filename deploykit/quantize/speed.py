@@ -62,15 +62,29 @@ class SpeedCheck:
         return all(b.verdict == "faster" for b in self.batches)
 
     def advice(self) -> str | None:
-        """One line, when INT8 does not pay: how much slower/faster, why, and what to do instead."""
+        """One line, when INT8 does not pay everywhere: the figures, why, and what to do instead.
+
+        Slower at some batch, or faster at none: FP32 is the better deployment here. Faster at some
+        batches and within the noise at the rest: say which, so nobody reads "does not pay" beside
+        a measured speed-up.
+        """
         if self.pays:
             return None
         figures = ", ".join(f"{b.speedup:.2f}x at batch {b.batch}" for b in self.batches)
         why = self.note or "its 8-bit kernels are no faster than FP32 on this model here"
+        elsewhere = "on a CPU with VNNI (AVX-512 VNNI, AVX-VNNI, AMX) or a GPU"
+        faster = [b.batch for b in self.batches if b.verdict == "faster"]
+        slower = [b.batch for b in self.batches if b.verdict == "slower"]
+        if faster and not slower:
+            unclear = [b.batch for b in self.batches if b.verdict != "faster"]
+            return (
+                f"INT8 pays only in part on this machine (speed-up over FP32: {figures}): measurably faster "
+                f"at batch {_batches(faster)}, not measurably at batch {_batches(unclear)}: {why}; "
+                f"deploy it where batch {_batches(faster)} matters, or {elsewhere}"
+            )
         return (
             f"INT8 does not pay on this machine (speed-up over FP32: {figures}): {why}; "
-            "deploy the FP32 (optimised) artifact here, or this INT8 one on a CPU with VNNI "
-            "(AVX-512 VNNI, AVX-VNNI, AMX) or a GPU"
+            f"deploy the FP32 (optimised) artifact here, or this INT8 one {elsewhere}"
         )
 
     def summary(self) -> str:
@@ -94,6 +108,10 @@ class SpeedCheck:
             "load_average": _loadavg(),
             "machine": self.machine,
         }
+
+
+def _batches(sizes: Sequence[int]) -> str:
+    return ", ".join(str(b) for b in sizes)
 
 
 def _loadavg() -> float | None:

@@ -13,11 +13,15 @@ from deploykit.quantize.speed import BatchSpeed, SpeedCheck, artifact_batches, c
 CALIB, VAL = "fashion-mnist:train[:64]", "fashion-mnist:test[:200]"
 
 
+def _verdict(speedup: float) -> str:
+    """As the interval (speedup +-10%) says: clear of 1 either way, or straddling it."""
+    return "faster" if speedup * 0.9 > 1 else "slower" if speedup * 1.1 < 1 else "no measurable difference"
+
+
 def _check(*speedups: float, note: str | None = "this CPU has no VNNI") -> SpeedCheck:
-    verdict = {True: "faster", False: "slower"}
     return SpeedCheck(
         batches=[
-            BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), verdict[s > 1], 8, 5) for b, s in zip((1, 32), speedups)
+            BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), _verdict(s), 8, 5) for b, s in zip((1, 32), speedups)
         ],
         threads=2,
         seconds=1.0,
@@ -34,6 +38,18 @@ def test_int8_slower_anywhere_names_the_figures_the_reason_and_what_to_do():
     assert "0.84x at batch 1" in advice and "1.30x at batch 32" in advice
     assert "no VNNI" in advice and "FP32" in advice
     assert "\n" not in advice  # one line
+    assert advice.startswith("INT8 does not pay")
+
+
+def test_int8_within_the_noise_everywhere_does_not_pay():
+    assert _check(1.05, 0.97).advice().startswith("INT8 does not pay")
+
+
+def test_int8_faster_at_one_batch_and_unclear_at_the_other_says_which():
+    advice = _check(1.32, 1.05).advice()
+    assert advice.startswith("INT8 pays only in part")
+    assert "measurably faster at batch 1, not measurably at batch 32" in advice
+    assert "does not pay" not in advice and "\n" not in advice
 
 
 def test_the_batches_checked_are_one_and_the_optimum():
@@ -90,8 +106,9 @@ def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_p
     assert res.exit_code == 0, res.output
     assert "INT8 speed on this machine: batch 1:" in res.stderr
     art = Artifact.load(tmp_path / "q")
-    if not art.manifest.results["int8_speed"]["pays"]:
-        assert "INT8 does not pay on this machine" in res.stderr
+    speed = art.manifest.results["int8_speed"]
+    if not speed["pays"]:
+        assert speed["advice"] in res.stderr
     res = CliRunner().invoke(
         cli,
         [
