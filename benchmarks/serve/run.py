@@ -32,7 +32,7 @@ import numpy as np
 
 from deploykit._io import atomic_write_json, atomic_write_text
 from deploykit.machine import describe_machine, machine_line, machine_slug
-from deploykit.serve.server import SERVE_THREADS, free_ports
+from deploykit.serve.server import free_ports, serve_threads
 
 HERE = Path(__file__).resolve().parent
 MODEL = "resnet18"
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="dk-serve-bench-"))
     art, source = export_reference(tmp / MODEL)
-    pred = Predictor.from_artifact(art.path, threads=args.threads, spin=False)
+    pred = Predictor.from_artifact(art.path, threads=args.threads)  # as an application would
     x = np.random.default_rng(0).standard_normal((1, *pred.input_shape)).astype(np.float32)
 
     http, grpc, metrics = free_ports(3)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_point": args.seconds,
         "threads": args.threads,
         "threads_in_process": args.threads or "onnxruntime default",
-        "threads_served": args.threads or SERVE_THREADS,
+        "threads_served": args.threads or serve_threads(1),
         "machine": machine,
         "rows": rows,
         "summary": summarise(rows),

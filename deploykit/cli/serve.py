@@ -125,7 +125,8 @@ def triton_cmd(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="ONNX Runtime intra-op threads per model instance (default: 1, leaving cores to Triton and its clients).",
+    help="ONNX Runtime intra-op threads per model instance (default: the usable cores shared among the instances; "
+    "1 serves better on a machine busy with other work).",
 )
 def serve_cmd(
     artifacts: tuple[str, ...],
