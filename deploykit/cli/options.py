@@ -223,6 +223,22 @@ def report_options(fn: Callable, plot: bool = True) -> Callable:
     return _apply(fn, options)
 
 
+def instances_option(help_text: str) -> Callable:
+    """``--instances N``: model instances (Triton's instance_group count), for triton and serve."""
+    return click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help=help_text)
+
+
+def queue_delay_option(fn: Callable) -> Callable:
+    """``--max-queue-delay-us``: how long Triton's dynamic batcher may hold a request."""
+    return click.option(
+        "--max-queue-delay-us",
+        type=click.IntRange(min=0),
+        default=100,
+        show_default=True,
+        help="How long the dynamic batcher may hold a request to fill a batch.",
+    )(fn)
+
+
 def deprecated_alias(old: str, new: str) -> Callable:
     """A hidden old spelling that still works for one release and says so once on stderr."""
 

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from deploykit.cli.options import int_list
+from deploykit.cli.options import instances_option, int_list, queue_delay_option
 
 
 @click.command("triton")
@@ -32,13 +32,7 @@ from deploykit.cli.options import int_list
     default=None,
     help="max_batch_size (default: the artifact's batch profile maximum).",
 )
-@click.option(
-    "--instances",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Model instances (instance_group count).",
-)
+@instances_option("Model instances (instance_group count).")
 @click.option(
     "--kind",
     type=click.Choice(["cpu", "gpu"]),
@@ -54,13 +48,7 @@ from deploykit.cli.options import int_list
 @click.option(
     "--preferred-batch", callback=int_list, default=None, help="Preferred batch sizes of the dynamic batcher, e.g. 4,8."
 )
-@click.option(
-    "--max-queue-delay-us",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="How long the batcher may hold a request to fill a batch.",
-)
+@queue_delay_option
 @click.option("--force", is_flag=True, help="Replace the version if it exists.")
 def triton_cmd(
     artifact: str,
@@ -101,20 +89,8 @@ def triton_cmd(
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True)
-@click.option(
-    "--instances",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Model instances per artifact (concurrent batches).",
-)
-@click.option(
-    "--max-queue-delay-us",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="How long the dynamic batcher may hold a request to fill a batch.",
-)
+@instances_option("Model instances per artifact (concurrent batches).")
+@queue_delay_option
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False),
