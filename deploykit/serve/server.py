@@ -245,7 +245,7 @@ class Server:
         return self._triton is not None and self._triton.is_alive()
 
     def stop(self) -> None:
-        """Shut Triton down and release the predictors (idempotent)."""
+        """Shut Triton down and remove its temporary model repository (idempotent)."""
         with self._lock:
             if self._triton is not None:
                 self._triton.stop()

@@ -85,46 +85,18 @@ def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_pa
     assert "int8_speed" not in Artifact.load(skipped.path).manifest.results
 
 
+def _quantize_cli(fp32_artifact, out, *extra: str):
+    args = ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL, "--method", "max"]
+    return CliRunner().invoke(cli, [*args, "--out", str(out), "--num-images", "64", *extra])
+
+
 def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_path):
-    res = CliRunner().invoke(
-        cli,
-        [
-            "quantize",
-            str(fp32_artifact.path),
-            "--calib",
-            CALIB,
-            "--val",
-            VAL,
-            "--method",
-            "max",
-            "--out",
-            str(tmp_path / "q"),
-            "--num-images",
-            "64",
-        ],
-    )
+    res = _quantize_cli(fp32_artifact, tmp_path / "q")
     assert res.exit_code == 0, res.output
     assert "INT8 speed on this machine: batch 1:" in res.stderr
     art = Artifact.load(tmp_path / "q")
     speed = art.manifest.results["int8_speed"]
     if not speed["pays"]:
         assert speed["advice"] in res.stderr
-    res = CliRunner().invoke(
-        cli,
-        [
-            "quantize",
-            str(fp32_artifact.path),
-            "--calib",
-            CALIB,
-            "--val",
-            VAL,
-            "--method",
-            "max",
-            "--out",
-            str(tmp_path / "q2"),
-            "--num-images",
-            "64",
-            "--no-speed-check",
-        ],
-    )
+    res = _quantize_cli(fp32_artifact, tmp_path / "q2", "--no-speed-check")
     assert res.exit_code == 0 and "INT8 speed" not in res.stderr
