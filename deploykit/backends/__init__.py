@@ -16,7 +16,6 @@ from typing import Any
 
 from deploykit.backends.base import Runner, RunnerError
 from deploykit.errors import DeployKitError, MissingExtraError
-from deploykit.models.registry import looks_like_model_name
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "onnxruntime-trt")
 # ONNX Runtime on a GPU execution provider (onnxruntime-gpu, the 'gpu' extra): backend -> device.
@@ -167,6 +166,8 @@ def _resolve_target(
     target: Any, verify: bool, weights: Any, num_classes: int | None, overrides: dict[str, Any] | None
 ) -> tuple[str, Any]:
     import torch
+
+    from deploykit.models.registry import looks_like_model_name  # imported here: models needs torch
 
     if (weights is not None or num_classes is not None or overrides) and not looks_like_model_name(target):
         raise DeployKitError(

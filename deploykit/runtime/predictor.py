@@ -102,11 +102,12 @@ class Predictor:
             self._session = ort_session(artifact.main_path, threads=threads, spin=spin, where=str(artifact.main_path))
             self._runner = None
         else:
-            from deploykit.backends import make_runner
+            from deploykit.backends.tensorrt.runner import engine_artifact_runner
 
-            # make_runner's guard refuses an engine built for another TensorRT or GPU before loading it
+            # the guard refuses an engine built for another TensorRT or GPU before loading it; no torch
             self._session = None
-            runner = make_runner(artifact, backend="tensorrt", device="cuda", verify=False, running=running)
+            runner = engine_artifact_runner(artifact, device="cuda", running=running)
+            runner.batch_profile, runner.data_config = m.batch, m.data_config
             self._runner = runner.activate()
             self._lock = threading.Lock()
 

@@ -28,27 +28,36 @@ class RunningEnv:
     tensorrt: str
     gpu: str
     compute_capability: str
+    integrated: bool = False  # a Jetson / DRIVE GPU that shares memory with the CPU
 
     def describe(self) -> str:
         return f"TensorRT {self.tensorrt} on {self.gpu} (sm {self.compute_capability})"
 
 
 def running_env(device: int = 0, purpose: str = "Checking a TensorRT engine") -> RunningEnv:
-    """The TensorRT and CUDA GPU of this process (needs tensorrt and a CUDA GPU).
+    """The TensorRT and CUDA GPU of this process (needs tensorrt, cuda-bindings and a CUDA GPU).
 
     The one place every engine entry point (runners, the runtime, ``deploykit build``) learns what
-    is running, so tests replace this function to stand in for another machine.
+    is running, so tests replace this function to stand in for another machine. The GPU facts come
+    from ``cudaGetDeviceProperties`` (:mod:`deploykit.backends.cuda`), so no torch is needed.
     """
-    import torch
-
+    from deploykit.backends import cuda
     from deploykit.backends.tensorrt import import_tensorrt
 
     trt = import_tensorrt(purpose)
-    if not torch.cuda.is_available():
-        raise DeployKitError(f"{purpose} needs an NVIDIA GPU, and torch sees no CUDA device")
-    major, minor = torch.cuda.get_device_capability(device)
+    cuda.cudart(purpose)
+    try:
+        count = cuda.device_count()
+    except DeployKitError as e:  # no driver, or a driver older than the CUDA runtime
+        raise DeployKitError(f"{purpose} needs an NVIDIA GPU, and CUDA sees none here: {e}") from None
+    if count == 0:
+        raise DeployKitError(f"{purpose} needs an NVIDIA GPU, and CUDA sees none here")
+    info = cuda.device_info(device)
     return RunningEnv(
-        tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(device), compute_capability=f"{major}.{minor}"
+        tensorrt=str(trt.__version__),
+        gpu=info.name,
+        compute_capability=info.compute_capability,
+        integrated=info.integrated,
     )
 
 
