@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, MissingExtraError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -39,6 +39,29 @@ def first_line(e: BaseException, limit: int = 300) -> str:
 
 
 # -- sessions ----------------------------------------------------------------------------------
+class MissingOnnxRuntimeError(MissingExtraError):
+    """Neither onnxruntime nor onnxruntime-gpu is installed: name both extras, in one line."""
+
+    def __init__(self, purpose: str) -> None:
+        DeployKitError.__init__(
+            self,
+            f"{purpose} needs ONNX Runtime, which is not installed; install it with: pip install 'deploykit[cpu]' "
+            "(or 'deploykit[gpu]' for onnxruntime-gpu on an NVIDIA GPU, never both)",
+        )
+        self.package, self.extra = "onnxruntime", "cpu"
+
+
+def import_onnxruntime(purpose: str = "Running an ONNX model") -> Any:
+    """``onnxruntime`` (from the onnxruntime or the onnxruntime-gpu wheel), or a one-line error naming the extras."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "onnxruntime":
+            raise
+        raise MissingOnnxRuntimeError(purpose) from None
+    return onnxruntime
+
+
 def session_options(
     threads: int | None = None,
     inter_op_threads: int | None = None,
@@ -48,7 +71,7 @@ def session_options(
     profile_prefix: str | None = None,
 ) -> Any:
     """ORT SessionOptions from deploykit's vocabulary; errors only on the console."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     if optimization not in OPT_LEVELS:
         raise DeployKitError(f"graph optimisation level '{optimization}' is not one of {', '.join(OPT_LEVELS)}")
@@ -92,7 +115,7 @@ def ort_session(
     Every stage makes its sessions here; a model ORT refuses is a one-line DeployKitError naming
     ``where`` (the file, or the label given).
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     so = session_options(threads, inter_op_threads, optimization, spin, optimized_model_path, profile_prefix)
     if isinstance(model, (str, os.PathLike)):
@@ -115,6 +138,53 @@ def ort_session(
         )
     except Exception as e:  # ORT raises its own pybind exception types for bad files
         raise DeployKitError(f"{label}: ONNX Runtime cannot load it ({first_line(e)})") from None
+
+
+# -- GPU execution providers, configured as a deployment configures them ------------------------
+def gpu_provider_options(
+    providers: Sequence[str],
+    *,
+    device_id: int = 0,
+    trt_cache_dir: str | os.PathLike | None = None,
+    trt_profile: dict[str, tuple[Sequence[int], Sequence[int], Sequence[int]]] | None = None,
+) -> list[dict[str, Any]]:
+    """Options for each provider in ``providers`` (same order), for ``ort_session(provider_options=...)``.
+
+    Every GPU provider gets ``device_id``. The TensorRT EP keeps its engines and its timing cache in
+    ``trt_cache_dir`` (else it rebuilds every session), and builds one profile over the artifact's
+    batch range, ``trt_profile`` = input name -> (min, opt, max) shapes (else it rebuilds for each
+    new batch size). It never gets ``trt_fp16_enable``/``trt_int8_enable``: precision is the
+    artifact's (an FP16 or Q/DQ ONNX), not a flag that would let TensorRT pick lower precision.
+    """
+    if device_id < 0:
+        raise DeployKitError(f"device_id must be 0 or more, got {device_id}")
+    out: list[dict[str, Any]] = []
+    for p in providers:
+        if p == "CUDAExecutionProvider":
+            out.append({"device_id": device_id})
+        elif p == "TensorrtExecutionProvider":
+            opts: dict[str, Any] = {"device_id": device_id}
+            if trt_cache_dir is not None:
+                cache = str(Path(trt_cache_dir))
+                opts |= {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": cache,
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": cache,
+                }
+            if trt_profile:
+                for key, i in (
+                    ("trt_profile_min_shapes", 0),
+                    ("trt_profile_opt_shapes", 1),
+                    ("trt_profile_max_shapes", 2),
+                ):
+                    opts[key] = ",".join(
+                        f"{name}:{'x'.join(str(int(d)) for d in shapes[i])}" for name, shapes in trt_profile.items()
+                    )
+            out.append(opts)
+        else:
+            out.append({})
+    return out
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -316,6 +386,8 @@ __all__ = [
     "check_domains",
     "check_external_data",
     "first_line",
+    "gpu_provider_options",
+    "import_onnxruntime",
     "load_onnx",
     "ort_session",
     "save_onnx",

@@ -2,9 +2,12 @@
 # Build the wheel and install it into fresh virtual environments away from the source tree:
 #  1. with the project venv's dependencies: the package data a feature needs (the calibration
 #     recipes) came with it;
-#  2. with no extras at all (pip fetches numpy, Pillow, onnxruntime and click): torch is absent,
-#     the runtime and `deploykit predict` work on an artifact the project venv exported, and a
-#     pipeline command (`deploykit export`) stops with the one-line MissingExtraError.
+#  2. with no extras at all (pip fetches numpy, Pillow and click): no ONNX Runtime either, since
+#     onnxruntime and onnxruntime-gpu must never be installed together and pip cannot swap a core
+#     dependency, so `deploykit predict` stops with the one-line error naming 'deploykit[cpu]' and
+#     'deploykit[gpu]'; then with the `cpu` extra (onnxruntime): torch is absent, the runtime and
+#     `deploykit predict` work on an artifact the project venv exported, and a pipeline command
+#     (`deploykit export`) stops with the one-line MissingExtraError.
 # Usage: scripts/check_wheel.sh [PYTHON]   (PYTHON: the project's venv python, for the dependencies)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +49,24 @@ cd "$work"
   --no-optimize -q -o "$work/art" >/dev/null
 "$PY" -c 'import sys; from PIL import Image; Image.new("RGB", (40, 40), (200, 30, 90)).save(sys.argv[1])' "$work/img.png"
 python3 -m venv "$work/lean"
-"$work/lean/bin/python" -m pip install --quiet --disable-pip-version-check "$work"/dist/deploykit-*.whl
+wheel=$(ls "$work"/dist/deploykit-*.whl)
+"$work/lean/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel"
+if "$work/lean/bin/python" -c 'import onnxruntime' 2>/dev/null; then
+  echo "plain wheel install: onnxruntime is importable, but it belongs to the cpu extra (gpu has onnxruntime-gpu)" >&2
+  exit 1
+fi
+set +e
+"$work/lean/bin/deploykit" predict "$work/art" "$work/img.png" >"$work/bare.out" 2>"$work/bare.err"
+code=$?
+set -e
+want="^Error: .*needs ONNX Runtime, which is not installed; install it with: pip install 'deploykit\[cpu\]' \(or 'deploykit\[gpu\]'"
+if [ "$code" -ne 1 ] || [ "$(wc -l <"$work/bare.err")" -ne 1 ] || ! grep -Eq "$want" "$work/bare.err"; then
+  echo "plain wheel: deploykit predict without ONNX Runtime should exit 1 naming both extras; got exit $code:" >&2
+  cat "$work/bare.err" >&2
+  exit 1
+fi
+echo "plain wheel: deploykit predict without ONNX Runtime -> exit 1: $(cat "$work/bare.err")"
+"$work/lean/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[cpu]"
 if "$work/lean/bin/python" -c 'import torch' 2>/dev/null; then
   echo "lean wheel install: torch is importable, but a plain install must not pull it" >&2
   exit 1

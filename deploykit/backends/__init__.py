@@ -277,9 +277,13 @@ def _check_file_precision(kind: str, obj: Any, precision: str | None, backend: s
 def _ort_runner(
     kind: str, obj: Any, device: str, threads: int | None, precision: str | None, opts: dict[str, Any]
 ) -> Runner:
-    from deploykit.backends.onnxruntime import OnnxRuntimeRunner, providers_for_device
+    from deploykit.backends.onnxruntime import GPU_PROVIDERS, OnnxRuntimeRunner, providers_for_device, trt_profile
 
     providers = opts.pop("providers", None) or providers_for_device(device)
+    if any(p in GPU_PROVIDERS for p in providers) and not opts.get("provider_options"):
+        opts.setdefault("device_id", _cuda_index(device))  # cuda:N -> every GPU provider's device_id
+        if kind == "artifact":
+            opts.setdefault("trt_profile", trt_profile(obj.manifest))  # the artifact's batch range
     if kind == "module":
         raise DeployKitError(
             f"{getattr(obj, 'model_name', type(obj).__name__)}: onnxruntime runs ONNX; export the "

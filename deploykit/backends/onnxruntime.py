@@ -11,7 +11,7 @@ import numpy as np
 
 from deploykit.backends.base import Runner, RunnerError, Shape, check_feed
 from deploykit.errors import DeployKitError, MissingExtraError
-from deploykit.onnx_io import OPT_LEVELS
+from deploykit.onnx_io import OPT_LEVELS, gpu_provider_options, import_onnxruntime
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 DEVICE_PROVIDERS = {
@@ -42,7 +42,7 @@ def providers_for_device(device: str) -> tuple[str, ...]:
 
 def check_providers(providers: Sequence[str]) -> list[str]:
     """Refuse providers this onnxruntime build lacks, naming the extra that brings GPU ones."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     available = ort.get_available_providers()
     for p in providers:
@@ -54,6 +54,34 @@ def check_providers(providers: Sequence[str]) -> list[str]:
         hint = "" if p in known else f" (known providers: {', '.join(known[:6])}, ...)"
         raise DeployKitError(f"execution provider '{p}' is not available in this onnxruntime build{hint}")
     return list(providers)
+
+
+TRT_CACHE_SUFFIX = ".ort-trt-cache"
+
+
+def trt_cache_dir(model_path: str | os.PathLike) -> Path:
+    """Where the TensorRT EP keeps engines and timing cache for a model: a folder beside the artifact.
+
+    ``resnet18/model.onnx`` in an artifact directory -> ``resnet18.ort-trt-cache/`` next to it (the
+    artifact's own files, hashed in its manifest, stay untouched); a bare ``m.onnx`` ->
+    ``m.onnx.ort-trt-cache/``.
+    """
+    path = Path(model_path)
+    if (path.parent / "manifest.json").is_file():
+        return path.parent.with_name(path.parent.name + TRT_CACHE_SUFFIX)
+    return path.with_name(path.name + TRT_CACHE_SUFFIX)
+
+
+def trt_profile(manifest: Any) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Input name -> (min, opt, max) shapes from an artifact's batch profile, for the TensorRT EP."""
+    batch = manifest.batch
+    out = {}
+    for spec in manifest.inputs:
+        rest = [int(d) for d in spec.shape[1:] if not isinstance(d, str)]
+        if len(rest) != len(spec.shape) - 1:  # a symbolic dimension past the batch: no static profile
+            return {}
+        out[spec.name] = tuple((n, *rest) for n in (batch.min, batch.opt, batch.max))
+    return out
 
 
 class OnnxRuntimeRunner(Runner):
@@ -71,7 +99,12 @@ class OnnxRuntimeRunner(Runner):
         provider_options: Sequence[dict] | None = None,
         name: str | None = None,
         spin: bool = True,
+        device_id: int = 0,
+        trt_cache: str | os.PathLike | None = None,
+        trt_profile: dict[str, tuple] | None = None,
     ) -> None:
+        """``device_id``, ``trt_cache`` (default: :func:`trt_cache_dir` of a model file) and
+        ``trt_profile`` configure the GPU providers unless ``provider_options`` is given."""
         if graph_optimization_level not in OPT_LEVELS:
             raise DeployKitError(
                 f"graph optimisation level '{graph_optimization_level}' is not one of {', '.join(OPT_LEVELS)}"
@@ -99,6 +132,16 @@ class OnnxRuntimeRunner(Runner):
         self.inter_op_threads = inter_op_threads
         self.graph_optimization_level = graph_optimization_level
         self.provider_options = list(provider_options) if provider_options else None
+        self.trt_cache: Path | None = None
+        if self.provider_options is None and device == "cuda":
+            if "TensorrtExecutionProvider" in self.providers:
+                self.trt_cache = Path(trt_cache) if trt_cache is not None else None
+                if self.trt_cache is None and self.path is not None:
+                    self.trt_cache = trt_cache_dir(self.path)
+            self.provider_options = gpu_provider_options(
+                self.providers, device_id=device_id, trt_cache_dir=self.trt_cache, trt_profile=trt_profile
+            )
+            self.device = f"cuda:{device_id}"
         # ORT's worker threads spin between calls; with several sessions alive (an interleaved
         # benchmark) the idle ones would steal the cores from the one being timed.
         self.spin = spin
@@ -109,6 +152,11 @@ class OnnxRuntimeRunner(Runner):
 
         src = self.path if self.path is not None else self._model_bytes
         where = str(self.path) if self.path is not None else self.name
+        if self.trt_cache is not None:
+            try:
+                self.trt_cache.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise DeployKitError(f"{self.trt_cache}: cannot create the TensorRT EP cache folder ({e})") from None
         self.session = ort_session(
             src,
             providers=self.providers,
@@ -150,6 +198,8 @@ class OnnxRuntimeRunner(Runner):
             "inter_op_threads": self.inter_op_threads,
             "spin": self.spin,
         }
+        if self.provider_options and any(self.provider_options):
+            opts["provider_options"] = dict(zip(self.providers, self.provider_options))
         if self.session is not None:
             so = self.session.get_session_options()
             opts["threads"] = so.intra_op_num_threads or "default"

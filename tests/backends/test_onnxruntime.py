@@ -107,3 +107,108 @@ def test_cuda_provider_runs_when_available(onnx_path):
         OnnxRuntimeRunner(onnx_path, providers=providers_for_device("cuda")) as gpu,
     ):
         np.testing.assert_allclose(gpu.infer({"input": x})["logits"], cpu.infer({"input": x})["logits"], atol=1e-4)
+
+
+# -- GPU providers configured like a deployment (checked on CPU: the options ORT is handed) --------
+
+
+class _RecordingSession:
+    """Stands in for ort.InferenceSession: records what deploykit hands ONNX Runtime."""
+
+    made: list[dict] = []
+
+    def __init__(self, src, sess_options=None, providers=None, provider_options=None):
+        self.providers = list(providers)
+        type(self).made.append({"providers": self.providers, "provider_options": provider_options})
+
+    def get_providers(self):
+        return self.providers
+
+    def get_session_options(self):
+        return ort.SessionOptions()
+
+
+@pytest.fixture()
+def gpu_ort(monkeypatch):
+    """onnxruntime as if it were onnxruntime-gpu with CUDA and TensorRT EPs; sessions are recorded."""
+    _RecordingSession.made = []
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: everything)
+    monkeypatch.setattr(ort, "InferenceSession", _RecordingSession)
+    return _RecordingSession.made
+
+
+def test_gpu_providers_get_device_id_caches_and_profile(gpu_ort, tmp_path):
+    from tiny_models import tiny_artifact
+
+    from deploykit.backends import make_runner
+
+    art = tiny_artifact(tmp_path / "tiny")  # batch profile 1..8, opt 1
+    with make_runner(art.path, backend="onnxruntime-trt", device="cuda:1") as r:
+        assert r.device == "cuda:1"
+    made = gpu_ort[-1]
+    assert made["providers"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt_opts, cuda_opts, cpu_opts = made["provider_options"]
+    cache = str(tmp_path / "tiny.ort-trt-cache")
+    assert trt_opts == {
+        "device_id": 1,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+        "trt_profile_min_shapes": f"input:1x3x{SIZE}x{SIZE}",
+        "trt_profile_opt_shapes": f"input:1x3x{SIZE}x{SIZE}",
+        "trt_profile_max_shapes": f"input:8x3x{SIZE}x{SIZE}",
+    }
+    assert cuda_opts == {"device_id": 1} and cpu_opts == {}
+    assert (tmp_path / "tiny.ort-trt-cache").is_dir()
+    assert not any("fp16" in k or "int8" in k for k in trt_opts)  # precision is the artifact's
+    art.verify()  # the cache lives beside the artifact, never inside it
+
+    with make_runner(art.path, backend="onnxruntime-cuda", device="cuda:2"):
+        pass
+    assert gpu_ort[-1]["provider_options"] == [{"device_id": 2}, {}]
+
+
+def test_bare_onnx_file_gets_a_cache_beside_it_and_no_profile(gpu_ort, onnx_path):
+    with OnnxRuntimeRunner(onnx_path, providers=providers_for_device("tensorrt")) as r:
+        assert r.device == "cuda:0"
+    trt_opts = gpu_ort[-1]["provider_options"][0]
+    assert trt_opts["trt_engine_cache_path"] == str(onnx_path.with_name("tiny.onnx.ort-trt-cache"))
+    assert trt_opts["device_id"] == 0
+    assert not any(k.startswith("trt_profile") for k in trt_opts)
+
+
+def test_explicit_provider_options_are_kept(gpu_ort, onnx_path):
+    mine = [{"device_id": 3, "trt_max_workspace_size": 1 << 30}, {"device_id": 3}, {}]
+    with OnnxRuntimeRunner(onnx_path, providers=providers_for_device("tensorrt"), provider_options=mine):
+        pass
+    assert gpu_ort[-1]["provider_options"] == mine
+
+
+def test_cpu_sessions_get_no_provider_options(gpu_ort, onnx_path):
+    with OnnxRuntimeRunner(onnx_path):
+        pass
+    assert gpu_ort[-1]["provider_options"] is None
+
+
+def test_no_onnxruntime_names_both_extras(monkeypatch, onnx_path):
+    import builtins
+
+    from deploykit.onnx_io import ort_session
+
+    real_import = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name.split(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(MissingExtraError) as info:
+        ort_session(onnx_path)
+    assert str(info.value) == (
+        "Running an ONNX model needs ONNX Runtime, which is not installed; install it with: "
+        "pip install 'deploykit[cpu]' (or 'deploykit[gpu]' for onnxruntime-gpu on an NVIDIA GPU, never both)"
+    )
+    assert info.value.extra == "cpu"
