@@ -105,6 +105,7 @@ class FakeCudart:
         self.events: set[int] = set()
         self.calls: list[tuple] = []
         self.fail: dict[str, cudaError_t] = {}  # function name -> error it returns next time
+        self.elapsed_ms = 6.0  # what cudaEventElapsedTime reports
 
     # -- errors --------------------------------------------------------------------------------
     def _fails(self, fn: str) -> cudaError_t | None:
@@ -256,7 +257,7 @@ class FakeCudart:
         return (OK,)
 
     def cudaEventElapsedTime(self, start, end):  # noqa: N802
-        return OK, 0.0
+        return OK, self.elapsed_ms
 
     def cudaEventDestroy(self, event):  # noqa: N802
         self.events.discard(int(event))

@@ -221,7 +221,8 @@ class TensorRTRunner(Runner):
         for n in self._outputs:
             stream.copy_to_host(bound.host[n].ptr, bound.device[n].ptr, bound.host[n].nbytes)
 
-    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _prepare(self, feeds: Mapping[str, np.ndarray]) -> _Bound:
+        """Check the feeds, bind buffers for their shapes and fill the pinned inputs."""
         arrays: dict[str, np.ndarray] = {}
         for tname, (dtype, shape) in self._inputs.items():
             arr = check_feed(tname, feeds[tname], dtype, shape, self.name)
@@ -234,12 +235,16 @@ class TensorRTRunner(Runner):
             arrays[tname] = arr
         shapes = {n: tuple(int(d) for d in a.shape) for n, a in arrays.items()}
         key = tuple(shapes[n] for n in self._inputs)
-        stream = self._stream
-        assert stream is not None
         cuda.check(cuda.cudart().cudaSetDevice(self.device_index), f"cudaSetDevice({self.device_index})")
         bound = self._bind(key, shapes)
         for n, arr in arrays.items():
             np.copyto(bound.host[n].array, arr, casting="no")
+        return bound
+
+    def _launch(self, bound: _Bound) -> None:
+        """Queue one inference (copies in, engine, copies out): the captured graph, or a plain enqueue."""
+        stream = self._stream
+        assert stream is not None
         if self.cuda_graph and bound.graph is None:
             self._enqueue(bound)  # TensorRT finishes shape-dependent setup outside the capture
             stream.synchronize()
@@ -248,8 +253,38 @@ class TensorRTRunner(Runner):
             bound.graph.launch(stream)
         else:
             self._enqueue(bound)
-        stream.synchronize()
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        bound = self._prepare(feeds)
+        self._launch(bound)
+        assert self._stream is not None
+        self._stream.synchronize()
         return {n: bound.host[n].array.copy() for n in self._outputs}
+
+    def device_time_ms(self, feeds: Mapping[str, np.ndarray], iters: int = 10) -> float:
+        """Mean device time of one inference (copies in, engine, copies out), from CUDA events.
+
+        Host time (what ``infer`` costs the caller) adds Python, the feed check and the final
+        synchronisation; benchmarks report both.
+        """
+        self._require_active("device_time_ms")
+        if iters < 1:
+            raise DeployKitError(f"iters must be at least 1, got {iters}")
+        bound = self._prepare(feeds)
+        stream = self._stream
+        assert stream is not None
+        self._launch(bound)  # warm: capture the graph outside the timed span
+        start, end = cuda.Event(), cuda.Event()
+        try:
+            start.record(stream)
+            for _ in range(iters):
+                self._launch(bound)
+            end.record(stream)
+            end.synchronize()
+            return start.elapsed_ms(end) / iters
+        finally:
+            start.destroy()
+            end.destroy()
 
     def synchronize(self) -> None:
         if self._stream is not None:

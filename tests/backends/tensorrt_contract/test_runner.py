@@ -89,6 +89,16 @@ def test_runner_binds_by_name_and_returns_the_engine_output(world, monkeypatch, 
     assert fake.live() == {"device": 0, "pinned": 0, "streams": 0, "graphs": 0, "execs": 0, "events": 0}
 
 
+def test_device_time_from_events(world, monkeypatch, plan):
+    fake = install(monkeypatch)
+    log = _doubling_engine(world, fake)
+    with TensorRTRunner(plan, cuda_graph=True) as runner:
+        assert runner.device_time_ms({"x": np.ones((2, 4), np.float32)}, iters=3) == 6.0 / 3
+        assert sum(1 for c in fake.calls if c[0] == "cudaGraphLaunch") == 1 + 3  # one warm, three timed
+        assert log.enqueues == 2  # warm-up enqueue and the captured one
+        assert fake.live()["events"] == 0
+
+
 def test_runner_refuses_types_numpy_cannot_hold(world, monkeypatch, plan):
     fake = install(monkeypatch)
     _doubling_engine(world, fake, out_dtype="BF16")
