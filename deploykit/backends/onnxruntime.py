@@ -171,9 +171,13 @@ class OnnxRuntimeRunner(Runner):
         for p in self.providers:
             if p in GPU_PROVIDERS and p not in got:
                 self.session = None
+                hint = ""
+                if p == "TensorrtExecutionProvider":
+                    # onnxruntime-gpu up to 1.31.1 links libnvinfer.so.10: TensorRT 11 cannot serve it
+                    hint = "; ONNX Runtime's TensorRT EP needs TensorRT 10: pip install 'tensorrt-cu13>=10.13.2,<11'"
                 raise DeployKitError(
                     f"{where}: {p} could not start (no usable CUDA GPU or CUDA libraries); "
-                    f"the session fell back to {', '.join(got)}"
+                    f"the session fell back to {', '.join(got)}{hint}"
                 )
 
     def _deactivate(self) -> None:

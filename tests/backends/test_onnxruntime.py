@@ -179,6 +179,17 @@ def test_bare_onnx_file_gets_a_cache_beside_it_and_no_profile(gpu_ort, onnx_path
     assert not any(k.startswith("trt_profile") for k in trt_opts)
 
 
+def test_trt_ep_that_cannot_start_names_tensorrt_10(gpu_ort, monkeypatch, onnx_path):
+    # what onnxruntime-gpu does without libnvinfer.so.10: the session silently drops the TensorRT EP
+    monkeypatch.setattr(
+        _RecordingSession, "get_providers", lambda self: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    runner = OnnxRuntimeRunner(onnx_path, providers=providers_for_device("tensorrt"))
+    want = r"TensorrtExecutionProvider could not start .*needs TensorRT 10: pip install 'tensorrt-cu13>=10.13.2,<11'$"
+    with pytest.raises(DeployKitError, match=want):
+        runner.activate()
+
+
 def test_explicit_provider_options_are_kept(gpu_ort, onnx_path):
     mine = [{"device_id": 3, "trt_max_workspace_size": 1 << 30}, {"device_id": 3}, {}]
     with OnnxRuntimeRunner(onnx_path, providers=providers_for_device("tensorrt"), provider_options=mine):
