@@ -214,3 +214,18 @@ def test_runtime_engine_path_imports_no_torch(real_trt, tmp_path):
     means = x.mean(axis=(1, 2, 3))
     assert result["top"] == [[4, 3] if m > 0 else [0, 1] for m in means]
     assert result["device"] == 0
+
+
+def test_running_env_reads_the_gpu_through_cuda_bindings(world, monkeypatch):
+    from fake_cudart import cudaError_t
+
+    from deploykit.backends.tensorrt.guard import RunningEnv, running_env
+
+    fake = install(monkeypatch, FakeCudart([cudaDeviceProp(), cudaDeviceProp(b"Orin", 8, 7, 1)]))
+    assert running_env(1) == RunningEnv(world.trt.__version__, "Orin", "8.7", integrated=True)
+    assert running_env(0) == RunningEnv(world.trt.__version__, "Fake GPU", "8.6", integrated=False)
+    fake.count_error = cudaError_t.cudaErrorInsufficientDriver
+    with pytest.raises(
+        DeployKitError, match=r"^m: needs an NVIDIA GPU, and CUDA sees none here: CUDA cudaGetDeviceCount"
+    ):
+        running_env(0, purpose="m:")
