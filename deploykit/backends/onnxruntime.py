@@ -62,14 +62,17 @@ TRT_CACHE_SUFFIX = ".ort-trt-cache"
 def trt_cache_dir(model_path: str | os.PathLike) -> Path:
     """Where the TensorRT EP keeps engines and timing cache for a model: a folder beside the artifact.
 
-    ``resnet18/model.onnx`` in an artifact directory -> ``resnet18.ort-trt-cache/`` next to it (the
-    artifact's own files, hashed in its manifest, stay untouched); a bare ``m.onnx`` ->
-    ``m.onnx.ort-trt-cache/``.
+    ``resnet18/model.onnx`` in an artifact directory -> ``resnet18.ort-trt-cache/ort-1.31.1/`` next
+    to it (the artifact's own files, hashed in its manifest, stay untouched); a bare ``m.onnx`` ->
+    ``m.onnx.ort-trt-cache/ort-1.31.1/``. One subfolder per ONNX Runtime version, since ONNX Runtime
+    asks for its engine cache to be cleared when it is upgraded.
     """
     path = Path(model_path)
     if (path.parent / "manifest.json").is_file():
-        return path.parent.with_name(path.parent.name + TRT_CACHE_SUFFIX)
-    return path.with_name(path.name + TRT_CACHE_SUFFIX)
+        base = path.parent.with_name(path.parent.name + TRT_CACHE_SUFFIX)
+    else:
+        base = path.with_name(path.name + TRT_CACHE_SUFFIX)
+    return base / f"ort-{import_onnxruntime().__version__}"
 
 
 def trt_profile(manifest: Any) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:

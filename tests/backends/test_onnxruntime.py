@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -149,7 +151,7 @@ def test_gpu_providers_get_device_id_caches_and_profile(gpu_ort, tmp_path):
     made = gpu_ort[-1]
     assert made["providers"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     trt_opts, cuda_opts, cpu_opts = made["provider_options"]
-    cache = str(tmp_path / "tiny.ort-trt-cache")
+    cache = str(tmp_path / "tiny.ort-trt-cache" / f"ort-{ort.__version__}")
     assert trt_opts == {
         "device_id": 1,
         "trt_engine_cache_enable": True,
@@ -161,7 +163,7 @@ def test_gpu_providers_get_device_id_caches_and_profile(gpu_ort, tmp_path):
         "trt_profile_max_shapes": f"input:8x3x{SIZE}x{SIZE}",
     }
     assert cuda_opts == {"device_id": 1} and cpu_opts == {}
-    assert (tmp_path / "tiny.ort-trt-cache").is_dir()
+    assert Path(cache).is_dir()
     assert not any("fp16" in k or "int8" in k for k in trt_opts)  # precision is the artifact's
     art.verify()  # the cache lives beside the artifact, never inside it
 
@@ -174,7 +176,8 @@ def test_bare_onnx_file_gets_a_cache_beside_it_and_no_profile(gpu_ort, onnx_path
     with OnnxRuntimeRunner(onnx_path, providers=providers_for_device("tensorrt")) as r:
         assert r.device == "cuda:0"
     trt_opts = gpu_ort[-1]["provider_options"][0]
-    assert trt_opts["trt_engine_cache_path"] == str(onnx_path.with_name("tiny.onnx.ort-trt-cache"))
+    want = onnx_path.with_name("tiny.onnx.ort-trt-cache") / f"ort-{ort.__version__}"
+    assert trt_opts["trt_engine_cache_path"] == str(want)
     assert trt_opts["device_id"] == 0
     assert not any(k.startswith("trt_profile") for k in trt_opts)
 
