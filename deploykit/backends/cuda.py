@@ -220,7 +220,9 @@ class Stream:
         try:
             work()
         except BaseException:
-            rt.cudaStreamEndCapture(self._stream)  # leave the stream usable; the first error wins
+            ended = rt.cudaStreamEndCapture(self._stream)  # leave the stream usable; the first error wins
+            if isinstance(ended, tuple) and len(ended) > 1 and int(ended[0]) == 0 and ended[1] is not None:
+                rt.cudaGraphDestroy(ended[1])
             raise
         graph = check(rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
         try:

@@ -138,7 +138,7 @@ def test_failed_capture_leaves_the_stream_usable(monkeypatch):
 
     with pytest.raises(DeployKitError, match="enqueue failed"):
         stream.capture(broken)
-    assert fake.capturing == {}
+    assert fake.capturing == {} and fake.live()["graphs"] == 0
     stream.destroy()
 
 
