@@ -9,6 +9,7 @@ not proven here.
 from __future__ import annotations
 
 import pytest
+from precision_models import precision_artifact
 
 from deploykit.backends.tensorrt.builder import EngineOptions, build_serialized
 from deploykit.errors import DeployKitError
@@ -179,3 +180,25 @@ def test_failed_build_names_the_first_error(world, tmp_path):
     world.preset("Builder", build_serialized_network=None)
     with pytest.raises(DeployKitError, match="TensorRT could not build an engine .*see the build log"):
         build_serialized(path, EngineOptions(precision="fp32"), log_file=tmp_path / "build.log")
+
+
+def test_export_fp16_builds_its_engine_through_the_same_path(world, real_trt, tmp_path, monkeypatch):
+    """``deploykit export MODEL --fp16``'s engine step (cli/export.py -> harness.headline -> the build stage)."""
+    import deploykit.backends.tensorrt.guard as guard
+    import deploykit.harness.headline as headline
+    from deploykit.cli.export import _engine
+
+    trt = world.module
+    art = precision_artifact(tmp_path / "tiny-fp16", "fp16")  # what export --fp16 writes: an FP16 ONNX artifact
+    prepare(world, tmp_path)
+    here = guard.RunningEnv(real_trt.__version__, "NVIDIA L4", "8.9")
+    monkeypatch.setattr(guard, "running_env", lambda *a, **k: here)
+    monkeypatch.setattr(headline, "environment_problem", lambda: None)
+    monkeypatch.setattr(headline, "prove_parity", lambda *a, **k: {})  # needs a GPU: not what is checked here
+    monkeypatch.setattr(headline, "measure_latency", lambda *a, **k: {})
+    _engine(art, False, None, None, force=False, quiet=True)
+    builder = only(world, "Builder")
+    builder.create_network.assert_called_once_with(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    assert flag_calls(only(world, "IBuilderConfig"), "set_flag") == []
+    engine = tmp_path / "tiny-fp16-trt-fp16"
+    assert (engine / "model.plan").read_bytes() == b"serialized plan"
