@@ -39,11 +39,23 @@ Serializer = Callable[..., BuiltEngine]
 
 
 def tensorrt_serializer() -> Serializer:
-    """TensorRT's engine builder; the one place the stage imports tensorrt (tests stand in a fake here)."""
-    from deploykit.backends.tensorrt import import_tensorrt
-    from deploykit.backends.tensorrt.builder import build_serialized
+    """TensorRT's engine builder; the one place the stage imports tensorrt (tests stand in a fake here).
 
-    import_tensorrt("deploykit build")
+    Refuses a TensorRT older than :data:`~deploykit.backends.tensorrt.builder.MIN_TENSORRT`, the
+    oldest the strongly typed build path is written for.
+    """
+    from deploykit.backends.tensorrt import import_tensorrt
+    from deploykit.backends.tensorrt.builder import MIN_TENSORRT, build_serialized
+
+    trt = import_tensorrt("deploykit build")
+    version = str(getattr(trt, "__version__", "0"))
+    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in version.split(".")[:2]]
+    if tuple(parts + [0] * (2 - len(parts))) < MIN_TENSORRT:
+        oldest = ".".join(map(str, MIN_TENSORRT))
+        raise DeployKitError(
+            f"TensorRT {version} is older than {oldest}, the oldest deploykit builds strongly typed engines "
+            f"with; upgrade it: pip install -U 'deploykit[tensorrt]'"
+        )
     return build_serialized
 
 

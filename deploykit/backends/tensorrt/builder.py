@@ -31,6 +31,9 @@ from deploykit.backends.tensorrt.guard import HARDWARE_COMPAT, HARDWARE_COMPAT_L
 from deploykit.errors import DeployKitError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
+# The oldest TensorRT the strongly typed path is meant for (deploykit's stated floor); the bindings
+# contract test checks the names it uses against 10.13.3.9 and 11.4.0.106 only.
+MIN_TENSORRT = (10, 8)
 # progress(phase, step, steps): one call per builder step TensorRT reports.
 BuildProgress = Callable[[str, int, int], None]
 

@@ -202,3 +202,12 @@ def test_export_fp16_builds_its_engine_through_the_same_path(world, real_trt, tm
     assert flag_calls(only(world, "IBuilderConfig"), "set_flag") == []
     engine = tmp_path / "tiny-fp16-trt-fp16"
     assert (engine / "model.plan").read_bytes() == b"serialized plan"
+
+
+def test_tensorrt_older_than_10_8_is_refused_in_one_line(world, monkeypatch):
+    from deploykit.build import tensorrt_serializer
+
+    assert tensorrt_serializer() is build_serialized  # this version (10.13 or 11.4) is new enough
+    monkeypatch.setattr(world.module, "__version__", "10.7.0.23")
+    with pytest.raises(DeployKitError, match=r"^TensorRT 10.7.0.23 is older than 10.8, the oldest deploykit builds"):
+        tensorrt_serializer()
