@@ -190,3 +190,18 @@ def test_a_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
         build_engine_artifact(art.path, "fp16", running=BUILT_ON, serialize=RecordingSerializer())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fp32"]
     assert onnx.load(str(art.main_path)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT
+
+
+def test_cli_refuses_a_mismatch_in_one_line_and_documents_the_new_options(tmp_path):
+    from click.testing import CliRunner
+
+    from deploykit.cli import cli
+
+    art = precision_artifact(tmp_path / "fp16", "fp16")
+    r = CliRunner().invoke(cli, ["build", str(art.path), "--precision", "fp32"])
+    assert r.exit_code != 0
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "is a fp16 artifact and a strongly typed engine computes" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fp16"]
+    r = CliRunner().invoke(cli, ["build", "--help"])
+    assert "--tf32" in r.output and "none|ampere+|same-cc" in r.output
