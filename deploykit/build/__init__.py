@@ -138,8 +138,6 @@ def environment_problem() -> str | None:
 
 def _check_label(parent: Any, precision: str) -> None:
     """Refuse, in one line, a label the artifact cannot give under strong typing (manifest, then graph)."""
-    from deploykit.build.precision_check import check_precision
-
     m, where = parent.manifest, str(parent.path)
     quantize = f"deploykit quantize {where} --profile tensorrt --calib SPEC --val SPEC"
     if precision in ("int8", "best"):
@@ -167,9 +165,10 @@ def _check_label(parent: Any, precision: str) -> None:
         label = "best" if high_precision(m) == "fp16" else "int8"
         raise DeployKitError(f"{where}: is an INT8 (Q/DQ) artifact; build it with --precision {label}")
     if precision == "fp32" and m.precision != "fp32":
+        other = "build it with --precision fp16, or " if m.precision == "fp16" else ""
         raise DeployKitError(
             f"{where}: is a {m.precision} artifact and a strongly typed engine computes in the artifact's types; "
-            f"build it with --precision {m.precision}, or build --precision fp32 from the FP32 artifact"
+            f"{other}build --precision fp32 from the FP32 artifact"
         )
     # fp16 of an FP32 artifact: the graph must be FP32 here, and is converted (and checked again) when built
     label = "fp32" if converts_to_fp16(m, precision) else precision

@@ -11,7 +11,9 @@ Properties follow the real class too: code that assigns a read-only property (``
 AttributeError, and a settable one checks its value against the setter's signature (an enum of the
 right type). Tests give stand-ins values with :meth:`World.preset` (every new instance of a class)
 or :meth:`World.set` (one instance), which bypass the read-only rule; ``host_memory(b"...")`` is an
-``IHostMemory`` with content (a buffer, like the real one).
+``IHostMemory`` with content (a buffer, like the real one); :meth:`World.on_call` runs a function when
+a method is called (TensorRT logging while it builds); ``constructed`` keeps the arguments each
+Builder/Runtime/OnnxParser/... was constructed with (the logger deploykit gave it).
 """
 
 from __future__ import annotations
