@@ -24,8 +24,10 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str | None):
     type=click.Choice(["fp32", "fp16", "int8", "best"]),
     default="fp16",
     show_default=True,
-    help="Engine precision. int8 needs an INT8 artifact made with 'deploykit quantize --profile tensorrt'; "
-    "best enables FP16 and INT8 together (also from such an artifact).",
+    help="Engine precision, which must be what the artifact's graph holds (engines are strongly typed): "
+    "fp32 from an FP32 artifact; fp16 from an FP16 one (an FP32 artifact is converted first); int8 from "
+    "an INT8 artifact made with 'deploykit quantize --profile tensorrt'; best from one made with "
+    "'--profile tensorrt --high-precision fp16' (INT8 with FP16 outside the Q/DQ pairs).",
 )
 @click.option(
     "--batch",
@@ -57,16 +59,23 @@ def _batch(ctx: click.Context, param: click.Parameter, value: str | None):
 )
 @click.option(
     "--hardware-compat",
-    type=click.Choice(["none", "ampere+"]),
+    type=click.Choice(["none", "ampere+", "same-cc"]),
     default="none",
     show_default=True,
-    help="ampere+: the engine runs on any Ampere or newer GPU (sm 8.0+), possibly slower.",
+    help="ampere+: the engine runs on any discrete Ampere or newer GPU (sm 8.0+; not on Jetson/DRIVE); "
+    "same-cc: on any GPU of this one's compute capability. Both can be slower.",
 )
 @click.option(
     "--version-compatible",
     is_flag=True,
-    help="The engine also runs on later TensorRT releases of the same major version (embeds the "
-    "lean runtime; runners allow its host code).",
+    help="The engine also runs on later TensorRT releases of the same major version, and a TensorRT 10 "
+    "engine on TensorRT 11 (embeds the lean runtime; runners allow its host code).",
+)
+@click.option(
+    "--tf32",
+    is_flag=True,
+    help="Let FP32 layers use TF32 on Ampere and newer (faster, ~1e-3 relative error); off by default, "
+    "recorded in the manifest.",
 )
 @output_options("Engine artifact directory (default: ARTIFACT-trt-PRECISION next to ARTIFACT).")
 @quiet_option
@@ -79,6 +88,7 @@ def build_cmd(
     opt_level: int | None,
     hardware_compat: str,
     version_compatible: bool,
+    tf32: bool,
     out: str | None,
     force: bool,
     quiet: bool,
@@ -87,9 +97,9 @@ def build_cmd(
 
     Needs the tensorrt extra (pip install 'deploykit[tensorrt]') and an NVIDIA GPU. The result is a
     directory with model.plan, build.log and manifest.json recording the TensorRT version, GPU,
-    compute capability, precision, batch profile, flags, build time and the sha256 of the engine and
-    its parent ONNX; runners refuse it on another TensorRT version or GPU unless it was built with
-    --version-compatible / --hardware-compat.
+    compute capability, precision (checked against the graph's types before building), batch profile,
+    flags, build time and the sha256 of the engine and the ONNX it was built from; runners refuse it
+    on another TensorRT version or GPU unless it was built with --version-compatible / --hardware-compat.
     """
     from deploykit.build import build_engine_artifact
 
@@ -103,6 +113,7 @@ def build_cmd(
         opt_level=opt_level,
         hardware_compat=hardware_compat,
         version_compatible=version_compatible,
+        tf32=tf32,
         out=out,
         force=force,
         progress=progress,

@@ -22,7 +22,7 @@ from deploykit.cli.options import (
     "--opset",
     type=int,
     default=None,
-    help="ONNX opset (default 18; 13-20 accepted by both ONNX Runtime and TensorRT 10).",
+    help="ONNX opset (default 18; 13-20 accepted by ONNX Runtime and TensorRT 10 and 11).",
 )
 @click.option(
     "--batch",

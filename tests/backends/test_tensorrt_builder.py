@@ -27,7 +27,11 @@ def test_other_failures_point_at_the_log():
     assert "no error logged" in _build_failure(Path("m.onnx"), EngineOptions(), [], None)
 
 
-def test_flags_follow_precision():
-    assert EngineOptions(precision="best").flags["fp16"] and EngineOptions(precision="best").flags["int8"]
-    assert not EngineOptions(precision="fp32").flags["fp16"]
+def test_flags_record_strong_typing_and_tf32_never_a_precision_flag():
+    for precision in ("fp32", "fp16", "int8", "best"):
+        flags = EngineOptions(precision=precision).flags
+        assert flags["strongly_typed"] is True and flags["tf32"] is False
+        assert not {"fp16", "int8", "bf16"} & set(flags)  # precision comes from the graph, not from flags
+    assert EngineOptions(precision="fp32", tf32=True).flags["tf32"] is True
     assert EngineOptions(precision="int8", version_compatible=True).to_dict()["version_compatible"] is True
+    assert EngineOptions(hardware_compat="same-cc").flags["hardware_compat"] == "same-cc"

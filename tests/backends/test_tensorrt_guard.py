@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.backends.tensorrt.guard import RunningEnv, check_engine, incompatibility, rebuild_command
+from deploykit.backends.tensorrt.guard import (
+    CROSS_MAJOR,
+    HARDWARE_COMPAT,
+    RunningEnv,
+    build_problem,
+    check_engine,
+    incompatibility,
+    rebuild_command,
+)
 from deploykit.errors import DeployKitError
 
 H100 = RunningEnv("10.3.0", "NVIDIA H100 80GB HBM3", "9.0")
@@ -60,9 +68,36 @@ def test_version_compatible_engine_runs_on_later_same_major():
     rec = record(flags={"version_compatible": True})
     assert incompatibility(rec, RunningEnv("10.7.0", H100.gpu, "9.0")) is None
     assert "version-compatible from TensorRT 10.3.0" in incompatibility(rec, RunningEnv("10.2.1", H100.gpu, "9.0"))
-    assert "later 10.x releases" in incompatibility(rec, RunningEnv("11.0.0", H100.gpu, "9.0"))
     # portable in version only: still tied to the GPU
     assert "built for" in incompatibility(rec, RunningEnv("10.7.0", "NVIDIA L4", "8.9"))
+
+
+def test_version_compatible_across_majors_only_where_nvidia_supports_it():
+    # TensorRT 11.4 support matrix: 10.x version-compatible engines run on 11.x, 8.x ones on 10.x; nothing else
+    assert CROSS_MAJOR == {8: (10,), 10: (11,)}
+    vc = record(flags={"version_compatible": True})
+    assert incompatibility(vc, RunningEnv("11.0.0", H100.gpu, "9.0")) is None
+    assert incompatibility(vc, RunningEnv("11.4.1", H100.gpu, "9.0")) is None
+    why = incompatibility(vc, RunningEnv("12.0.0", H100.gpu, "9.0"))
+    assert why == (
+        "it is version-compatible from TensorRT 10.3.0 to later 10.x releases and 11.x, and TensorRT 12.0.0 is running"
+    )
+    assert (
+        incompatibility(
+            record(tensorrt="8.6.1", flags={"version_compatible": True}), RunningEnv("10.0.1", H100.gpu, "9.0")
+        )
+        is None
+    )
+    assert "8.6.1" in incompatibility(
+        record(tensorrt="8.6.1", flags={"version_compatible": True}), RunningEnv("11.0.0", H100.gpu, "9.0")
+    )
+    # never backwards: an 11.x engine on a 10.x runtime, version-compatible or not
+    eleven = record(tensorrt="11.4.0", flags={"version_compatible": True})
+    assert "later 11.x releases, and TensorRT 10.13.3 is running" in incompatibility(
+        eleven, RunningEnv("10.13.3", H100.gpu, "9.0")
+    )
+    # without the flag an engine stays on the exact version
+    assert "built with TensorRT 10.3.0" in incompatibility(record(), RunningEnv("11.0.0", H100.gpu, "9.0"))
 
 
 def test_hardware_compatible_engine_runs_on_ampere_and_newer():
@@ -88,3 +123,37 @@ def test_unknown_hardware_level_and_bad_capability():
     assert "unknown" in incompatibility(record(flags={"hardware_compat": "hopper+"}), H100)
     with pytest.raises(DeployKitError, match="compute capability 'sm90'"):
         incompatibility(record(compute_capability="sm90"), H100)
+
+
+def test_ampere_plus_is_refused_on_integrated_gpus():
+    rec = record(flags={"hardware_compat": "ampere+"})
+    orin = RunningEnv("10.3.0", "Orin", "8.7", integrated=True)
+    why = incompatibility(rec, orin)
+    assert "does not support on integrated GPUs (Jetson, DRIVE)" in why and "Orin" in why
+    assert incompatibility(rec, RunningEnv("10.3.0", "NVIDIA A10G", "8.6")) is None
+    # a default engine built on that Orin runs there: only hardware compatibility is unsupported
+    assert incompatibility(record(gpu="Orin", compute_capability="8.7"), orin) is None
+    assert RunningEnv("10.3.0", "x", "8.0").integrated is False  # the default: a discrete GPU
+
+
+def test_same_cc_runs_on_any_gpu_of_that_compute_capability():
+    rec = record(flags={"hardware_compat": "same-cc"})
+    assert "same-cc" in HARDWARE_COMPAT
+    assert incompatibility(rec, RunningEnv("10.3.0", "NVIDIA H100 PCIe", "9.0")) is None
+    assert incompatibility(rec, RunningEnv("10.3.0", "NVIDIA GH200 480GB", "9.0")) is None
+    why = incompatibility(rec, RunningEnv("10.3.0", "NVIDIA L4", "8.9"))
+    assert why == "it is hardware-compatible with GPUs of sm 9.0 (same-cc), and this NVIDIA L4 is sm 8.9"
+    assert "--hardware-compat same-cc" in rebuild_command(rec, "/x")
+
+
+def test_build_problem_names_what_this_gpu_cannot_build():
+    assert build_problem("none", RunningEnv("10.3.0", "Tesla V100", "7.0")) is None
+    assert build_problem("same-cc", RunningEnv("10.3.0", "Tesla T4", "7.5")) is None
+    assert "sm 7.5 or newer" in build_problem("same-cc", RunningEnv("10.3.0", "Tesla V100", "7.0"))
+    assert "sm 8.0 or newer" in build_problem("ampere+", RunningEnv("10.3.0", "Tesla T4", "7.5"))
+    assert "integrated" in build_problem("ampere+", RunningEnv("10.3.0", "Orin", "8.7", integrated=True))
+    assert build_problem("same-cc", RunningEnv("10.3.0", "Orin", "8.7", integrated=True)) is None
+
+
+def test_rebuild_command_keeps_tf32():
+    assert rebuild_command(record(precision="fp32", flags={"tf32": True}), "/x").endswith("--tf32 --out /x --force")

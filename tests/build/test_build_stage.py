@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import CLASSES, SIZE, tiny_artifact, tiny_onnx
+from precision_models import precision_artifact
+from tiny_models import SIZE, tiny_artifact
 
-from deploykit.artifact import Artifact, ArtifactWriter, BatchProfile, Manifest, TensorSpec
+from deploykit.artifact import Artifact, ArtifactWriter
 from deploykit.backends.tensorrt.builder import EngineOptions
 from deploykit.backends.tensorrt.guard import RunningEnv, check_engine_artifact, engine_record
 from deploykit.build import PLAN_NAME, build_engine_artifact, default_out, engine_manifest, parse_batch, plan_build
-from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError, MissingExtraError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -21,23 +21,8 @@ BUILT_ON = RunningEnv("10.3.0", "NVIDIA L4", "8.9")
 
 
 def int8_artifact(out, profile="tensorrt"):
-    """An INT8 artifact's manifest as deploykit quantize records it (the graph itself is the tiny FP32 one)."""
-    with ArtifactWriter(out) as writer:
-        tiny_onnx(writer.dir / "model.onnx", batch="batch")
-        m = Manifest(
-            model="tiny",
-            family="test",
-            format="onnx",
-            precision="int8",
-            main_file="model.onnx",
-            data_config=DataConfig(input_size=(3, SIZE, SIZE), num_classes=CLASSES),
-            inputs=[TensorSpec("input", "float32", ["batch", 3, SIZE, SIZE])],
-            outputs=[TensorSpec("logits", "float32", ["batch", CLASSES])],
-            batch=BatchProfile(1, 1, 8, True),
-            opset=17,
-        )
-        m.add_stage("quantize", params={"profile": profile})
-        return writer.commit(m)
+    """An INT8 artifact as deploykit quantize records it: the TensorRT Q/DQ graph, ``profile`` in the stage."""
+    return precision_artifact(out, "int8", profile=profile)
 
 
 def recorded_engine(tmp_path, parent, env=BUILT_ON, **flags):
@@ -75,7 +60,7 @@ def test_options_are_validated_without_tensorrt():
         ({"precision": "int4"}, "not one of fp32, fp16, int8, best"),
         ({"workspace_mb": 0}, "at least 1 MB"),
         ({"opt_level": 6}, "not in 0-5"),
-        ({"hardware_compat": "hopper+"}, "not one of none, ampere+"),
+        ({"hardware_compat": "hopper+"}, "not one of none, ampere+, same-cc"),
         ({"min_batch": 4, "opt_batch": 2, "max_batch": 8}, "1 <= min <= opt <= max"),
     ]:
         with pytest.raises(DeployKitError, match=words.replace("+", r"\+")):
@@ -91,8 +76,8 @@ def test_plan_build_defaults_from_the_artifact(tmp_path):
         art.path, batch="2:4:8", precision="fp32", opt_level=5, hardware_compat="ampere+", version_compatible=True
     )
     assert options.flags == {
-        "fp16": False,
-        "int8": False,
+        "strongly_typed": True,
+        "tf32": False,
         "workspace_mb": None,
         "opt_level": 5,
         "hardware_compat": "ampere+",
@@ -122,8 +107,8 @@ def test_int8_needs_a_tensorrt_int8_artifact(tmp_path):
     with pytest.raises(DeployKitError, match="quantised for the 'onnxruntime' Q/DQ profile"):
         plan_build(ort.path, precision="int8")
     trt = int8_artifact(tmp_path / "trt")
-    assert plan_build(trt.path, precision="best")[1].flags["int8"]
-    with pytest.raises(DeployKitError, match="build it with --precision int8 or best"):
+    assert plan_build(trt.path, precision="int8")[1].precision == "int8"
+    with pytest.raises(DeployKitError, match="INT8 .Q/DQ. artifact; build it with --precision int8$"):
         plan_build(trt.path, precision="fp16")
 
 

@@ -22,10 +22,12 @@ def test_environment_problem_names_what_is_missing():
     why = environment_problem()
     if importlib.util.find_spec("tensorrt") is None:
         assert why == "the 'tensorrt' module is not installed (pip install 'deploykit[tensorrt]')"
-    elif not torch.cuda.is_available():
-        assert why == "no NVIDIA GPU is visible (torch.cuda.is_available() is False)"
+    elif importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        assert why == "the 'cuda-bindings' module is not installed (pip install 'deploykit[tensorrt]')"
     else:
-        assert why is None
+        from deploykit.backends.cuda import cuda_available
+
+        assert (why is None) == cuda_available(), why
 
 
 def test_build_command_quotes_the_path():

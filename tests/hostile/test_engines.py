@@ -51,17 +51,28 @@ MISMATCHES = {
     "version-compatible on an older TensorRT": (
         {"version_compatible": True},
         RunningEnv("10.2.1", "NVIDIA L4", "8.9"),
-        "it is version-compatible from TensorRT 10.3.0 to later 10.x releases, and TensorRT 10.2.1 is running",
+        "it is version-compatible from TensorRT 10.3.0 to later 10.x releases and 11.x, and TensorRT 10.2.1 is running",
     ),
-    "version-compatible on another major": (
+    "version-compatible on a major NVIDIA does not support": (
         {"version_compatible": True},
-        RunningEnv("11.0.0", "NVIDIA L4", "8.9"),
-        "it is version-compatible from TensorRT 10.3.0 to later 10.x releases, and TensorRT 11.0.0 is running",
+        RunningEnv("12.0.0", "NVIDIA L4", "8.9"),
+        "it is version-compatible from TensorRT 10.3.0 to later 10.x releases and 11.x, and TensorRT 12.0.0 is running",
     ),
     "ampere+ on a pre-Ampere GPU": (
         {"hardware_compat": "ampere+"},
         RunningEnv("10.3.0", "Tesla T4", "7.5"),
         "it is hardware-compatible with Ampere and newer GPUs (sm 8.0+), and this Tesla T4 is sm 7.5",
+    ),
+    "ampere+ on an integrated GPU": (
+        {"hardware_compat": "ampere+"},
+        RunningEnv("10.3.0", "Orin", "8.7", integrated=True),
+        "it is hardware-compatible (ampere+), which TensorRT does not support on integrated GPUs (Jetson, DRIVE), "
+        "and this Orin is one",
+    ),
+    "same-cc on another compute capability": (
+        {"hardware_compat": "same-cc"},
+        RunningEnv("10.3.0", "NVIDIA A10G", "8.6"),
+        "it is hardware-compatible with GPUs of sm 8.9 (same-cc), and this NVIDIA A10G is sm 8.6",
     ),
 }
 

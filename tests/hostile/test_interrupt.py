@@ -247,7 +247,8 @@ def test_engine_force_rebuild_replaces_the_whole_artifact(tmp_path, previous_eng
     rebuilt = fake_engine(src, out, plan=b"new plan", force=True)
     assert rebuilt.path == out and Artifact.load(out).main_path.read_bytes() == b"new plan"
     after = snapshot(out)
-    assert sorted(after) == sorted(before) == ["build.log", "manifest.json", "model.plan"]
+    # fp16 of the FP32 tiny artifact: the engine keeps the FP16 ONNX it was converted to and built from
+    assert sorted(after) == sorted(before) == ["build.log", "manifest.json", "model-fp16.onnx", "model.plan"]
     assert after["manifest.json"] != before["manifest.json"]  # the new build's record, not a mix
     assert leftovers(out) == []
 

@@ -1,6 +1,14 @@
-"""Build a serialized TensorRT 10 engine from ONNX: network, builder config, profile, build.
+"""Build a serialized TensorRT engine from ONNX: a strongly typed network, builder config, profile, build.
 
-Written against TensorRT 10's Python API directly (``Builder``, ``OnnxParser``,
+One path for TensorRT 10 (>= 10.8) and 11. TensorRT 11 builds strongly typed networks only and
+removed the weak-typing precision flags (``BuilderFlag.FP16``, ``INT8``, ...; deprecated since
+10.12, see NVIDIA's "Migrating from TensorRT 10.x to 11.x"), so the network is created with
+``STRONGLY_TYPED`` (required on 10.x, accepted and ignored on 11.x) and no precision flag is ever
+set: the ONNX tensor types decide each layer's precision. deploykit.build checks before building
+that those types are what the label says (deploykit/build/precision_check.py). ``TF32`` is on by
+default in TensorRT; it is cleared unless ``tf32`` is asked for, so FP32 layers compute in FP32.
+
+Written against TensorRT's Python API directly (``Builder``, ``OnnxParser``,
 ``IBuilderConfig``, ``IProgressMonitor``, ``ITimingCache``) rather than through Polygraphy's
 loaders: deploykit needs the build log in a file, a progress callback, a version-bound timing
 cache and the portability flags recorded in a manifest, and doing that around Polygraphy's
@@ -19,10 +27,13 @@ from typing import Any
 
 from deploykit._io import atomic_write_bytes
 from deploykit.backends.tensorrt import import_tensorrt
-from deploykit.backends.tensorrt.guard import HARDWARE_COMPAT
+from deploykit.backends.tensorrt.guard import HARDWARE_COMPAT, HARDWARE_COMPAT_LEVELS
 from deploykit.errors import DeployKitError
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
+# The oldest TensorRT the strongly typed path is meant for (deploykit's stated floor); the bindings
+# contract test checks the names it uses against 10.13.3.9 and 11.4.0.106 only.
+MIN_TENSORRT = (10, 8)
 # progress(phase, step, steps): one call per builder step TensorRT reports.
 BuildProgress = Callable[[str, int, int], None]
 
@@ -39,6 +50,7 @@ class EngineOptions:
     opt_level: int | None = None  # TensorRT's builder_optimization_level, 0-5 (its default is 3)
     hardware_compat: str = "none"
     version_compatible: bool = False
+    tf32: bool = False  # let FP32 layers use TF32 (10-bit mantissa inputs) on Ampere and newer
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -60,8 +72,8 @@ class EngineOptions:
     def flags(self) -> dict[str, Any]:
         """The portability and tuning flags recorded in the engine's manifest."""
         return {
-            "fp16": self.precision in ("fp16", "best"),
-            "int8": self.precision in ("int8", "best"),
+            "strongly_typed": True,
+            "tf32": self.tf32,
             "workspace_mb": self.workspace_mb,
             "opt_level": self.opt_level,
             "hardware_compat": self.hardware_compat,
@@ -119,23 +131,22 @@ def _build(
     monitor = _progress_monitor(trt, progress) if progress else None
 
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10 networks are always explicit-batch
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(_parser_error(parser.get_error(i)) for i in range(parser.num_errors))
         raise DeployKitError(f"{path}: TensorRT's ONNX parser failed ({errors[:300]})")
 
     config = builder.create_builder_config()
     if options.workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
-    if options.precision in ("fp16", "best"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if options.precision in ("int8", "best"):
-        config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ graphs carry their own scales
+    if not options.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; FP32 means FP32 unless --tf32
     if options.opt_level is not None:
         config.builder_optimization_level = options.opt_level
-    if options.hardware_compat == "ampere+":
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    level = HARDWARE_COMPAT_LEVELS[options.hardware_compat]
+    if level is not None:
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if monitor is not None:
@@ -150,8 +161,7 @@ def _build(
     seconds = time.perf_counter() - start
     if serialized is None:
         raise DeployKitError(_build_failure(path, options, lines, log_file))
-    new_cache = config.get_timing_cache()
-    cache_bytes = bytes(new_cache.serialize()) if new_cache is not None else None
+    cache_bytes = bytes(cache.serialize())  # the builder adds its timings to the cache it was given
     return BuiltEngine(plan=bytes(serialized), timing_cache=cache_bytes, seconds=seconds, log=lines, inputs=shapes)
 
 
@@ -181,6 +191,12 @@ def _add_profile(
     return shapes
 
 
+def _parser_error(error: Any) -> str:
+    """One parser error as "node: description" (the node is empty for file-level errors)."""
+    node = str(error.node_name() or "")
+    return f"{node}: {error.desc()}" if node else str(error.desc())
+
+
 def _build_failure(path: Path, options: EngineOptions, lines: list[str], log_file: Any) -> str:
     errors = [ln for ln in lines if ln.startswith(("[E]", "[F]"))]
     last = errors[0][4:] if errors else "no error logged"  # the first error is the cause; later ones follow from it
@@ -206,7 +222,7 @@ def _file_logger(trt: Any, lines: list[str], fh: Any) -> Any:
                 return
             line = f"[{tags.get(severity, '?')}] {' '.join(str(msg).split())}"
             lines.append(line)
-            if self.file is not None:
+            if self.file is not None and not self.file.closed:  # TensorRT may log after the build
                 self.file.write(line + "\n")
                 self.file.flush()
 
@@ -243,7 +259,10 @@ def build_engine(
     max_batch: int | None = None,
     workspace_mb: int | None = None,
 ) -> bytes:
-    """Parse ONNX, set precision flags and one batch profile, and return the serialized engine."""
+    """Parse ONNX (its tensor types set the precision), add one batch profile, return the serialized engine.
+
+    ``precision`` only labels the build here; deploykit.build checks the label against the graph.
+    """
     import_tensorrt("Building a TensorRT engine")
     max_batch = max_batch or max(min_batch, opt_batch or min_batch)
     opt_batch = opt_batch or max_batch

@@ -2,12 +2,18 @@
 
 Pure Python: the guard reads the ``engine`` record an engine artifact's manifest holds and
 compares it with a :class:`RunningEnv` (what is running) passed in by the caller, so every rule is
-testable without TensorRT or a GPU. The rules follow TensorRT 10's engine portability notes:
+testable without TensorRT or a GPU. The rules follow NVIDIA's TensorRT documentation ("Engine
+Compatibility" and the support matrix's "Engine Portability", TensorRT 11.4):
 
 * a default engine runs only on the TensorRT version (major.minor.patch) and the GPU model it was
   built with (same name, same compute capability);
-* ``version_compatible`` engines also run on a newer TensorRT of the same major version;
-* ``hardware_compat == "ampere+"`` engines run on any GPU of compute capability 8.0 or newer.
+* ``version_compatible`` engines also run on a later TensorRT of the same major version, and across
+  majors exactly where NVIDIA supports it (:data:`CROSS_MAJOR`: 10.x engines on an 11.x runtime);
+* ``hardware_compat == "ampere+"`` (``HardwareCompatibilityLevel.AMPERE_PLUS``) engines run on any
+  discrete GPU of compute capability 8.0 or newer; hardware compatibility is not supported on
+  integrated GPUs (Jetson / JetPack, DRIVE OS), so they are refused there;
+* ``hardware_compat == "same-cc"`` (``SAME_COMPUTE_CAPABILITY``) engines run on any GPU of the
+  compute capability they were built on (other models included); building one needs Turing (sm 7.5+).
 """
 
 from __future__ import annotations
@@ -18,12 +24,32 @@ from typing import Any
 
 from deploykit.errors import DeployKitError
 
-HARDWARE_COMPAT = ("none", "ampere+")
+# deploykit's --hardware-compat level -> TensorRT's HardwareCompatibilityLevel member (None: its default,
+# NONE). Both members exist in TensorRT 10.13 and 11.4 (checked by the bindings contract test).
+HARDWARE_COMPAT_LEVELS: dict[str, str | None] = {
+    "none": None,
+    "ampere+": "AMPERE_PLUS",
+    "same-cc": "SAME_COMPUTE_CAPABILITY",
+}
+HARDWARE_COMPAT = tuple(HARDWARE_COMPAT_LEVELS)
+# Version-compatible engines across major versions: built major -> runtime majors that load them.
+# NVIDIA's TensorRT 11.4 support matrix ("Engine Portability"): "Two combinations are supported
+# across major versions: TensorRT 10 version-compatible engines can run with a TensorRT 11 runtime,
+# and TensorRT 8 version-compatible engines can run with a TensorRT 10 runtime. No other combination
+# across major versions is supported." The runtime must allow the engine's embedded lean runtime
+# (``Runtime.engine_host_code_allowed``), and never the other way: a newer engine on an older runtime.
+CROSS_MAJOR: dict[int, tuple[int, ...]] = {8: (10,), 10: (11,)}
+# The oldest GPU that can build each level (TensorRT's HardwareCompatibilityLevel docs).
+_BUILD_MIN_CC = {"ampere+": (8, 0), "same-cc": (7, 5)}
 
 
 @dataclass(frozen=True)
 class RunningEnv:
-    """What an engine would run on: TensorRT version, GPU name, compute capability ("8.6")."""
+    """What an engine would run on: TensorRT version, GPU name, compute capability ("8.6").
+
+    ``integrated``: the GPU shares memory with the CPU (Jetson, DRIVE; CUDA's device property
+    ``integrated``), where TensorRT supports no hardware-compatible engine.
+    """
 
     tensorrt: str
     gpu: str
@@ -127,28 +153,42 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _version_problem(built_trt: str, running: str, version_compat: bool) -> str | None:
+    b, r = _version(built_trt), _version(running)
+    if not version_compat:
+        return None if r == b else f"it was built with TensorRT {built_trt} and TensorRT {running} is running"
+    if (r[0] == b[0] and r >= b) or r[0] in CROSS_MAJOR.get(b[0], ()):
+        return None
+    later = f"later {b[0]}.x releases" + "".join(f" and {m}.x" for m in CROSS_MAJOR.get(b[0], ()))
+    return f"it is version-compatible from TensorRT {built_trt} to {later}, and TensorRT {running} is running"
+
+
 def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | None:
     """Why an engine with ``record`` cannot run on ``running``, or None when it can."""
     built_trt = str(record.get("tensorrt", "?"))
     flags = record.get("flags", {}) or {}
-    version_compat = bool(flags.get("version_compatible"))
     hw = str(flags.get("hardware_compat", "none"))
-    b, r = _version(built_trt), _version(running.tensorrt)
-    if version_compat:
-        if r[0] != b[0] or r < b:
-            return (
-                f"it is version-compatible from TensorRT {built_trt} to later {b[0]}.x releases, "
-                f"and TensorRT {running.tensorrt} is running"
-            )
-    elif r != b:
-        return f"it was built with TensorRT {built_trt} and TensorRT {running.tensorrt} is running"
+    why = _version_problem(built_trt, running.tensorrt, bool(flags.get("version_compatible")))
+    if why:
+        return why
     built_cc, run_cc = _cc(record.get("compute_capability", "0.0")), _cc(running.compute_capability)
     built_gpu = str(record.get("gpu", "?"))
     if hw == "ampere+":
+        if running.integrated:
+            return (
+                f"it is hardware-compatible (ampere+), which TensorRT does not support on integrated GPUs "
+                f"(Jetson, DRIVE), and this {running.gpu} is one"
+            )
         if run_cc < (8, 0):
             return (
                 f"it is hardware-compatible with Ampere and newer GPUs (sm 8.0+), and this "
                 f"{running.gpu} is sm {running.compute_capability}"
+            )
+    elif hw == "same-cc":
+        if run_cc != built_cc:
+            return (
+                f"it is hardware-compatible with GPUs of sm {record.get('compute_capability', '?')} (same-cc), "
+                f"and this {running.gpu} is sm {running.compute_capability}"
             )
     elif hw != "none":
         return f"hardware compatibility level '{hw}' is unknown to this deploykit"
@@ -156,6 +196,21 @@ def incompatibility(record: Mapping[str, Any], running: RunningEnv) -> str | Non
         return (
             f"it was built for {built_gpu} (sm {record.get('compute_capability', '?')}) and this GPU is "
             f"{running.gpu} (sm {running.compute_capability})"
+        )
+    return None
+
+
+def build_problem(hardware_compat: str, building: RunningEnv) -> str | None:
+    """Why this GPU cannot build an engine of ``hardware_compat``, or None when it can."""
+    need = _BUILD_MIN_CC.get(hardware_compat)
+    if need is None:
+        return None
+    if hardware_compat == "ampere+" and building.integrated:
+        return f"--hardware-compat ampere+ is not supported by TensorRT on integrated GPUs like this {building.gpu}"
+    if _cc(building.compute_capability) < need:
+        return (
+            f"--hardware-compat {hardware_compat} needs a GPU of sm {need[0]}.{need[1]} or newer to build on, "
+            f"and this {building.gpu} is sm {building.compute_capability}"
         )
     return None
 
@@ -200,6 +255,8 @@ def rebuild_command(record: Mapping[str, Any], artifact_dir: str) -> str:
         parts += ["--hardware-compat", str(flags["hardware_compat"])]
     if flags.get("version_compatible"):
         parts.append("--version-compatible")
+    if flags.get("tf32"):
+        parts.append("--tf32")
     parts += ["--out", _quote(artifact_dir), "--force"]
     return " ".join(parts)
 
@@ -211,7 +268,10 @@ def _quote(text: str) -> str:
 
 
 __all__ = [
+    "CROSS_MAJOR",
     "HARDWARE_COMPAT",
+    "HARDWARE_COMPAT_LEVELS",
+    "build_problem",
     "RunningEnv",
     "built_for",
     "check_engine",
