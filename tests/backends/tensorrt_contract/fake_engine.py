@@ -67,7 +67,7 @@ def serve_engine(
     by_name = {t.name: t for t in tensors}
 
     engine = world.strict("ICudaEngine")
-    engine.num_io_tensors = len(tensors)
+    world.set(engine, num_io_tensors=len(tensors))
     _then(engine.get_tensor_name, lambda i: tensors[i].name)
     _then(engine.get_tensor_dtype, lambda n: getattr(real.DataType, by_name[n].dtype))
     _then(
