@@ -25,8 +25,8 @@ from deploykit.optimize.passes import PASSES
 # its blocked NCHWc format and has no blocked Split, so the Split the fusion needs costs layout
 # reorders that outweigh the wider GEMM (see benchmarks/optimize/results-amd-epyc-zen4-avx512vnni-2cpu.md).
 DEFAULT_PASSES: tuple[str, ...] = (
-    "initializer_inputs",
     "cleanup",
+    "initializer_inputs",
     "constant_fold",
     "sum_to_add",
     "fold_batchnorm",
@@ -37,8 +37,8 @@ DEFAULT_PASSES: tuple[str, ...] = (
 )
 # "all": every structural pass; batchnorm_to_affine stays opt-in by name (it slows ORT CPU down).
 ALL_PASSES: tuple[str, ...] = (
-    "initializer_inputs",
     "cleanup",
+    "initializer_inputs",
     "constant_fold",
     "sum_to_add",
     "fold_batchnorm",

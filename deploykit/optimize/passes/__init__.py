@@ -18,8 +18,8 @@ from deploykit.optimize.passes.sum_to_add import SumToAddPass
 PASSES: dict[str, type[GraphPass]] = {
     p.name: p
     for p in (
-        InitializerInputsPass,
         CleanupPass,
+        InitializerInputsPass,
         ConstantFoldPass,
         SumToAddPass,
         FoldBatchNormPass,
