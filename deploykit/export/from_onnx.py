@@ -214,7 +214,7 @@ def _converter_reason(e: BaseException) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
             break
-    return text.replace("'%s'", "").strip()[:200] or type(e).__name__
+    return text.replace("'%s'", "").removeprefix("Warning: ").strip()[:200] or type(e).__name__
 
 
 def _infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
