@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{b['deploykit']} | {b['onnxslim']} | {e['deploykit']:.2g} / {e['onnxslim']:.2g} | "
             f"{t['deploykit']} / {t['onnxslim']} | {r['latency_ratio_deploykit_over_onnxslim']:.3f} |"
         )
-    lines += ["", "BatchNorm = BatchNormalization nodes + per-channel Mul+Add pairs; latency ratio < 1: deploykit faster."]
+    lines += [
+        "",
+        "BatchNorm = BatchNormalization nodes + per-channel Mul+Add pairs; latency ratio < 1: deploykit faster.",
+    ]
     (HERE / f"results-{slug}.md").write_text("\n".join(lines) + "\n")
     return 0
 

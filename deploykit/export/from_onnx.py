@@ -305,7 +305,9 @@ def _image_size(path: Path, name: str, dims: list, override: Any) -> tuple[int, 
             raise DeployKitError(f"{path}: input '{name}' is {h}x{w} in the model but --input-size says {oh}x{ow}")
         return oh, ow
     if not isinstance(h, int) or not isinstance(w, int):
-        raise DeployKitError(f"{path}: input '{name}' has a symbolic height/width ({_show(dims)}); pass --input-size H,W")
+        raise DeployKitError(
+            f"{path}: input '{name}' has a symbolic height/width ({_show(dims)}); pass --input-size H,W"
+        )
     return h, w
 
 
@@ -322,7 +324,9 @@ def _batch(
     """A fixed batch stays fixed; a symbolic one becomes the profile 1..32 export promises."""
     if isinstance(n_in, int) and n_in > 0:
         if isinstance(n_out, int) and n_out != n_in:
-            raise DeployKitError(f"{path}: input batch {n_in} but output batch {n_out}; expected [N, classes] for N images")
+            raise DeployKitError(
+                f"{path}: input batch {n_in} but output batch {n_out}; expected [N, classes] for N images"
+            )
         return BatchProfile(min=n_in, opt=n_in, max=n_in, dynamic=False)
     for vi in (inp, outp):
         d = vi.type.tensor_type.shape.dim[0]
@@ -394,7 +398,9 @@ def _parity(src: Path, stored: Path, cfg: DataConfig, batch: BatchProfile, seed:
     try:
         ref, out = run(ref_sess), run(new_sess)
     except Exception as e:  # noqa: BLE001 - ORT's own error types
-        raise DeployKitError(f"{src}: ONNX Runtime cannot run it on {cfg.input_size} images ({first_line(e)})") from None
+        raise DeployKitError(
+            f"{src}: ONNX Runtime cannot run it on {cfg.input_size} images ({first_line(e)})"
+        ) from None
     result = compare_outputs(ref.astype(np.float32), out.astype(np.float32))
     fails = check_gate(result, "fp32")
     if fails:

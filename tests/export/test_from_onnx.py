@@ -11,14 +11,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
+from optimize.foreign import hand_built, legacy_style
 
 from deploykit._io import sha256_file
 from deploykit.artifact import Artifact
 from deploykit.cli import cli
 from deploykit.export.from_onnx import import_onnx
 from deploykit.onnx_io import ort_session
-
-from optimize.foreign import hand_built, legacy_style
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:
@@ -106,9 +105,7 @@ def test_external_data_inside_the_folder_is_imported(tmp_path):
     model = hand_built()
     folder = tmp_path / "src"
     folder.mkdir()
-    onnx.save_model(
-        model, str(folder / "m.onnx"), save_as_external_data=True, location="m.weights", size_threshold=64
-    )
+    onnx.save_model(model, str(folder / "m.onnx"), save_as_external_data=True, location="m.weights", size_threshold=64)
     proto = onnx.load(str(folder / "m.onnx"), load_external_data=False)
     assert any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
     art = import_onnx(folder / "m.onnx", tmp_path / "art", progress=False)
@@ -130,7 +127,6 @@ def test_output_that_exists_is_refused_before_any_work(tmp_path):
 def _foreign_tiny(path: Path) -> Path:
     """The quantize tests' small CNN, trained a few seconds on Fashion-MNIST, exported the legacy way."""
     import torch
-
     from quantize.conftest import train_tiny
 
     model = train_tiny()

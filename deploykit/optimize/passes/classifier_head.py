@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import onnx_ir as ir
 
 from deploykit.optimize.passes._base import (
@@ -65,8 +64,10 @@ def _flattens(node: ir.Node) -> bool:
             return False
         rest = dims[1:]
         known = math.prod(rest) if None not in rest else None
-        return t in ([0, -1],) or (t[0] == -1 and known is not None and t[1] == known) or (
-            t[1] == -1 and dims[0] is not None and t[0] == dims[0]
+        return (
+            t in ([0, -1],)
+            or (t[0] == -1 and known is not None and t[1] == known)
+            or (t[1] == -1 and dims[0] is not None and t[0] == dims[0])
         )
     cat = target.producer()
     if not is_op(cat, "Concat") or len(cat.inputs) != 2 or int_attr(cat, "axis", 0) != 0:

@@ -25,7 +25,9 @@ class InitializerInputsPass(GraphPass):
     def run(self, model: ir.Model) -> None:
         graph = model.graph
         dropped = [
-            v for v in graph.inputs if v.name in graph.initializers and v.name not in self.keep and v.const_value is not None
+            v
+            for v in graph.inputs
+            if v.name in graph.initializers and v.name not in self.keep and v.const_value is not None
         ]
         for value in dropped:
             graph.inputs.remove(value)

@@ -158,5 +158,7 @@ def recipe_for(model: str, family: str) -> Recipe:
             return load_recipe(FAMILY_RECIPES[key])
     from deploykit.progress import note
 
-    note(True, f"no INT8 recipe for {model} (family '{family}'): using the default recipe (pass --recipe to choose one)")
+    note(
+        True, f"no INT8 recipe for {model} (family '{family}'): using the default recipe (pass --recipe to choose one)"
+    )
     return Recipe()
