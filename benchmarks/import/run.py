@@ -45,8 +45,9 @@ def graphs(quick: bool):
         yield f"{name} legacy (opset {opset}, {size}px)", legacy_style(base)
 
 
-def median_ratio(model_a, model_b, rounds: int) -> tuple[float, float, float]:
-    """Median latency of a and b (ms) and the median of per-round ratios a/b, round-robin."""
+def median_ratio(model_a, model_b, rounds: int) -> tuple[float, float, dict]:
+    """Median latency of a and b (ms) and the median of per-round ratios a/b with its 95% interval."""
+    from deploykit.harness.significance import median_ratio_ci
     from deploykit.onnx_io import ort_session
 
     sa = ort_session(model_a, threads=1, inter_op_threads=1)
@@ -63,8 +64,7 @@ def median_ratio(model_a, model_b, rounds: int) -> tuple[float, float, float]:
             t0 = time.perf_counter()
             s.run(None, {inp.name: x})
             acc.append(time.perf_counter() - t0)
-    ratios = np.array(ta) / np.array(tb)
-    return float(np.median(ta) * 1e3), float(np.median(tb) * 1e3), float(np.median(ratios))
+    return float(np.median(ta) * 1e3), float(np.median(tb) * 1e3), median_ratio_ci(ta, tb).to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_rel_vs_source": {"deploykit": dk_par.max_rel, "onnxslim": sl_par.max_rel},
             "optimise_seconds": {"deploykit": round(dk_s, 2), "onnxslim": round(sl_s, 2)},
             "ort_ms_p50": {"deploykit": round(ms_dk, 3), "onnxslim": round(ms_sl, 3)},
-            "latency_ratio_deploykit_over_onnxslim": round(ratio, 3),
+            "latency_ratio_deploykit_over_onnxslim": ratio,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ORT 1 thread, batch 1, {rounds} rounds round-robin. Command: `python benchmarks/import/run.py`.",
         "",
         "| graph | nodes source | deploykit | onnxslim | BatchNorm source | deploykit | onnxslim "
-        "| max rel err dk / slim | ORT p50 ms dk / slim | latency dk/slim |",
+        "| max rel err dk / slim | ORT p50 ms dk / slim | latency dk/slim, 95% interval |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in rows:
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {r['graph']} | {n['source']} | {n['deploykit']} | {n['onnxslim']} | {b['source']} | "
             f"{b['deploykit']} | {b['onnxslim']} | {e['deploykit']:.2g} / {e['onnxslim']:.2g} | "
-            f"{t['deploykit']} / {t['onnxslim']} | {r['latency_ratio_deploykit_over_onnxslim']:.3f} |"
+            f"{t['deploykit']} / {t['onnxslim']} | {_ratio(r['latency_ratio_deploykit_over_onnxslim'])} |"
         )
     lines += [
         "",
@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     (HERE / f"results-{slug}.md").write_text("\n".join(lines) + "\n")
     return 0
+
+
+def _ratio(r: dict) -> str:
+    return f"{r['median_ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['verdict']}"
 
 
 if __name__ == "__main__":

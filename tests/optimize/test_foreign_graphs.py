@@ -55,5 +55,7 @@ def test_zoo_exports_in_both_styles(name, opset):
 def test_densenet_legacy_keeps_only_unfoldable_batchnorms():
     base = zoo_export("densenet121", size=32, opset=11)
     ours = _assert_at_least_onnxslim(legacy_style(base))
-    # BN after a Concat has no conv to fold into: 58 dense layers + 3 transitions + the final BN.
-    assert batchnorms(ours) == 62
+    # BN after a Concat has no conv to fold into (58 dense layers + 3 transitions + the final BN):
+    # each Mul+Add pair becomes one BatchNormalization, which ORT fuses with the ReLU after it.
+    assert batchnorms(ours) == 62 and op_counts(ours)["BatchNormalization"] == 62
+    assert "Mul" not in op_counts(ours)

@@ -176,3 +176,34 @@ def test_lrn_is_left_alone(check):
     )
     result = check(model, "default")
     assert ops(result.model) == {"Conv": 1, "LRN": 1}
+
+
+AFTER_CONCAT_MUL_ADD = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,2,8,8] x1, float[1,2,8,8] x2) => (float[1,3,8,8] y) {
+  cat = Concat<axis = 1>(x1, x2)
+  m = Mul(cat, s)
+  a = Add(m, t)
+  r = Relu(a)
+  y = Conv(r, w)
+}
+"""
+
+
+def test_unabsorbed_mul_add_becomes_one_batchnorm(check):
+    rng = np.random.default_rng(0)
+    model = parse(
+        AFTER_CONCAT_MUL_ADD,
+        s=(rng.random((4, 1, 1)) + 0.5).astype(np.float32),
+        t=rng.standard_normal((4, 1, 1)).astype(np.float32),
+        w=(3, 4, 1, 1),
+    )
+    result = check(model, ["affine_to_batchnorm"])
+    assert rewrites(result, "affine_to_batchnorm") == 1
+    assert ops(result.model) == {"Concat": 1, "BatchNormalization": 1, "Relu": 1, "Conv": 1}
+
+
+def test_mul_add_that_is_not_per_channel_stays(check):
+    model = parse(AFTER_CONCAT_MUL_ADD, s=(1, 4, 8, 8), t=(4, 1, 1), w=(3, 4, 1, 1))
+    result = check(model, ["affine_to_batchnorm"])
+    assert ops(result.model)["Mul"] == 1 and "BatchNormalization" not in ops(result.model)

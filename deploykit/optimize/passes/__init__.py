@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deploykit.optimize.passes._base import GraphPass
+from deploykit.optimize.passes.affine_to_batchnorm import AffineToBatchNormPass
 from deploykit.optimize.passes.batchnorm_to_affine import BatchNormToAffinePass
 from deploykit.optimize.passes.classifier_head import ClassifierHeadPass
 from deploykit.optimize.passes.cleanup import CleanupPass
@@ -24,6 +25,7 @@ PASSES: dict[str, type[GraphPass]] = {
         SumToAddPass,
         FoldBatchNormPass,
         FoldAffinePass,
+        AffineToBatchNormPass,
         ClassifierHeadPass,
         FuseParallelConvPass,
         FuseConcatPass,
