@@ -212,3 +212,20 @@ def test_build_takes_an_imported_artifact(tmp_path):
     m = Artifact.load(engine.path).manifest
     assert (m.format, m.family, m.model) == ("tensorrt-engine", "imported", "m")
     assert [s["stage"] for s in m.stages] == ["import", "build"]
+
+
+@pytest.mark.slow
+def test_serve_takes_an_imported_artifact(tmp_path):
+    pytest.importorskip("pytriton.triton", reason="PyTriton is in the serve extra: pip install 'deploykit[serve]'")
+    httpclient = pytest.importorskip("tritonclient.http", reason="pip install 'deploykit[serve]'")
+    from serving import serving
+
+    src = _save(hand_built(), tmp_path / "legacy.onnx")
+    art = import_onnx(src, tmp_path / "legacynet", progress=False)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with serving(art.path, "legacy", tmp_path) as s:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{s.http}", network_timeout=30)
+        inp = httpclient.InferInput("data", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        got = client.infer("legacy", [inp]).as_numpy("prob")
+    np.testing.assert_allclose(got, ort_session(src).run(None, {"data": x})[0], rtol=1e-5, atol=1e-5)
