@@ -92,7 +92,7 @@ def import_onnx(
             _checker(model, src)
             model = _upgrade(model, src, info.opset, changes)
             model = _infer_shapes(model, src)
-        iface = _interface(model, src, overrides or {}, changes)
+        iface = _interface(model, src, overrides or {}, changes, name, family)
         cfg = iface.data_config
         _stamp(model, name, cfg)
         main = writer.dir / MAIN_FILE
@@ -249,7 +249,9 @@ def _dtype(vi: onnx.ValueInfoProto) -> str:
         return f"onnx type {vi.type.tensor_type.elem_type}"
 
 
-def _interface(model: onnx.ModelProto, path: Path, overrides: dict[str, Any], changes: list[str]) -> _Interface:
+def _interface(
+    model: onnx.ModelProto, path: Path, overrides: dict[str, Any], changes: list[str], name: str, family: str
+) -> _Interface:
     """One float32 NCHW image input and one [N, classes] output, and the data config to feed them."""
     g = model.graph
     inits = {t.name for t in g.initializer}
@@ -279,7 +281,7 @@ def _interface(model: onnx.ModelProto, path: Path, overrides: dict[str, Any], ch
         _fix_dims(inp, {2: size[0], 3: size[1]})
         changes.append(f"input '{inp.name}' height and width fixed to {size[0]}x{size[1]} (--input-size)")
     batch = _batch(path, inp, outp, in_dims[0], out_dims[0], changes)
-    cfg, notes = _data_config(path, channels, size, classes, overrides)
+    cfg, notes = _data_config(path, channels, size, classes, overrides, name, family)
     shape_in = [batch_dim(in_dims[0], batch), channels, size[0], size[1]]
     shape_out = [batch_dim(out_dims[0], batch), classes]
     return _Interface(
@@ -337,11 +339,28 @@ def _batch(
     return BatchProfile(min=1, opt=1, max=DEFAULT_MAX_BATCH, dynamic=True)
 
 
+def _has_recipe(name: str, family: str) -> bool:
+    from deploykit.quantize.recipes import FAMILY_RECIPES
+
+    return any(k.lower() in FAMILY_RECIPES for k in (name, name.rstrip("0123456789_x"), family))
+
+
 def _data_config(
-    path: Path, channels: int, size: tuple[int, int], classes: int, overrides: dict[str, Any]
+    path: Path,
+    channels: int,
+    size: tuple[int, int],
+    classes: int,
+    overrides: dict[str, Any],
+    name: str,
+    family: str,
 ) -> tuple[DataConfig, list[str]]:
     notes: list[str] = []
     fields: dict[str, Any] = {"input_size": (channels, *size), "num_classes": classes}
+    if not _has_recipe(name, family):
+        notes.append(
+            f"family '{family}' has no INT8 recipe: deploykit quantize will use the default recipe "
+            "(--family resnet, densenet, googlenet or inception picks one)"
+        )
     for key in ("mean", "std"):
         if overrides.get(key) is not None:
             vals = tuple(float(v) for v in overrides[key])

@@ -150,15 +150,9 @@ def recipe_for(model: str, family: str) -> Recipe:
 
     A family that maps to a recipe must find it: a missing one means a broken install, and
     silently falling back to the defaults would lose the method chosen for that family.
-    A family no recipe knows (an imported model's) gets the defaults, and the progress reporter
-    says so.
     """
+    model, family = model.lower(), family.lower()  # a user-given family ("ResNet") finds its recipe
     for key in (model, model.rstrip("0123456789_x"), family):
         if key in FAMILY_RECIPES:
             return load_recipe(FAMILY_RECIPES[key])
-    from deploykit.progress import note
-
-    note(
-        True, f"no INT8 recipe for {model} (family '{family}'): using the default recipe (pass --recipe to choose one)"
-    )
     return Recipe()
