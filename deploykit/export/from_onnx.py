@@ -80,7 +80,7 @@ def import_onnx(
     model's height and width are symbolic. ``family`` picks the INT8 recipe (``imported``: defaults).
     """
     src = Path(source)
-    name = _check_name(name if name is not None else src.stem, "model name")
+    name = _check_name(name if name is not None else _name_from(src), "model name")
     family = _check_name(family, "family")
     out_dir = Path(out) if out is not None else default_out_dir(name)
     with ArtifactWriter(out_dir, force=force, reads=(src,)) as writer:  # a taken output fails before any work
@@ -140,6 +140,12 @@ def import_onnx(
 
 
 # ----------------------------------------------------------------------------------- the checks
+
+
+def _name_from(path: Path) -> str:
+    """The file's stem as a model name: other characters become '-' ("my model (v2)" -> "my-model-v2")."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-._")[:64]
+    return name or "model"
 
 
 def _check_name(value: str, what: str) -> str:

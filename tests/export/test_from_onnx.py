@@ -96,6 +96,16 @@ def test_symbolic_image_size_is_fixed_by_input_size(tmp_path):
     assert any("fixed to 32x32" in c for c in art.manifest.stages[0]["changes"])
 
 
+def test_name_comes_from_the_file_and_is_checked(tmp_path):
+    from deploykit.errors import DeployKitError
+
+    src = _save(hand_built(), tmp_path / "my model (v2).onnx")
+    assert import_onnx(src, tmp_path / "a", progress=False).manifest.model == "my-model-v2"
+    with pytest.raises(DeployKitError, match="model name '../x' must be"):
+        import_onnx(src, tmp_path / "b", name="../x", progress=False)
+    assert not (tmp_path / "b").exists()
+
+
 def test_opset_in_range_is_stored_as_given(tmp_path):
     import onnx.version_converter
 
