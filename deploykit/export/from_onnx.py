@@ -25,6 +25,7 @@ from deploykit._io import sha256_file
 from deploykit.artifact import Artifact, ArtifactWriter, BatchProfile, Manifest, TensorSpec
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError, GateError
+from deploykit.export.api import _missing_parents, _remove_empty
 from deploykit.onnx_io import first_line, load_onnx, ort_session, save_onnx
 from deploykit.progress import note, task
 
@@ -83,6 +84,17 @@ def import_onnx(
     name = _check_name(name if name is not None else _name_from(src), "model name")
     family = _check_name(family, "family")
     out_dir = Path(out) if out is not None else default_out_dir(name)
+    created_parent = _missing_parents(out_dir)
+    try:
+        return _import(src, out_dir, name, family, overrides or {}, force, progress, seed)
+    except BaseException:
+        _remove_empty(created_parent)  # folders made for the output go again: nothing is left behind
+        raise
+
+
+def _import(
+    src: Path, out_dir: Path, name: str, family: str, overrides: dict[str, Any], force: bool, progress: bool, seed: int
+) -> Artifact:
     with ArtifactWriter(out_dir, force=force, reads=(src,)) as writer:  # a taken output fails before any work
         with task(progress, f"reading {src}"):
             model = load_onnx(src, check=False)  # not ONNX, custom domains, escaping external data
@@ -92,7 +104,7 @@ def import_onnx(
             _checker(model, src)
             model = _upgrade(model, src, info.opset, changes)
             model = _infer_shapes(model, src)
-        iface = _interface(model, src, overrides or {}, changes, name, family)
+        iface = _interface(model, src, overrides, changes, name, family)
         cfg = iface.data_config
         _stamp(model, name, cfg)
         main = writer.dir / MAIN_FILE
@@ -121,7 +133,7 @@ def import_onnx(
             source=info.to_dict(),
             params={
                 "family": family,
-                "overrides": sorted((overrides or {}).keys()),
+                "overrides": sorted(overrides),
                 "external_data": external,
             },
             changes=changes,

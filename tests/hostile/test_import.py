@@ -131,6 +131,12 @@ def test_import_refuses_in_one_line(tmp_path, case):
     assert_untouched(out, {})
 
 
+def test_refusal_removes_the_folders_it_made_for_the_output(tmp_path):
+    src, needles = case_output_not_n_by_classes(tmp_path)
+    refused(invoke("import", src, "-o", tmp_path / "new" / "deeper" / "artifact", "-q"), *needles)
+    assert not (tmp_path / "new").exists()
+
+
 def test_refusal_keeps_a_previous_artifact(tmp_path):
     good = tmp_path / "good.onnx"
     onnx.save(_classifier(), good)
