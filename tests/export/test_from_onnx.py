@@ -188,6 +188,7 @@ def test_every_stage_takes_an_imported_artifact(tmp_path):
             "quantize", opt, "--profile", profile, "--calib", "fashion-mnist:train[:256]",
             "--val", "fashion-mnist:test[:500]", "-o", int8[profile], "--num-images", "256",
         )  # fmt: skip
+        assert "recipe: the defaults (no INT8 recipe for tiny, family 'imported'" in out
         q = Artifact.load(int8[profile]).manifest
         assert q.precision == "int8" and q.results["accuracy"]["passed"]
         assert q.stages[-1]["params"]["recipe"] == "default"
