@@ -17,6 +17,7 @@ _LAZY = {
     "create_model": "deploykit.models.registry",
     "load_model": "deploykit.models.weights",
     "export_model": "deploykit.export.api",
+    "import_onnx": "deploykit.export.from_onnx",
     "optimize_model": "deploykit.optimize",
     "optimize_file": "deploykit.optimize",
     "validate": "deploykit.harness.validate",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "info": "deploykit.cli.models:info_cmd",
     "train-reference": "deploykit.cli.train:train_reference_cmd",
     "export": "deploykit.cli.export:export_cmd",
+    "import": "deploykit.cli.import_onnx:import_cmd",
     "validate": "deploykit.cli.validate:validate_cmd",
     "optimize": "deploykit.cli.optimize:optimize_cmd",
     "quantize": "deploykit.cli.quantize:quantize_cmd",

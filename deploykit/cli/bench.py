@@ -220,7 +220,7 @@ def bench_cmd(
             [[row[i] for i in keep] for row in bench_rows(doc)],
         )
     )
-    console.print(f"machine: {machine_line(machine)}", highlight=False)
+    console.print(f"machine: {machine_line(machine)}", highlight=False, markup=False)  # "[zen4]" is not rich markup
     if rounds is not None:
         for line in speedup_lines(results):
             console.print(line, highlight=False, soft_wrap=True)

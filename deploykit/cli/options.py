@@ -51,6 +51,41 @@ def model_options(fn: Callable) -> Callable:
             default=None,
             help="Classifier size, when the checkpoint was fine-tuned.",
         ),
+        *_data_options(),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def data_config_options(fn: Callable) -> Callable:
+    """The whole data config of a model that carries none (an imported ONNX file): size,
+    normalisation, labels, resize interpolation and crop."""
+    from deploykit.data.config import INTERPOLATIONS
+
+    options = [
+        *_data_options(),
+        click.option(
+            "--interpolation",
+            type=click.Choice(INTERPOLATIONS),
+            default=None,
+            help="Resize interpolation of the preprocessing (default bilinear).",
+        ),
+        click.option(
+            "--crop-pct",
+            type=click.FloatRange(min=0, max=1, min_open=True),
+            default=None,
+            help="Centre-crop fraction of the preprocessing (default 0.875).",
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _data_options() -> list[Callable]:
+    """--input-size, --mean, --std, --labels: one spelling for export and import."""
+    return [
         click.option(
             "--input-size",
             callback=_size,
@@ -66,13 +101,15 @@ def model_options(fn: Callable) -> Callable:
             help="Class names: a text file (one per line) or a JSON list.",
         ),
     ]
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
 
 
 def data_overrides(
-    input_size: Any = None, mean: Any = None, std: Any = None, labels: str | None = None
+    input_size: Any = None,
+    mean: Any = None,
+    std: Any = None,
+    labels: str | None = None,
+    interpolation: str | None = None,
+    crop_pct: float | None = None,
 ) -> dict[str, Any]:
     """The data-config fields a user overrode on the command line."""
     from deploykit.data.config import read_labels_file
@@ -86,6 +123,10 @@ def data_overrides(
         out["std"] = tuple(std)
     if labels is not None:
         out["labels"] = read_labels_file(labels)
+    if interpolation is not None:
+        out["interpolation"] = interpolation
+    if crop_pct is not None:
+        out["crop_pct"] = crop_pct
     return out
 
 

@@ -138,6 +138,13 @@ def quantize_cmd(
             e.report.render(err)
         raise
     result.report.render(err)
+    if recipe is None and result.options.recipe == "default":  # a family no recipe knows (an imported model)
+        m = result.artifact.manifest
+        err.print(
+            f"recipe: the defaults (no INT8 recipe for {m.model}, family '{m.family}'; --recipe picks one)",
+            markup=False,
+            highlight=False,
+        )
     if result.speed is not None:  # a PASS never stands without the speed-up it buys here
         err.print(result.speed.summary(), markup=False, highlight=False, soft_wrap=True)
         if result.speed.advice():

@@ -114,6 +114,7 @@ def compare_backends(
         raise DeployKitError("compare needs at least two backends (the first is the reference)")
     if batch < 1:
         raise DeployKitError(f"batch {batch} must be at least 1")
+    backends, no_torch = _imported_backends(target, backends)
     runners = _make_runners(target, backends, device, threads, batch, weights, num_classes, overrides)
     precision = precision or gate_precision([r.precision for r in runners])
     if precision not in PRECISION_ORDER:
@@ -144,6 +145,8 @@ def compare_backends(
             r.deactivate()
 
     label = getattr(target, "model_name", None) or (str(target) if target is not None else runners[0].name)
+    if no_torch:
+        ref_desc = {**ref_desc, "note": no_torch}
     result = CompareResult(
         target=str(label), reference=ref_desc, runners=descs, precision=precision, inputs=inputs_info
     )
@@ -163,6 +166,56 @@ def compare_backends(
                 )
             )
     return result
+
+
+def _imported_backends(target: Any, backends: Sequence[str | Runner]) -> tuple[list[str | Runner], str | None]:
+    """An imported artifact has no PyTorch model: ``torch`` gives way to ONNX Runtime on its reference.
+
+    The reference is the parent artifact (an INT8 model's FP32 parent), or for the imported
+    artifact itself the source file it was imported from, when that file is still there unchanged.
+    """
+    from pathlib import Path
+
+    from deploykit.artifact import Artifact, is_artifact_dir
+
+    names = [b for b in backends if isinstance(b, str)]
+    if "torch" not in [n.lower() for n in names] or not isinstance(target, (str, Path)) or not is_artifact_dir(target):
+        return list(backends), None
+    m = Artifact.load(target, verify=False).manifest
+    if m.weights or not any(st.get("stage") == "import" for st in m.stages):
+        return list(backends), None
+    reference = _onnx_reference(Path(target), m)
+    rest = [b for b in backends if not (isinstance(b, str) and b.lower() == "torch")]
+    if not any(isinstance(b, str) and b.lower() == "onnxruntime" for b in rest):
+        rest.insert(0, "onnxruntime")
+    note_text = (
+        f"{m.model} was imported from ONNX: there is no PyTorch reference; "
+        f"ONNX Runtime on {reference} is the reference instead"
+    )
+    from deploykit.backends import make_runner
+    from deploykit.progress import note
+
+    note(True, note_text)
+    ref_runner = make_runner(str(reference), backend="onnxruntime")
+    return [ref_runner, *rest], note_text
+
+
+def _onnx_reference(path: Any, m: Any) -> Any:
+    from pathlib import Path
+
+    from deploykit._io import sha256_file
+    from deploykit.artifact import is_artifact_dir
+
+    if m.parent and is_artifact_dir(m.parent.get("path", "")):
+        return Path(m.parent["path"])
+    src = next(st for st in m.stages if st.get("stage") == "import").get("source", {})
+    src_path = Path(str(src.get("path", "")))
+    if src_path.is_file() and sha256_file(src_path) == src.get("sha256"):
+        return src_path
+    raise DeployKitError(
+        f"{path}: imported from ONNX, so there is no PyTorch reference, and its source file {src_path} is gone "
+        "or changed; compare backends explicitly, e.g. --backend onnxruntime,openvino"
+    )
 
 
 def _make_runners(

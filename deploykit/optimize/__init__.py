@@ -26,16 +26,26 @@ from deploykit.optimize.passes import PASSES
 # reorders that outweigh the wider GEMM (see benchmarks/optimize/results-amd-epyc-zen4-avx512vnni-2cpu.md).
 DEFAULT_PASSES: tuple[str, ...] = (
     "cleanup",
+    "initializer_inputs",
     "constant_fold",
+    "sum_to_add",
     "fold_batchnorm",
+    "fold_affine",
+    "affine_to_batchnorm",
+    "classifier_head",
     "fuse_concat",
     "pool_before_conv",
 )
 # "all": every structural pass; batchnorm_to_affine stays opt-in by name (it slows ORT CPU down).
 ALL_PASSES: tuple[str, ...] = (
     "cleanup",
+    "initializer_inputs",
     "constant_fold",
+    "sum_to_add",
     "fold_batchnorm",
+    "fold_affine",
+    "affine_to_batchnorm",
+    "classifier_head",
     "fuse_parallel_conv",
     "fuse_concat",
     "pool_before_conv",
@@ -99,12 +109,17 @@ def optimize_model(
     model: onnx.ModelProto,
     passes: Sequence[str] | str | None = None,
     max_iterations: int = 10,
+    keep_inputs: Sequence[str] = (),
 ) -> OptimizeResult:
-    """Rewrite ``model`` with the named passes until none changes anything; the input is not mutated."""
+    """Rewrite ``model`` with the named passes until none changes anything; the input is not mutated.
+
+    ``keep_inputs`` names graph inputs a caller feeds even though an initializer backs them (the
+    ``initializer_inputs`` pass turns every other such input into a constant).
+    """
     names = resolve_passes(passes)
     ir_model = ir.serde.deserialize_model(_with_shapes(model))
     nodes_before = len(ir_model.graph)
-    manager = PassManager([PASSES[n]() for n in names], max_iterations=max_iterations)
+    manager = PassManager([_make_pass(n, keep_inputs) for n in names], max_iterations=max_iterations)
     ir_model, reports, modified = manager.run(ir_model)
     ir.passes.common.NameFixPass()(ir_model)
     out = ir.serde.serialize_model(ir_model)
@@ -116,6 +131,12 @@ def optimize_model(
         nodes_after=len(ir_model.graph),
         iterations=manager.iterations,
     )
+
+
+def _make_pass(name: str, keep_inputs: Sequence[str]):
+    if name == "initializer_inputs":
+        return PASSES[name](keep=tuple(keep_inputs))
+    return PASSES[name]()
 
 
 def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

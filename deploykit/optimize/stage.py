@@ -46,7 +46,8 @@ def optimize_artifact(
         raise DeployKitError(f"{out}: output would overwrite the input artifact; choose another -o")
     model = load_onnx(parent.main_path)
     external = _external_files(onnx.load(str(parent.main_path), load_external_data=False))
-    result = optimize_model(model, names, max_iterations=max_iterations)
+    # Inputs the manifest promises are fed by the user, even where an initializer backs them.
+    result = optimize_model(model, names, max_iterations=max_iterations, keep_inputs=[t.name for t in m.inputs])
     batch = m.batch.opt if not m.batch.dynamic else max(2, m.batch.min)
     result.parity = verify_or_raise(model, result.model, where=str(parent.main_path), batch=batch)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 
@@ -38,7 +42,8 @@ class CleanupPass(GraphPass):
             self.log(f"lifted {lifted} Constant node(s) to initialisers")
 
         inits = len(graph.initializers)
-        common.DeduplicateInitializersPass(size_limit=1 << 24)(model)
+        with _quiet("onnx_ir.passes.common.initializer_deduplication"):  # weights still listed as
+            common.DeduplicateInitializersPass(size_limit=1 << 24)(model)  # inputs: initializer_inputs' job
         if len(graph.initializers) < inits:
             self.log(f"merged {inits - len(graph.initializers)} duplicate constant(s)")
 
@@ -73,3 +78,15 @@ class CleanupPass(GraphPass):
                 graph.initializers.pop(value.name)
                 removed += 1
         return removed
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Hold a library logger's warnings back for one call (the pass reports what it did itself)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import onnx_ir as ir
 from onnxscript.optimizer import fold_constants
@@ -11,6 +12,22 @@ from deploykit.optimize.passes._base import DEFAULT_DOMAINS, GraphPass
 
 # Anything bigger stays a computation: folding it would bloat the file for no speed gain.
 _OUTPUT_LIMIT = 1 << 20
+
+
+def _should_fold(node: ir.Node) -> bool | None:
+    """Only standard ops are evaluated (a custom-domain op is never guessed at); None = the library's rule.
+
+    The library keeps ``ConstantOfShape`` to keep files small; old converters make weights (a zero
+    bias) with it, and a weight that is not a constant blocks every fold into the Conv, so a
+    small one is folded.
+    """
+    if node.domain not in DEFAULT_DOMAINS:
+        return False
+    if node.op_type == "ConstantOfShape" and node.inputs and node.inputs[0] is not None:
+        shape = node.inputs[0].const_value
+        if shape is not None and math.prod(int(d) for d in shape.numpy().reshape(-1)) <= _OUTPUT_LIMIT:
+            return True
+    return None
 
 
 class ConstantFoldPass(GraphPass):
@@ -25,8 +42,7 @@ class ConstantFoldPass(GraphPass):
             model,
             onnx_shape_inference=False,
             output_size_limit=_OUTPUT_LIMIT,
-            # Only standard ops are evaluated; a custom-domain op is never guessed at.
-            should_fold=lambda node: None if node.domain in DEFAULT_DOMAINS else False,
+            should_fold=_should_fold,
         )
         if not result.modified:
             return

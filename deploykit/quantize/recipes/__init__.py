@@ -151,6 +151,7 @@ def recipe_for(model: str, family: str) -> Recipe:
     A family that maps to a recipe must find it: a missing one means a broken install, and
     silently falling back to the defaults would lose the method chosen for that family.
     """
+    model, family = model.lower(), family.lower()  # a user-given family ("ResNet") finds its recipe
     for key in (model, model.rstrip("0123456789_x"), family):
         if key in FAMILY_RECIPES:
             return load_recipe(FAMILY_RECIPES[key])
