@@ -10,7 +10,6 @@ from tiny_models import tiny_artifact, tiny_onnx
 
 from deploykit.backends import make_runner
 from deploykit.backends.base import Runner
-from deploykit.backends.onnxruntime import OnnxRuntimeRunner
 from deploykit.errors import DeployKitError
 from deploykit.harness.bench import LatencyStats, benchmark, make_feeds
 
@@ -309,7 +308,7 @@ ORT_ALL = "GraphOptimizationLevel.ORT_ENABLE_ALL"
 
 
 def test_the_timer_makes_sessions_as_the_predictor_does_one_alive_at_a_time(monkeypatch, tmp_path):
-    from session_spy import SessionSpy
+    from timing_fakes import SessionSpy
 
     from deploykit.harness.bench import SESSIONS_ONE_AT_A_TIME, compare_runtimes
     from deploykit.onnx_io import deployment_settings
@@ -357,44 +356,9 @@ def test_another_runtime_replaces_onnxruntime_only_when_measurably_faster():
     assert pick_runtime(few)[0] == "onnxruntime"
 
 
-class Instant(OnnxRuntimeRunner):
-    """A second 'runtime' that answers from a cache: far faster than ORT on the same file."""
-
-    backend = "fake"
-
-    def _infer(self, feeds):
-        if not hasattr(self, "_cached"):
-            self._cached = super()._infer(feeds)
-        return self._cached
-
-
-class Twice(OnnxRuntimeRunner):
-    """A second 'runtime' that runs every call twice: slower than ORT."""
-
-    backend = "slow"
-
-    def _infer(self, feeds):
-        super()._infer(feeds)
-        return super()._infer(feeds)
-
-
-def fake_backends(monkeypatch):
-    """deployment_runner with two extra CPU backends, 'fake' (fast) and 'slow', beside onnxruntime."""
-    from deploykit.harness import bench
-
-    real = bench.deployment_runner
-
-    def runner(target, backend="onnxruntime", threads=None):
-        extra = {"fake": Instant, "slow": Twice}.get(backend)
-        if extra is None:
-            return real(target, backend, threads)
-        path = target.main_path if hasattr(target, "main_path") else target
-        return extra(path, threads=threads, name=backend)
-
-    monkeypatch.setattr(bench, "deployment_runner", runner)
-
-
 def test_compare_runtimes_picks_the_measurably_faster_backend_per_batch(monkeypatch, tmp_path):
+    from timing_fakes import fake_backends
+
     from deploykit.harness.bench import compare_runtimes
     from deploykit.machine import machine_slug
 

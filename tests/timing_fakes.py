@@ -1,8 +1,11 @@
-"""A spy on ``onnxruntime.InferenceSession``: the options of every session made, and how many were alive at once."""
+"""Spies and fakes for the timing tests: a spy on ``onnxruntime.InferenceSession`` (the options of every
+session made, how many were alive at once) and two fake CPU runtimes beside onnxruntime."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from deploykit.backends.onnxruntime import OnnxRuntimeRunner
 
 
 class SessionSpy:
@@ -45,3 +48,40 @@ class SessionSpy:
             "inter_op_spin": entry("session.inter_op.allow_spinning") != "0",
             "optimization": str(so.graph_optimization_level),
         }
+
+
+class Instant(OnnxRuntimeRunner):
+    """A second 'runtime' that answers from a cache: far faster than ORT on the same file."""
+
+    backend = "fake"
+
+    def _infer(self, feeds):
+        if not hasattr(self, "_cached"):
+            self._cached = super()._infer(feeds)
+        return self._cached
+
+
+class Twice(OnnxRuntimeRunner):
+    """A second 'runtime' that runs every call twice: slower than ORT."""
+
+    backend = "slow"
+
+    def _infer(self, feeds):
+        super()._infer(feeds)
+        return super()._infer(feeds)
+
+
+def fake_backends(monkeypatch):
+    """deployment_runner with two extra CPU backends, 'fake' (fast) and 'slow', beside onnxruntime."""
+    from deploykit.harness import bench
+
+    real = bench.deployment_runner
+
+    def runner(target, backend="onnxruntime", threads=None):
+        extra = {"fake": Instant, "slow": Twice}.get(backend)
+        if extra is None:
+            return real(target, backend, threads)
+        path = target.main_path if hasattr(target, "main_path") else target
+        return extra(path, threads=threads, name=backend)
+
+    monkeypatch.setattr(bench, "deployment_runner", runner)
