@@ -11,7 +11,7 @@ import numpy as np
 
 from deploykit.backends.base import Runner, RunnerError, Shape, check_feed
 from deploykit.errors import DeployKitError, MissingExtraError
-from deploykit.onnx_io import OPT_LEVELS
+from deploykit.onnx_io import OPT_LEVELS, deployment_settings
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 DEVICE_PROVIDERS = {
@@ -70,7 +70,7 @@ class OnnxRuntimeRunner(Runner):
         inter_op_threads: int | None = None,
         provider_options: Sequence[dict] | None = None,
         name: str | None = None,
-        spin: bool = True,
+        spin: bool | None = None,
     ) -> None:
         if graph_optimization_level not in OPT_LEVELS:
             raise DeployKitError(
@@ -99,9 +99,9 @@ class OnnxRuntimeRunner(Runner):
         self.inter_op_threads = inter_op_threads
         self.graph_optimization_level = graph_optimization_level
         self.provider_options = list(provider_options) if provider_options else None
-        # ORT's worker threads spin between calls; with several sessions alive (an interleaved
-        # benchmark) the idle ones would steal the cores from the one being timed.
-        self.spin = spin
+        # ORT's worker threads spin between calls, as in a deployment (deployment_settings) unless
+        # told otherwise; timers keep one session alive at a time so no idle one steals the cores.
+        self.spin = deployment_settings().spin if spin is None else spin
         self.session: Any = None
 
     def _activate(self) -> None:
