@@ -75,11 +75,11 @@ def deployment_settings(threads: int | None = None) -> SessionSettings:
     The one source for :class:`deploykit.runtime.Predictor` (and through it ``deploykit serve``'s
     Triton stub, which passes its per-instance ``threads``) and for every timer (``quantize``'s
     speed check, ``bench``, ``benchmarks/``): ORT's defaults, thread spinning on. Spinning is what
-    a deployed session does, and it changes comparisons: on the demo ResNet-18 at 24x24 (Zen 4,
-    2 cores) FP32 read 0.673 ms without spinning and 0.383 ms with it, while INT8 moved only from
-    0.447 to 0.397 ms, so a check without spinning reported a 1.67x INT8 gain that a deployment
-    never sees. Timers keep one session alive at a time, so spinning idle sessions cannot steal
-    the cores from the one being timed.
+    a deployed session does, and it changes comparisons: issue #23 timed the demo's ResNet-18 at
+    24x24 (Zen 4, 2 cores) with FP32 at 0.673 ms without spinning and 0.383 ms with it, while INT8
+    moved only from 0.447 to 0.397 ms, so the check without spinning reported a 1.67x INT8 gain a
+    deployment never saw. Timers keep one session alive at a time, so no idle session spins on
+    the cores of the one being timed.
     """
     return SessionSettings(threads=threads)
 
