@@ -17,6 +17,7 @@ Two steps, so only the timing runs at normal priority::
 
     nice -n 10 python benchmarks/int8/demo_check.py --prepare /tmp/demo-check
     python benchmarks/int8/demo_check.py --time /tmp/demo-check --repeats 3
+    python benchmarks/int8/demo_check.py --pair INT8.onnx FP32.onnx --batches 1 --tag NAME   # any pair
 
 Results: ``benchmarks/results/int8/demo-check-<machine>.{json,md}``.
 """
@@ -150,15 +151,14 @@ def deployed_check(int8: Path, fp32: Path, batches: list[int]) -> list[dict[str,
     return [{**b.to_dict(), "interval": list(b.interval) if b.interval else None} for b in sc.batches]
 
 
-def time_all(folder: Path, repeats: int) -> dict[str, Any]:
+def time_all(int8: Path, fp32: Path, repeats: int, batches: list[int], model: str) -> dict[str, Any]:
     from deploykit.machine import describe_machine
     from deploykit.onnx_io import deployment_settings
 
-    int8, fp32 = folder / "int8" / "model.onnx", folder / "fp32" / "model.onnx"
     methods = {
-        "legacy": lambda: legacy_check(int8, fp32, BATCHES),
-        "deployed": lambda: deployed_check(int8, fp32, BATCHES),
-        "no-spin blocks": lambda: blocks_check(int8, fp32, BATCHES, spin=False),
+        "legacy": lambda: legacy_check(int8, fp32, batches),
+        "deployed": lambda: deployed_check(int8, fp32, batches),
+        "no-spin blocks": lambda: blocks_check(int8, fp32, batches, spin=False),
     }
     runs: list[dict[str, Any]] = []
     for rep in range(repeats):
@@ -175,8 +175,9 @@ def time_all(folder: Path, repeats: int) -> dict[str, Any]:
                 flush=True,
             )
     return {
-        "model": f"resnet18 {SIZE}x{SIZE}, Fashion-MNIST, one short epoch (train[:2000])",
-        "batches": BATCHES,
+        "model": model,
+        "files": {"int8": str(int8), "fp32": str(fp32)},
+        "batches": batches,
         "deployment_settings": deployment_settings().to_dict(),
         "machine": describe_machine(),
         "runs": runs,
@@ -189,7 +190,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# quantize's INT8 speed check on the demo model: as it was, and as deployed",
         "",
-        f"Model: {doc['model']}. Machine: {machine_line(doc['machine'])}. ORT threads: default (2 here).",
+        f"Model: {doc['model']}. Machine: {machine_line(doc['machine'])}. ORT threads: default (2 here). "
+        f"Load average at the start of each run in the table (2 cores).",
         "legacy = both sessions alive, spinning off, 8 rounds in the same sessions (the check before issue #23); "
         "deployed = `check_speed` now: deployment settings (spinning on), one session alive at a time, "
         "8 fresh-session blocks; no-spin blocks = one at a time, spinning off. Methods alternate repetition by "
@@ -213,15 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare", type=Path, help="train, export and quantise into this folder")
     ap.add_argument("--time", type=Path, help="time the pair in this folder (prepared first)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pair", nargs=2, type=Path, metavar=("INT8", "FP32"), help="time these two ONNX files instead")
+    ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
+    ap.add_argument("--model", default=None, help="with --pair: what the files are, for the record")
+    ap.add_argument("--tag", default=None, help="suffix for the result files")
     args = ap.parse_args(argv)
     if args.prepare:
         prepare(args.prepare)
-    if args.time:
+    if args.time or args.pair:
         from deploykit._io import atomic_write_json, atomic_write_text
         from deploykit.machine import machine_slug
 
-        doc = time_all(args.time, args.repeats)
-        stem = f"demo-check-{machine_slug(doc['machine'])}"
+        if args.pair:
+            int8, fp32 = args.pair
+            model = args.model or f"{int8.name} against {fp32.name}"
+        else:
+            int8, fp32 = args.time / "int8" / "model.onnx", args.time / "fp32" / "model.onnx"
+            model = f"resnet18 {SIZE}x{SIZE}, Fashion-MNIST, one short epoch (train[:2000])"
+        doc = time_all(int8, fp32, args.repeats, args.batches, model)
+        stem = f"demo-check-{machine_slug(doc['machine'])}" + (f"-{args.tag}" if args.tag else "")
         RESULTS.mkdir(parents=True, exist_ok=True)
         atomic_write_json(RESULTS / f"{stem}.json", doc)
         md = markdown(doc)
