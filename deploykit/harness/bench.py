@@ -251,6 +251,7 @@ def benchmark(
             "duration_s": duration,
             "min_iters": min_iters,
             "time_limit_s": time_limit,
+            "sessions": "one session for every batch size" + ("" if was_active else ", released after"),
             **TIMING_METHOD,
         },
         machine=machine if machine is not None else describe_machine(),
