@@ -688,7 +688,9 @@ def timing_config(
         "iters_per_block": {str(b): n for b, n in iters.items()},
         "warmup_per_block": warmup,
         "load_average": load,
-        "runners": runners,
+        # each runner's own settings as it ran (an OpenVINO runner's hint and precision included);
+        # the label says which model it ran, so the runner's file name and guessed precision go
+        "runners": {k: {o: v for o, v in d.items() if o not in ("name", "precision")} for k, d in runners.items()},
     }
 
 
