@@ -269,7 +269,8 @@ def bench_model(
                 f = files[key]
                 if isinstance(f, Exception):
                     raise f
-                runner = OnnxRuntimeRunner(f, providers=providers, threads=threads, name=f"{name}:{key}", spin=False)
+                # the deployment's session settings (spinning on); timed one session alive at a time
+                runner = OnnxRuntimeRunner(f, providers=providers, threads=threads, name=f"{name}:{key}")
                 runner.precision = "int8" if "int8" in key else "fp32"
                 return runner
 
@@ -288,7 +289,10 @@ def bench_model(
 
         # Build and warm every runner first (torch.compile compiles here); a row that cannot run
         # is recorded with its reason. Then the rows of each device are timed interleaved, round
-        # after round, so the machine's load hits them all alike.
+        # after round, so the machine's load hits them all alike. ORT sessions are released after
+        # the check and rebuilt for each round (benchmark_blocks: one alive at a time, with the
+        # deployment's spinning); torch.compile's module stays alive (recompiling it each round
+        # would dominate) and is named under the results' settings["kept_alive"].
         built: dict[str, Any] = {}
         result_of: dict[str, Any] = {}
         row_of: dict[str, Row] = {}
@@ -301,6 +305,8 @@ def bench_model(
                 try:
                     runner = make().activate()
                     runner.infer(make_feeds(runner, args.batch))
+                    if variant != "torch.compile" and device == "cpu":
+                        runner.deactivate()  # rebuilt fresh for every round, one alive at a time
                     built[variant] = runner
                 except Exception as e:  # noqa: BLE001 - one broken row must not sink the suite
                     _fail(row_of[variant], e, args.verbose)
@@ -518,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_model(name, args, counts, machine, results, rows, timings, per_model)
     total = time.perf_counter() - start
 
+    from deploykit.onnx_io import deployment_settings
+
     suite = {
         "baseline": f"PyTorch eager FP32 on the same device ({CPU_BASELINE} / {GPU_BASELINE})",
         "settings": {
@@ -532,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
             "rows interleaved round by round; speedup_ci: its 95% interval (order statistics)",
             "load_average_start": load_start,
             "load_average_end": _load(),
+            "ort_session_settings": deployment_settings(args.threads).to_dict(),
+            "sessions": "CPU rows: a fresh session per row per round, one alive at a time, except "
+            "torch.compile's compiled module, kept alive (settings.kept_alive of each run)",
             "timings_s": timings,
         },
         "rows": [r.to_dict() for r in rows],

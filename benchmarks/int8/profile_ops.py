@@ -27,12 +27,10 @@ def kernel_times(path: Path, x: np.ndarray, runs: int, threads: int, prefix: str
     """Mean ms per call spent in each op type."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.enable_profiling = True
-    so.profile_file_prefix = prefix
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from deploykit.onnx_io import deployment_settings, session_options
+
+    # the deployment's settings (spinning on); one session alive at a time, released on return
+    so = session_options(**deployment_settings(threads).ort_kwargs(), profile_prefix=prefix)
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     for _ in range(5):

@@ -38,48 +38,41 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "int8"
 def interleaved_latency(
     models: dict[str, Any],
     shape: tuple[int, ...],
-    rounds: int,
-    per_round: int,
+    blocks: int,
+    per_block: int,
     threads: int = 2,
     warmup: int = 3,
-    sessions: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Median/p90 ms per variant and the medians of every round, variants interleaved round by round,
-    in ``sessions`` blocks of fresh ORT sessions (``rounds`` rounds per block).
+    """Median/p90 ms per variant and the median of every block, timed as deployed.
 
-    One session keeps its memory placement for its life, which alone moves latency by a few
-    percent, so a comparison of two files needs several sessions of each. Several sessions stay
-    alive while variants are interleaved: spinning worker threads of the idle ones would steal the
-    2 cores from the one being timed (measured: +37% on whichever variant ran second), so the
-    sessions do not spin.
+    ``deploykit.harness.bench.benchmark_blocks``: alternating fresh-session blocks, one session
+    alive at a time, each with the deployment's session settings (``deployment_settings``: ORT's
+    thread spinning on, as the Predictor and ``serve`` run). Until issue #23 the variants' sessions
+    were all kept alive side by side with spinning off, a configuration no deployment runs.
     """
-    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
-    from deploykit.harness.bench import benchmark_sessions
+    from deploykit.harness.bench import benchmark_blocks, deployment_runner
 
-    factories = {
-        k: (lambda k=k, v=v: OnnxRuntimeRunner(v, threads=threads, name=k, spin=False)) for k, v in models.items()
-    }
-    timed = benchmark_sessions(
-        factories,
-        sessions=sessions,
-        batch=shape[0],
-        rounds=rounds,
-        iters_per_round=per_round,
-        warmup=warmup,
-        machine={},
-    )
+    runners = {k: deployment_runner(v, "onnxruntime", threads) for k, v in models.items()}
+    timed = benchmark_blocks(runners, [shape[0]], blocks, per_block, warmup, machine={})
     out = {}
-    for k, blocks in timed.items():
-        round_ms = [b.batches[0].round_p50_ms for b in blocks]
-        flat = np.array([x for blk in round_ms for x in blk])
+    for k, res in timed.items():
+        b = res.batches[0]
+        block_ms = b.round_p50_ms or []
         out[k] = {
-            "median_ms": float(np.median(flat)),
-            "p90_ms": float(np.percentile(flat, 90)),
-            "min_ms": min(b.batches[0].latency_ms.min for b in blocks),
-            "samples": sum(b.batches[0].iterations for b in blocks),
-            "round_medians_ms": round_ms,
-        }  # [session][round]
+            "median_ms": float(np.median(block_ms)),
+            "p90_ms": float(np.percentile(block_ms, 90)),
+            "min_ms": b.latency_ms.min,
+            "samples": b.iterations,
+            "block_medians_ms": block_ms,
+        }
     return out
+
+
+def timing_doc(args) -> dict[str, Any]:
+    """How every latency in a result was timed (recorded beside the figures)."""
+    from deploykit.harness.bench import timing_config
+
+    return timing_config(args.threads, args.blocks, {1: args.per_block}, 3, {})
 
 
 def calib_arrays(cfg, spec: str, limit: int | None = None) -> np.ndarray:
@@ -186,24 +179,40 @@ def write_outputs(doc: dict[str, Any], stem: str, markdown: str, plot) -> list[P
 # -------------------------------------------------------------------------------- speed mode
 
 
-def speed_variants(fp32: Path, calib: np.ndarray, tmp: Path, stem: str) -> dict[str, Path]:
+def speed_variants(
+    fp32: Path, calib: np.ndarray, tmp: Path, stem: str, want: list[str] | None = None
+) -> dict[str, Path]:
     """Every INT8 layout worth timing against FP32 on a CPU, built from the same calibration images.
 
     deploykit: full-range weights (the VNNI layout), reduced 7-bit weights (the AVX2 layout, exact
     where vpmaddubsw would saturate), and the AVX2 layout with the stem conv kept in FP32 (3 input
     channels: the worst-shaped INT8 conv). ORT's quantize_static: its default (uint8 x int8), with
-    reduced range, and uint8 x uint8 weights (U8U8 kernels, no int16 saturation).
+    reduced range, and uint8 x uint8 weights (U8U8 kernels, no int16 saturation). ``want`` keeps
+    only the named ones (fp32 always); a file already in ``tmp`` is reused, not rebuilt.
     """
+    stats: list[Any] = []
+
+    def dk(key: str, layout: str, **kw: Any) -> Path:
+        q, _, st = deploykit_int8(fp32, calib, "entropy", layout=layout, stats=stats[0] if stats else None, **kw)
+        stats[:] = [st]
+        return save(q, tmp / f"{stem}-{key}.onnx")
+
+    recipes = {
+        "dk_vnni": lambda: dk("dk_vnni", "vnni"),
+        "dk_avx2": lambda: dk("dk_avx2", "avx2"),
+        "dk_avx2_stem_fp32": lambda: dk("dk_avx2_stem_fp32", "avx2", keep=("first",)),
+        "ort_s8": lambda: ort_quantize_static(fp32, calib, tmp / f"{stem}-ort_s8.onnx"),
+        "ort_s8_reduced": lambda: ort_quantize_static(
+            fp32, calib, tmp / f"{stem}-ort_s8_reduced.onnx", reduce_range=True
+        ),
+        "ort_u8u8": lambda: ort_quantize_static(fp32, calib, tmp / f"{stem}-ort_u8u8.onnx", weight_type="QUInt8"),
+    }
     out = {"fp32": fp32}
-    q, _, stats = deploykit_int8(fp32, calib, "entropy", layout="vnni")
-    out["dk_vnni"] = save(q, tmp / f"{stem}-dk-vnni.onnx")
-    q, _, _ = deploykit_int8(fp32, calib, "entropy", layout="avx2", stats=stats)
-    out["dk_avx2"] = save(q, tmp / f"{stem}-dk-avx2.onnx")
-    q, _, _ = deploykit_int8(fp32, calib, "entropy", layout="avx2", stats=stats, keep=("first",))
-    out["dk_avx2_stem_fp32"] = save(q, tmp / f"{stem}-dk-avx2-stem.onnx")
-    out["ort_s8"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-s8.onnx")
-    out["ort_s8_reduced"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-s8r.onnx", reduce_range=True)
-    out["ort_u8u8"] = ort_quantize_static(fp32, calib, tmp / f"{stem}-ort-u8u8.onnx", weight_type="QUInt8")
+    for key, build in recipes.items():
+        if want and key not in want:
+            continue
+        done = tmp / f"{stem}-{key}.onnx"
+        out[key] = done if done.is_file() else build()
     return out
 
 
@@ -213,20 +222,21 @@ def speed_only(args) -> dict[str, Any]:
 
     import torch
 
-    from deploykit.harness.significance import session_ratio_ci
+    from deploykit.harness.significance import median_ratio_ci
     from deploykit.models.registry import create_model
     from deploykit.reference import get_recipe
 
     torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp(prefix="dk-int8-speed-"))
+    tmp = Path(args.files) if args.files else Path(tempfile.mkdtemp(prefix="dk-int8-speed-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     models = args.speed_models
     doc: dict[str, Any] = {
         "mode": "speed-only",
         "weights": "random (latency does not depend on them)",
         "threads": args.threads,
-        "sessions": args.sessions,
-        "rounds": args.rounds,
-        "per_round": args.per_round,
+        "blocks": args.blocks,
+        "per_block": args.per_block,
+        "timing": timing_doc(args),
         "machine": machine(),
         "load_average_start": os.getloadavg()[0],
         "models": {},
@@ -238,34 +248,35 @@ def speed_only(args) -> dict[str, Any]:
         size = int(at) if imagenet else get_recipe(name).image_size
         model = create_model(name, num_classes=1000 if imagenet else 10).eval()
         shape = (3, size, size)
-        fp32 = tmp / f"{name}-fp32.onnx"
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, *shape),),
-            str(fp32),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-        )
+        fp32 = tmp / f"{name}-{size}-fp32.onnx"
+        if not fp32.is_file():
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, *shape),),
+                str(fp32),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+            )
         calib = np.random.default_rng(0).normal(size=(args.calib_images, *shape)).astype(np.float32)
-        variants = speed_variants(fp32, calib, tmp, name)
+        variants = speed_variants(fp32, calib, tmp, f"{name}-{size}", args.variants)
+        if args.prepare_only:
+            continue
         rows: dict[str, Any] = {}
         for batch in [1] if imagenet else args.speed_batches:
-            per_round = max(1, args.per_round // (5 if batch > 1 else 1))
+            per_block = max(1, args.per_block // (5 if batch > 1 else 1))
             print(f"{name} {size}x{size} batch {batch}: {len(variants)} variants", file=sys.stderr, flush=True)
-            lat = interleaved_latency(
-                variants, (batch, *shape), args.rounds, per_round, args.threads, sessions=args.sessions
-            )
+            lat = interleaved_latency(variants, (batch, *shape), args.blocks, per_block, args.threads)
             base = lat["fp32"]["median_ms"]
             rows[str(batch)] = {
                 "latency": {
                     k: {kk: v[kk] for kk in ("median_ms", "p90_ms", "min_ms", "samples")} for k, v in lat.items()
                 },
                 "speedup_vs_fp32": {k: base / v["median_ms"] for k, v in lat.items()},
-                "speedup_ci": {
-                    k: session_ratio_ci(lat["fp32"]["round_medians_ms"], v["round_medians_ms"]).to_dict()
+                "speedup_ci": {  # FP32 / variant, block by block
+                    k: median_ratio_ci(lat["fp32"]["block_medians_ms"], v["block_medians_ms"]).to_dict()
                     for k, v in lat.items()
                     if k != "fp32"
                 },
@@ -285,12 +296,12 @@ def speed_markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# INT8 speed: FP32 against every INT8 layout, ONNX Runtime CPU",
         "",
-        f"Machine: {machine_line(doc['machine'])}. {doc['threads']} ORT threads, no thread spinning; "
-        f"variants interleaved in {doc['sessions']} blocks of fresh sessions x {doc['rounds']} rounds. "
+        f"Machine: {machine_line(doc['machine'])}. Timed as deployed: {doc['threads']} ORT threads, thread "
+        f"spinning on, one session alive at a time, variants alternating in {doc['blocks']} fresh-session blocks. "
         f"Load average {doc['load_average_start']:.1f} at start, {doc['load_average_end']:.1f} at end "
         "(a shared machine: ratios inside one block are fair, absolute ms are not). Random weights.",
         "",
-        "Speed-up = FP32 / variant (median per block; interval over blocks). dk = deploykit "
+        "Speed-up = FP32 / variant (median of the per-block ratios, 95% interval over blocks). dk = deploykit "
         "(vnni: full-range weights; avx2: 7-bit weights; stem_fp32: first conv kept in FP32); "
         "ort = onnxruntime quantize_static (s8: default int8 weights; s8_reduced: reduce_range; u8u8: uint8 weights).",
         "",
@@ -338,7 +349,7 @@ def speed_plot(doc: dict[str, Any], path: Path) -> None:
 
 
 def accuracy_mode(args) -> dict[str, Any]:
-    from deploykit.harness.significance import session_ratio_ci
+    from deploykit.harness.significance import median_ratio_ci
     from deploykit.quantize import GateFailedError, quantize_artifact
     from deploykit.quantize.calibrators import METHODS
     from deploykit.quantize.gate import predictions, top1
@@ -431,14 +442,13 @@ def accuracy_mode(args) -> dict[str, Any]:
             lat = interleaved_latency(
                 variants,
                 (b, *cfg.input_size),
-                args.rounds,
-                args.per_round if b == 1 else max(2, args.per_round // 5),
+                args.blocks,
+                args.per_block if b == 1 else max(2, args.per_block // 5),
                 args.threads,
-                sessions=args.sessions,
             )
             row["latency"][str(b)] = lat
-            row.setdefault("latency_vs_quantize_static", {})[str(b)] = session_ratio_ci(
-                lat["deploykit_int8"]["round_medians_ms"], lat["ort_quantize_static"]["round_medians_ms"]
+            row.setdefault("latency_vs_quantize_static", {})[str(b)] = median_ratio_ci(
+                lat["deploykit_int8"]["block_medians_ms"], lat["ort_quantize_static"]["block_medians_ms"]
             ).to_dict()
         row["relative_top1"] = row["default_recipe"]["top1"] / fp32_top1 if fp32_top1 else None
         rows.append(row)
@@ -453,6 +463,7 @@ def accuracy_mode(args) -> dict[str, Any]:
         "calibration": args.calib,
         "validation": args.val,
         "threads": args.threads,
+        "timing": timing_doc(args),
         "machine": machine(),
         "models": rows,
         "skipped": skipped,
@@ -631,14 +642,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-images", type=int, default=64, help="speed-only: calibration images")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--sessions", type=int, default=6, help="blocks of fresh ORT sessions per comparison (6 give a 97%% interval)"
+        "--blocks",
+        type=int,
+        default=24,
+        help="alternating fresh-session blocks per comparison, one session alive at a time (6 give a 95%% interval)",
     )
-    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per session block")
     ap.add_argument(
-        "--per-round",
+        "--per-block",
         type=int,
         default=20,
-        help="timed calls per variant and round at batch 1 (a fifth of that at batch 32)",
+        help="timed calls per variant and block at batch 1 (a fifth of that at batch 32)",
+    )
+    ap.add_argument("--variants", nargs="+", default=None, help="speed-only: only these INT8 variants (and fp32)")
+    ap.add_argument("--files", default=None, help="speed-only: keep the model files here and reuse them")
+    ap.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="speed-only: build the files into --files and stop (run it under nice; time in a second run)",
     )
     ap.add_argument("--image-size", type=int, nargs=2, default=None, help="accuracy mode: override H W")
     ap.add_argument(
@@ -650,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.speed_only:
         doc = speed_only(args)
+        if args.prepare_only:
+            print(f"model files in {args.files or 'a temporary folder'}")
+            return 0
         md, plot, stem = speed_markdown(doc), speed_plot, "speed"
     else:
         doc = accuracy_mode(args)

@@ -11,7 +11,7 @@ import numpy as np
 
 from deploykit.backends.base import Runner, RunnerError, Shape, check_feed
 from deploykit.errors import DeployKitError, MissingExtraError
-from deploykit.onnx_io import OPT_LEVELS, gpu_provider_options, import_onnxruntime
+from deploykit.onnx_io import OPT_LEVELS, deployment_settings, gpu_provider_options, import_onnxruntime
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 DEVICE_PROVIDERS = {
@@ -101,7 +101,7 @@ class OnnxRuntimeRunner(Runner):
         inter_op_threads: int | None = None,
         provider_options: Sequence[dict] | None = None,
         name: str | None = None,
-        spin: bool = True,
+        spin: bool | None = None,
         device_id: int = 0,
         trt_cache: str | os.PathLike | None = None,
         trt_profile: dict[str, tuple] | None = None,
@@ -145,9 +145,9 @@ class OnnxRuntimeRunner(Runner):
                 self.providers, device_id=device_id, trt_cache_dir=self.trt_cache, trt_profile=trt_profile
             )
             self.device = f"cuda:{device_id}"
-        # ORT's worker threads spin between calls; with several sessions alive (an interleaved
-        # benchmark) the idle ones would steal the cores from the one being timed.
-        self.spin = spin
+        # ORT's worker threads spin between calls, as in a deployment (deployment_settings) unless
+        # told otherwise; timers keep one session alive at a time so no idle one steals the cores.
+        self.spin = deployment_settings().spin if spin is None else spin
         self.session: Any = None
 
     def _activate(self) -> None:

@@ -107,8 +107,9 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
     "--rounds",
     type=click.IntRange(min=1),
     default=None,
-    help="Time every backend/precision interleaved over this many rounds (per batch size) and print "
-    "each one's speed-up over the first with a 95% interval; --iters is then the total per run.",
+    help="Time every backend/precision in this many alternating rounds, a fresh session each round and one "
+    "alive at a time (as deployed), and print each one's speed-up over the first with a 95% interval; "
+    "--iters is then the total per run.",
 )
 @click.option("--channels-last", is_flag=True, help="torch: channels-last memory format.")
 @click.option("--cuda-graph", is_flag=True, help="torch on CUDA: capture once, replay a CUDA graph.")
@@ -118,7 +119,8 @@ def _rich_table(title: str, header: Any, rows: list[list[str]]):
 @click.option(
     "--record",
     is_flag=True,
-    help="Store the latency summary in the artifact's manifest (TARGET must be an artifact dir).",
+    help="Store the latency summary in the artifact's manifest (TARGET must be an artifact dir); for an ONNX "
+    "artifact on the CPU, also time every installed CPU runtime on it and record the fastest per batch.",
 )
 @model_options
 def bench_cmd(
@@ -148,7 +150,6 @@ def bench_cmd(
     labels: Any,
 ) -> None:
     """Measure latency and throughput of TARGET (artifact dir, .onnx, .engine or zoo model name)."""
-    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
     from deploykit.harness.bench import benchmark, describe_machine, interleaved_results, speedup_lines
     from deploykit.harness.report import (
         bench_columns,
@@ -189,8 +190,6 @@ def bench_cmd(
         runner = runner_for(
             obj, backend=backend, device=device, threads=threads, batch_sizes=batches, precision=precision, **opts
         )
-        if rounds is not None and isinstance(runner, OnnxRuntimeRunner):
-            runner.spin = False  # idle sessions must not take the cores from the one being timed
         runners.append((runner, precision))
     if rounds is not None:
         results = interleaved_results(
@@ -222,6 +221,12 @@ def bench_cmd(
     )
     console.print(f"machine: {machine_line(machine)}", highlight=False, markup=False)  # "[zen4]" is not rich markup
     if rounds is not None:
+        console.print(
+            f"timed as deployed: {results[0].settings['sessions']}, each with its own settings "
+            f"(ORT: thread spinning on), {rounds} rounds",
+            highlight=False,
+            soft_wrap=True,
+        )
         for line in speedup_lines(results):
             console.print(line, highlight=False, soft_wrap=True)
     for b in (b for r in results for b in r.batches if not b.p99_reliable):
@@ -239,6 +244,14 @@ def bench_cmd(
     if artifact is not None:
         artifact.record_result("latency", latency_summary(doc))
         console.print(f"recorded latency of {len(results)} run(s) in {artifact.manifest_path}", highlight=False)
+        if artifact.manifest.format == "onnx" and device == "cpu":
+            from deploykit.harness.bench import compare_runtimes
+
+            # every installed CPU runtime on this artifact, as deployed: the one to run it with here
+            choice = compare_runtimes(artifact, batches, threads, progress=console.is_terminal and not quiet)
+            artifact.record_result("runtime_choice", choice.to_dict())
+            console.print(choice.summary(), highlight=False, soft_wrap=True)
+            console.print(f"recorded the runtime choice ({choice.best}) in {artifact.manifest_path}", highlight=False)
 
 
 @click.command("compare")

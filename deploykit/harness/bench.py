@@ -251,10 +251,117 @@ def benchmark(
             "duration_s": duration,
             "min_iters": min_iters,
             "time_limit_s": time_limit,
+            "sessions": "one session for every batch size" + ("" if was_active else ", released after"),
             **TIMING_METHOD,
         },
         machine=machine if machine is not None else describe_machine(),
     )
+
+
+SESSIONS_ONE_AT_A_TIME = "a fresh session per runner per round, one alive at a time"
+
+
+def benchmark_blocks(
+    runners: dict[str, Runner],
+    batches: Sequence[int] = (1,),
+    blocks: int = 8,
+    iters_per_block: int | dict[int, int] = 20,
+    warmup: int = DEFAULT_WARMUP,
+    *,
+    feeds: dict[str, dict[int, dict[str, np.ndarray]]] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    model: str | None = None,
+    machine: dict[str, Any] | None = None,
+) -> dict[str, BenchResult]:
+    """Time several runners in alternating fresh-session blocks, one session alive at a time.
+
+    Every block activates each runner in turn (order reversed every other block), times
+    ``warmup`` untimed then ``iters_per_block`` timed calls at every batch size, and deactivates
+    it before the next one is built. That is how a deployment runs (one session with its threads
+    spinning, nothing else alive), so the runners keep their deployment settings: an idle session
+    kept alive beside the timed one would spin its threads on the same cores (ORT's default), and
+    turning spinning off to prevent that times a configuration no deployment runs. A fresh
+    session per block also samples the spread between sessions (memory placement, thread
+    layout), which rounds inside one session cannot see. Each runner's ``round_p50_ms`` holds the
+    median of every block, so a ratio can be taken block by block
+    (:func:`deploykit.harness.significance.median_ratio_ci`; 6 blocks give a 95% interval).
+
+    A runner passed in already active stays active throughout (the caller keeps it alive, e.g. a
+    compiled torch module or a GPU engine whose rebuild would dominate): the settings name it
+    under ``kept_alive``.
+    """
+    if not runners:
+        raise DeployKitError("benchmark_blocks needs at least one runner")
+    if blocks < 1:
+        raise DeployKitError(f"rounds/blocks ({blocks}) must be at least 1")
+    sizes = [int(b) for b in batches]
+    per_block = iters_per_block if isinstance(iters_per_block, dict) else dict.fromkeys(sizes, iters_per_block)
+    if any(per_block.get(b, 0) < 1 for b in sizes):
+        raise DeployKitError(f"iters_per_round must be at least 1 at every batch size, got {per_block}")
+    if warmup < 0:
+        raise DeployKitError(f"warmup {warmup} must not be negative")
+    clock = time.perf_counter_ns
+    labels = list(runners)
+    kept = [k for k in labels if runners[k].is_active]
+    samples = {k: {b: [] for b in sizes} for k in labels}
+    medians: dict[str, dict[int, list[float]]] = {k: {b: [] for b in sizes} for k in labels}
+    first_ms: dict[str, dict[int, float]] = {k: {} for k in labels}
+    inputs: dict[str, dict[int, dict[str, np.ndarray]]] = {k: dict((feeds or {}).get(k, {})) for k in labels}
+    descs: dict[str, dict[str, Any]] = {}
+    start = clock()
+    what = f"{len(labels)} runner(s) in fresh-session blocks, batch {', '.join(map(str, sizes))}"
+    with task(progress, what, blocks) as advance:
+        for r in range(blocks):
+            for k in labels if r % 2 == 0 else labels[::-1]:
+                runner = runners[k].activate()
+                try:
+                    for b in sizes:
+                        if b not in inputs[k]:
+                            check_batch_sizes(runner, [b])
+                            inputs[k][b] = make_feeds(runner, b, seed)
+                        x = inputs[k][b]
+                        first_ms[k].setdefault(b, _warm_up(runner, x, warmup))
+                        this_block = []
+                        for _ in range(per_block[b]):
+                            t = clock()
+                            runner.infer(x)
+                            this_block.append(clock() - t)
+                        samples[k][b] += this_block
+                        medians[k][b].append(float(np.median(this_block)) / 1e6)
+                    descs.setdefault(k, runner.describe())
+                finally:
+                    if k not in kept:
+                        runner.deactivate()  # released before the next session is built
+            advance()
+    loop_s = (clock() - start) / 1e9
+    machine = machine if machine is not None else describe_machine()
+    settings = {
+        "warmup": warmup,
+        "iters": blocks * per_block[sizes[0]],
+        "duration_s": None,
+        "rounds": blocks,
+        "iters_per_round": per_block[sizes[0]],
+        "interleaved": labels,
+        "sessions": SESSIONS_ONE_AT_A_TIME if not kept else f"fresh per round, except {', '.join(kept)} kept alive",
+        "one_session_alive": not kept or len(labels) == 1,
+        "kept_alive": kept,
+        **TIMING_METHOD,
+    }
+    return {
+        k: BenchResult(
+            label=k,
+            model=model,
+            runner=descs[k],
+            machine=machine,
+            settings=dict(settings),
+            batches=[
+                _batch_result(samples[k][b], b, warmup, first_ms[k][b], loop_s, "process", round_p50_ms=medians[k][b])
+                for b in sizes
+            ],
+        )
+        for k in labels
+    }
 
 
 def benchmark_interleaved(
@@ -274,69 +381,28 @@ def benchmark_interleaved(
 
     Run one after another, two variants can differ by 10-30% on a busy 2-core machine just because
     one ran while something else did. Here every round times ``iters_per_round`` calls of each
-    runner, the order reversed every other round, and each runner's ``round_p50_ms`` keeps the
-    median of every round, so a ratio can be taken round by round
-    (``deploykit.harness.significance.median_ratio_ci``). Every runner stays active for the whole
-    run; ORT sessions should not spin idle threads (``OnnxRuntimeRunner(spin=False)``), or the
-    idle sessions steal the cores from the one being timed.
+    runner (``warmup`` untimed first), the order reversed every other round, and each runner's
+    ``round_p50_ms`` keeps the median of every round, so a ratio can be taken round by round
+    (``deploykit.harness.significance.median_ratio_ci``). Every round is a fresh-session block of
+    :func:`benchmark_blocks`: one session alive at a time, with the runners' own (deployment)
+    settings, thread spinning included.
     """
     if not runners:
         raise DeployKitError("benchmark_interleaved needs at least one runner")
     if rounds < 1 or iters_per_round < 1:
         raise DeployKitError(f"rounds ({rounds}) and iters_per_round ({iters_per_round}) must be at least 1")
-    if warmup < 0:
-        raise DeployKitError(f"warmup {warmup} must not be negative")
-    clock = time.perf_counter_ns
-    labels = list(runners)
-    activated = [k for k in labels if not runners[k].is_active]
-    samples: dict[str, list[int]] = {k: [] for k in labels}
-    medians: dict[str, list[float]] = {k: [] for k in labels}
-    first_ms: dict[str, float] = {}
-    try:
-        inputs = {}
-        for k in labels:
-            runner = runners[k].activate()
-            check_batch_sizes(runner, [batch])
-            inputs[k] = (feeds or {}).get(k) or make_feeds(runner, batch, seed)
-            first_ms[k] = _warm_up(runner, inputs[k], warmup)
-        start = clock()
-        with task(progress, f"{len(labels)} runners interleaved, batch {batch}", rounds) as advance:
-            for r in range(rounds):
-                for k in labels if r % 2 == 0 else labels[::-1]:
-                    runner, x, this_round = runners[k], inputs[k], []
-                    for _ in range(iters_per_round):
-                        t = clock()
-                        runner.infer(x)
-                        this_round.append(clock() - t)
-                    samples[k] += this_round
-                    medians[k].append(float(np.median(this_round)) / 1e6)
-                advance()
-        loop_s = (clock() - start) / 1e9
-        descs = {k: runners[k].describe() for k in labels}
-    finally:
-        for k in activated:
-            runners[k].deactivate()
-    machine = machine if machine is not None else describe_machine()
-    settings = {
-        "warmup": warmup,
-        "iters": rounds * iters_per_round,
-        "duration_s": None,
-        "rounds": rounds,
-        "iters_per_round": iters_per_round,
-        "interleaved": labels,
-        **TIMING_METHOD,
-    }
-    return {
-        k: BenchResult(
-            label=k,
-            model=model,
-            runner=descs[k],
-            machine=machine,
-            settings=dict(settings),
-            batches=[_batch_result(samples[k], batch, warmup, first_ms[k], loop_s, "process", round_p50_ms=medians[k])],
-        )
-        for k in labels
-    }
+    return benchmark_blocks(
+        runners,
+        [batch],
+        rounds,
+        iters_per_round,
+        warmup,
+        feeds={k: {batch: f} for k, f in (feeds or {}).items()},
+        seed=seed,
+        progress=progress,
+        model=model,
+        machine=machine,
+    )
 
 
 def benchmark_sessions(
@@ -348,14 +414,14 @@ def benchmark_sessions(
     warmup: int = DEFAULT_WARMUP,
     **kwargs: Any,
 ) -> dict[str, list[BenchResult]]:
-    """``benchmark_interleaved`` in ``sessions`` blocks, every runner built afresh for each block.
+    """``benchmark_interleaved`` in ``sessions`` groups, every runner built afresh for each group.
 
     A runner keeps its memory placement and thread layout for its life, and that alone moves a
     model's latency (one googlenet INT8 file in two fresh ONNX Runtime sessions, 2 cores, batch
     1: the ratio between them ranged 0.91-1.27 over 8 pairs), more than the round-to-round noise
-    inside one session. Rounds inside a single session cannot see that, so a comparison needs
-    several sessions of each variant: compare them with
-    ``deploykit.harness.significance.session_ratio_ci``. Build order alternates between blocks.
+    inside one session. Each round of ``benchmark_interleaved`` builds a fresh session already;
+    the groups keep the per-group layout that
+    ``deploykit.harness.significance.session_ratio_ci`` reads. Build order alternates between groups.
     """
     if sessions < 1:
         raise DeployKitError(f"sessions ({sessions}) must be at least 1")
@@ -377,7 +443,7 @@ def benchmark_sessions(
         for k in labels:
             timed[k].settings["session"] = s
             out[k].append(timed[k])
-        del runners, timed  # release the sessions before the next block builds its own
+        del runners, timed  # release the runners before the next group builds its own
     return out
 
 
@@ -470,39 +536,16 @@ def interleaved_results(
     machine: dict[str, Any],
     model: str,
 ) -> list[BenchResult]:
-    """Every runner timed round by round at each batch size: one BenchResult per runner, all batch sizes."""
+    """Every runner timed in ``rounds`` fresh-session blocks over all batch sizes (``bench --rounds``)."""
     labels: dict[str, Any] = {}
     for runner, precision in runners:
         label = runner.name if runner.name not in labels else f"{runner.name} {precision or len(labels)}"
         labels[label] = runner
     per_round = max(1, (iters or DEFAULT_ITERS) // rounds)
-    by_batch = {
-        b: benchmark_interleaved(
-            labels,
-            batch=b,
-            rounds=rounds,
-            iters_per_round=per_round,
-            warmup=warmup,
-            progress=progress,
-            model=model,
-            machine=machine,
-        )
-        for b in batches
-    }
-    results = []
-    for label in labels:
-        first = by_batch[batches[0]][label]
-        results.append(
-            BenchResult(
-                label=label,
-                model=model,
-                runner=first.runner,
-                settings=first.settings,
-                machine=machine,
-                batches=[by_batch[b][label].batches[0] for b in batches],
-            )
-        )
-    return results
+    timed = benchmark_blocks(
+        labels, batches, rounds, per_round, warmup, progress=progress, model=model, machine=machine
+    )
+    return [timed[label] for label in labels]
 
 
 def speedup_lines(results: list[BenchResult]) -> list[str]:
@@ -523,3 +566,184 @@ def speedup_lines(results: list[BenchResult]) -> list[str]:
                 f"{other.label} vs {base.label}, batch {mine.batch}: {ci.median_ratio:.2f}x speed-up ({interval})"
             )
     return lines
+
+
+# -- which CPU runtime runs an artifact fastest ----------------------------------------------
+# CPU backends that run an ONNX file as it is, the default first. Only those make_runner knows
+# (deploykit.backends.BACKENDS) and this machine has installed take part; a backend added there
+# (openvino) joins the comparison without a change here. Backends that change the precision
+# (openvino-bf16) are left out: an artifact labelled fp32 must not be run in bf16 because it won.
+CPU_RUNTIMES = ("onnxruntime", "openvino")
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def cpu_runtimes(candidates: Sequence[str] = CPU_RUNTIMES) -> list[str]:
+    """The CPU runtimes in ``candidates`` that ``make_runner`` knows and this machine has installed."""
+    from deploykit.backends import BACKENDS, backend_status
+
+    status = backend_status()
+    return [name for name in candidates if name in BACKENDS and status.get(name) is None]
+
+
+def deployment_runner(target: Any, backend: str = DEFAULT_RUNTIME, threads: int | None = None) -> Runner:
+    """A runner with the session settings a deployment runs (:func:`deploykit.onnx_io.deployment_settings`)."""
+    from deploykit.backends import backend_name, make_runner
+    from deploykit.onnx_io import deployment_settings
+
+    s = deployment_settings(threads)
+    opts: dict[str, Any] = {}
+    if backend_name(backend) == "onnxruntime":
+        opts = {"spin": s.spin, "inter_op_threads": s.inter_op_threads, "graph_optimization_level": s.optimization}
+    return make_runner(target, backend=backend, threads=s.threads, **opts)
+
+
+def pick_runtime(block_p50_ms: dict[str, list[float]], default: str = DEFAULT_RUNTIME) -> tuple[str, dict[str, Any]]:
+    """The runtime to deploy at one batch size, from the per-block medians of each runtime.
+
+    ``default`` (ONNX Runtime) stays unless another runtime is measurably faster: the 95%
+    interval of its per-block latency ratio to the default lies wholly below 1
+    (:func:`deploykit.harness.significance.median_ratio_ci`). A difference within the noise never
+    moves a deployment off the runtime every artifact is verified on. Among the measurably
+    faster ones, the lowest median ratio wins. Returns the name and each rival's ratio.
+    """
+    from deploykit.harness.significance import median_ratio_ci
+
+    if default not in block_p50_ms:
+        return min(block_p50_ms, key=lambda k: float(np.median(block_p50_ms[k]))), {}
+    ratios = {
+        k: median_ratio_ci(v, block_p50_ms[default]) for k, v in block_p50_ms.items() if k != default
+    }  # rival / default latency: below 1, the rival is faster
+    faster = {k: r for k, r in ratios.items() if r.verdict == "faster"}
+    best = min(faster, key=lambda k: faster[k].median_ratio) if faster else default
+    return best, {k: r.to_dict() for k, r in ratios.items()}
+
+
+@dataclass
+class RuntimeChoice:
+    """Which installed CPU runtime ran an artifact fastest at each batch, as timed here.
+
+    Recorded in the manifest as ``results["runtime_choice"]`` (:meth:`to_dict`), where
+    ``Predictor(backend="auto")`` reads it. ``best`` is the choice at batch 1 (the smallest batch
+    measured): the latency a served request sees, and the batch every artifact runs at; a
+    throughput deployment reads ``by_batch`` at its own batch.
+    """
+
+    machine: str  # deploykit.machine.machine_slug()
+    by_batch: dict[int, str]
+    p50_ms: dict[int, dict[str, float]]
+    config: dict[str, Any]
+    ratios: dict[int, dict[str, Any]] = field(default_factory=dict)  # rival / default, per batch
+
+    @property
+    def best(self) -> str:
+        return self.by_batch[min(self.by_batch)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "best": self.best,
+            "by_batch": {str(b): n for b, n in sorted(self.by_batch.items())},
+            "p50_ms": {str(b): {k: round(v, 4) for k, v in d.items()} for b, d in sorted(self.p50_ms.items())},
+            "config": self.config,
+        }
+
+    def summary(self) -> str:
+        """One line: the runtime chosen at each batch, with every runtime's p50."""
+        parts = []
+        for b in sorted(self.by_batch):
+            ms = ", ".join(f"{k} {v:.3g} ms" for k, v in self.p50_ms[b].items())
+            parts.append(f"batch {b}: {self.by_batch[b]} ({ms})")
+        return "fastest CPU runtime here: " + "; ".join(parts)
+
+
+def runtime_choice(
+    block_p50_ms: dict[str, dict[int, list[float]]], config: dict[str, Any], machine: dict[str, Any] | None = None
+) -> RuntimeChoice:
+    """A :class:`RuntimeChoice` from each runtime's per-block medians at each batch (same blocks)."""
+    batches = sorted({b for per in block_p50_ms.values() for b in per})
+    by_batch, p50, ratios = {}, {}, {}
+    for b in batches:
+        per_runtime = {k: v[b] for k, v in block_p50_ms.items()}
+        by_batch[b], ratios[b] = pick_runtime(per_runtime)
+        p50[b] = {k: float(np.median(v)) for k, v in per_runtime.items()}
+    return RuntimeChoice(machine=machine_slug(machine), by_batch=by_batch, p50_ms=p50, config=config, ratios=ratios)
+
+
+def timing_config(
+    threads: int | None, blocks: int, iters: dict[int, int], warmup: int, runners: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The configuration recorded beside a figure timed by :func:`benchmark_blocks` with deployment settings."""
+    import os
+
+    from deploykit.onnx_io import deployment_settings
+
+    try:
+        load: float | None = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return {
+        **deployment_settings(threads).to_dict(),
+        "sessions": SESSIONS_ONE_AT_A_TIME,
+        "blocks": blocks,
+        "iters_per_block": {str(b): n for b, n in iters.items()},
+        "warmup_per_block": warmup,
+        "load_average": load,
+        # each runner's own settings as it ran (an OpenVINO runner's hint and precision included);
+        # the label says which model it ran, so the runner's file name and guessed precision go
+        "runners": {k: {o: v for o, v in d.items() if o not in ("name", "precision")} for k, d in runners.items()},
+    }
+
+
+def size_blocks(
+    runner: Runner, batches: Sequence[int], blocks: int, variants: int, budget_s: float, max_iters: int = 20
+) -> dict[int, int]:
+    """Calls per block at each batch so that all blocks of ``variants`` runners fit about ``budget_s`` per batch.
+
+    One call of ``runner`` (one session, warmed by one call, then released) is timed per batch.
+    """
+    out = {}
+    with runner:
+        for b in batches:
+            x = make_feeds(runner, b)
+            runner.infer(x)
+            t = time.perf_counter()
+            runner.infer(x)
+            per_call = max(time.perf_counter() - t, 1e-6)
+            out[int(b)] = int(min(max_iters, max(1, budget_s / (blocks * variants * per_call))))
+    return out
+
+
+def compare_runtimes(
+    target: Any,
+    batches: Sequence[int] = (1,),
+    threads: int | None = None,
+    *,
+    runtimes: Sequence[str] | None = None,
+    blocks: int = 8,
+    iters_per_block: int | dict[int, int] | None = None,
+    budget_s: float = 3.0,
+    warmup: int = 2,
+    progress: bool = False,
+    machine: dict[str, Any] | None = None,
+) -> RuntimeChoice:
+    """Time ``target`` (an artifact, ONNX file or proto) on every installed CPU runtime and pick one per batch.
+
+    Runtimes are timed in alternating fresh-session blocks, one session alive at a time, each
+    with its deployment settings (:func:`deployment_runner`); ``blocks`` of 6 or more give the
+    95% interval :func:`pick_runtime` needs to move off ONNX Runtime. Without
+    ``iters_per_block`` the calls per block are sized to fit ``budget_s`` seconds of timed calls.
+    """
+    names = list(runtimes) if runtimes is not None else cpu_runtimes()
+    if not names:
+        raise DeployKitError("no CPU runtime is installed to compare (onnxruntime is needed)")
+    runners = {n: deployment_runner(target, n, threads) for n in names}
+    sizes = [int(b) for b in batches]
+    if iters_per_block is None:
+        iters = size_blocks(runners[names[0]], sizes, blocks, len(names), budget_s)
+    else:
+        iters = iters_per_block if isinstance(iters_per_block, dict) else dict.fromkeys(sizes, iters_per_block)
+    machine = machine if machine is not None else describe_machine()
+    timed = benchmark_blocks(runners, sizes, blocks, iters, warmup, progress=progress, machine=machine)
+    per = {n: {b.batch: b.round_p50_ms or [] for b in timed[n].batches} for n in names}
+    config = timing_config(threads, blocks, iters, warmup, {n: timed[n].runner for n in names})
+    return runtime_choice(per, config, machine)

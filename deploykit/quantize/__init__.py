@@ -539,6 +539,8 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
         }
         if result.speed is not None:
             manifest.results["int8_speed"] = result.speed.to_dict()
+            if result.speed.runtime_choice is not None:
+                manifest.results["runtime_choice"] = result.speed.runtime_choice.to_dict()
         return w.commit(manifest)
 
 

@@ -1,11 +1,14 @@
-"""Does INT8 pay on this machine? A short interleaved latency check against the FP32 parent.
+"""Does INT8 pay on this machine? A short latency check against the FP32 parent, timed as deployed.
 
 INT8 is only worth deploying where it is faster: on a CPU without VNNI (AVX2 only), ONNX
 Runtime's 8-bit kernels multiply through three instructions and an INT8 model can be slower
-than its FP32 parent. ``check_speed`` times both models in the same rounds (so a shared
+than its FP32 parent; on a small model the FP32 parent can be as fast once ORT's threads spin as
+they do in a deployment. ``check_speed`` times both models with the deployment's session
+settings, one session alive at a time, in alternating fresh-session blocks (so a shared
 machine's load hits them alike) at batch 1 and the artifact's optimal batch, in seconds, and
-returns the per-batch speed-up with its interval and the machine it was measured on. The
-quantiser records it in the manifest and the CLI says, in one line, when INT8 does not pay.
+returns the per-batch speed-up with its interval, the configuration and the machine it was
+measured on, and which installed CPU runtime runs the INT8 model fastest. The quantiser records
+both in the manifest and the CLI says, in one line, when INT8 does not pay.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-ROUNDS = 8  # the fewest rounds that give a 95% interval for the median per-round ratio (99.2%)
-MIN_ITERS, MAX_ITERS = 1, 20
+ROUNDS = 8  # fresh-session blocks: 6 give a 95% interval for the median per-block ratio, 8 give 99.2%
+MAX_ITERS = 20  # calls per block and batch; at least 1
 
 
 @dataclass
@@ -55,6 +58,8 @@ class SpeedCheck:
     seconds: float
     machine: dict[str, Any] = field(default_factory=dict)
     note: str | None = None  # why INT8 may not pay on this CPU (cpu_info().int8_note())
+    config: dict[str, Any] = field(default_factory=dict)  # how it was timed (harness.bench.timing_config)
+    runtime_choice: Any = None  # harness.bench.RuntimeChoice: the fastest CPU runtime for the INT8 model
 
     @property
     def pays(self) -> bool:
@@ -95,7 +100,14 @@ class SpeedCheck:
             parts.append(
                 f"batch {b.batch}: {b.int8_ms:.2f} ms vs FP32 {b.fp32_ms:.2f} ms, {b.speedup:.2f}x{ci} ({b.verdict})"
             )
-        return "INT8 speed on this machine: " + "; ".join(parts)
+        line = "INT8 speed on this machine: " + "; ".join(parts)
+        if self.config:
+            spin = "spinning on" if self.config.get("spinning") else "spinning off"
+            line += f" (as deployed: one session at a time, {spin}, {self.config.get('blocks')} fresh-session blocks)"
+        choice = self.runtime_choice
+        if choice is not None and len(next(iter(choice.p50_ms.values()), {})) > 1:
+            line += f"; {choice.summary()}"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +119,7 @@ class SpeedCheck:
             "advice": self.advice(),
             "load_average": _loadavg(),
             "machine": self.machine,
+            "config": self.config,
         }
 
 
@@ -143,73 +156,94 @@ def check_speed(
     threads: int | None = None,
     budget_s: float = 3.0,
     progress: Callable[[str], None] | None = None,
+    runtimes: Sequence[str] | None = None,
 ) -> SpeedCheck:
-    """Time ``int8_model`` against ``fp32_model`` (paths or ModelProtos) on ONNX Runtime's CPU provider.
+    """Time ``int8_model`` against ``fp32_model`` (paths or ModelProtos) as they would be deployed.
 
-    Per batch size, both sessions are timed in ``ROUNDS`` interleaved rounds (order reversed every
-    other round) with as many calls per round as fit ``budget_s`` seconds in all; the speed-up is
-    the median per-round FP32/INT8 ratio with its 95% interval
-    (``deploykit.harness.significance.median_ratio_ci``). Sessions do not spin idle threads, so the
-    waiting one does not steal cores from the one being timed.
+    Both run on ONNX Runtime's CPU provider with the deployment's session settings
+    (:func:`deploykit.onnx_io.deployment_settings`: thread spinning on), one session alive at a
+    time, in ``ROUNDS`` alternating fresh-session blocks (``deploykit.harness.bench.benchmark_blocks``)
+    with as many calls per block as fit ``budget_s`` seconds per batch. The speed-up is the median
+    per-block FP32/INT8 ratio with its 95% interval (``median_ratio_ci``). The INT8 model also
+    runs on every other installed CPU runtime (``runtimes``, default
+    ``deploykit.harness.bench.cpu_runtimes()``) in the same blocks, and the fastest at each batch
+    is returned as ``runtime_choice``.
     """
-    from deploykit.backends.onnxruntime import OnnxRuntimeRunner
-    from deploykit.harness.bench import benchmark_interleaved, make_feeds
+    import tempfile
+    from pathlib import Path
+
+    from deploykit.harness.bench import (
+        DEFAULT_RUNTIME,
+        benchmark_blocks,
+        cpu_runtimes,
+        deployment_runner,
+        runtime_choice,
+        size_blocks,
+        timing_config,
+    )
     from deploykit.harness.significance import median_ratio_ci
     from deploykit.machine import cpu_info, describe_machine
 
     t0 = time.perf_counter()
     machine = describe_machine()
-    runners = {
-        "int8": OnnxRuntimeRunner(int8_model, threads=threads, name="int8", spin=False),
-        "fp32": OnnxRuntimeRunner(fp32_model, threads=threads, name="fp32", spin=False),
-    }
+    names = list(runtimes) if runtimes is not None else cpu_runtimes()
+    others = [n for n in names if n != DEFAULT_RUNTIME]
+    sizes = [int(b) for b in batches]
+    with tempfile.TemporaryDirectory(prefix="deploykit-speed-") as tmp:
+        int8_path = _as_path(int8_model, Path(tmp) / "int8.onnx") if others else int8_model
+        runners = {
+            "fp32": deployment_runner(fp32_model, DEFAULT_RUNTIME, threads),
+            "int8": deployment_runner(int8_path, DEFAULT_RUNTIME, threads),
+            **{f"int8:{n}": deployment_runner(int8_path, n, threads) for n in others},
+        }
+        if progress:
+            progress(
+                f"timing INT8 against FP32 at batch {', '.join(map(str, sizes))} ({len(runners)} sessions a block)"
+            )
+        iters = size_blocks(runners["fp32"], sizes, ROUNDS, len(runners), budget_s, MAX_ITERS)
+        timed = benchmark_blocks(runners, sizes, ROUNDS, iters, warmup=1, machine=machine)
     out: list[BatchSpeed] = []
-    try:
-        for r in runners.values():
-            r.activate()
-        for batch in batches:
-            if progress:
-                progress(f"timing INT8 against FP32 at batch {batch}")
-            feeds = make_feeds(runners["fp32"], batch)
-            probe = {}
-            for k, r in runners.items():  # warm up and size the rounds from one timed call each
-                r.infer(feeds)
-                t = time.perf_counter()
-                r.infer(feeds)
-                probe[k] = time.perf_counter() - t
-            per_call = sum(probe.values())
-            iters = int(min(MAX_ITERS, max(MIN_ITERS, budget_s / (ROUNDS * per_call))))
-            timed = benchmark_interleaved(
-                runners,
+    for i, batch in enumerate(sizes):
+        i8 = timed["int8"].batches[i].round_p50_ms or []
+        f32 = timed["fp32"].batches[i].round_p50_ms or []
+        ratio = median_ratio_ci(i8, f32)  # INT8 / FP32 latency: below 1, INT8 is faster
+        interval = (1 / ratio.ci_high, 1 / ratio.ci_low) if ratio.interval else None
+        out.append(
+            BatchSpeed(
                 batch=batch,
+                fp32_ms=_median(f32),
+                int8_ms=_median(i8),
+                speedup=1 / ratio.median_ratio,
+                interval=interval,
+                verdict=ratio.verdict,
                 rounds=ROUNDS,
-                iters_per_round=iters,
-                warmup=1,
-                feeds={"int8": feeds, "fp32": feeds},
-                machine=machine,
+                iters_per_round=iters[batch],
             )
-            i8 = timed["int8"].batches[0].round_p50_ms
-            f32 = timed["fp32"].batches[0].round_p50_ms
-            ratio = median_ratio_ci(i8, f32)  # INT8 / FP32 latency: below 1, INT8 is faster
-            interval = (1 / ratio.ci_high, 1 / ratio.ci_low) if ratio.interval else None
-            out.append(
-                BatchSpeed(
-                    batch=batch,
-                    fp32_ms=_median(f32),
-                    int8_ms=_median(i8),
-                    speedup=1 / ratio.median_ratio,
-                    interval=interval,
-                    verdict=ratio.verdict,
-                    rounds=ROUNDS,
-                    iters_per_round=iters,
-                )
-            )
-    finally:
-        for r in runners.values():
-            r.deactivate()
-    return SpeedCheck(
-        batches=out, threads=threads, seconds=time.perf_counter() - t0, machine=machine, note=cpu_info().int8_note()
+        )
+    config = timing_config(threads, ROUNDS, iters, 1, {k: r.runner for k, r in timed.items()})
+    label = {DEFAULT_RUNTIME: "int8", **{n: f"int8:{n}" for n in others}}
+    choice = runtime_choice(
+        {n: {b.batch: b.round_p50_ms or [] for b in timed[k].batches} for n, k in label.items()}, config, machine
     )
+    return SpeedCheck(
+        batches=out,
+        threads=threads,
+        seconds=time.perf_counter() - t0,
+        machine=machine,
+        note=cpu_info().int8_note(),
+        config=config,
+        runtime_choice=choice,
+    )
+
+
+def _as_path(model: Any, path: Any) -> Any:
+    """A path for a ModelProto (every runtime reads a file); a path passes through."""
+    if isinstance(model, (str, os.PathLike)):
+        return model
+    from deploykit.onnx_io import save_onnx
+
+    save_onnx(model, path)
+    return path
 
 
 def _median(xs: Sequence[float]) -> float:

@@ -97,9 +97,10 @@ class Predictor:
             raise DeployKitError(f"{artifact.path}: a {m.format} artifact runs on {expected}, not {self.backend}")
         self._lock: threading.Lock | None = None
         if self.backend == "onnxruntime":
-            from deploykit.onnx_io import ort_session
+            from deploykit.onnx_io import deployment_settings, ort_session
 
-            self._session = ort_session(artifact.main_path, threads=threads, spin=spin, where=str(artifact.main_path))
+            settings = {**deployment_settings(threads).ort_kwargs(), "spin": spin}  # what every timer times
+            self._session = ort_session(artifact.main_path, **settings, where=str(artifact.main_path))
             self._runner = None
         else:
             from deploykit.backends.tensorrt.runner import engine_artifact_runner

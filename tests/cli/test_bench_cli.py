@@ -57,8 +57,10 @@ def test_bench_writes_json_markdown_and_plot(run, tmp_path):
         assert img.format == "PNG"
 
 
-def test_bench_record_stores_latency_in_the_manifest(run, tmp_path):
+def test_bench_record_stores_latency_and_the_runtime_choice_in_the_manifest(run, tmp_path):
     from deploykit.artifact import Artifact
+    from deploykit.harness.bench import cpu_runtimes
+    from deploykit.machine import machine_slug
 
     art = tiny_artifact(tmp_path / "art")
     res = run("bench", art.path, "--batch", "1,2", "--iters", "5", "--warmup", "1", "--threads", "1", "--record")
@@ -69,6 +71,11 @@ def test_bench_record_stores_latency_in_the_manifest(run, tmp_path):
     b1 = per_batch["1"]
     assert 0 < b1["p50_ms"] <= b1["p90_ms"] <= b1["p99_ms"] and b1["iterations"] == 5
     assert b1["throughput_per_s"] > 0 and lat["machine"]
+    choice = Artifact.load(art.path).manifest.results["runtime_choice"]  # every installed CPU runtime, as deployed
+    assert choice["machine"] == machine_slug() and choice["best"] == choice["by_batch"]["1"]
+    assert set(choice["by_batch"]) == {"1", "2"} and set(choice["p50_ms"]["2"]) == set(cpu_runtimes())
+    assert choice["config"]["spinning"] is True and choice["config"]["intra_op_threads"] == 1
+    assert f"recorded the runtime choice ({choice['best']})" in res.output
     onnx_file = tiny_onnx(tmp_path / "m.onnx")
     res = CliRunner().invoke(cli, ["bench", str(onnx_file), "--record"])
     assert res.exit_code == 1 and "--record needs an artifact directory" in res.output
@@ -246,7 +253,9 @@ def test_bench_rounds_interleaves_backends_and_prints_speedup_intervals(run, tmp
         assert [b["batch"] for b in run_doc["batches"]] == [1, 2]
         assert all(b["iterations"] == 12 and len(b["round_p50_ms"]) == 6 for b in run_doc["batches"])
         assert run_doc["settings"]["interleaved"] == [torch_run["label"], ort_run["label"]]
-    assert ort_run["runner"]["spin"] is False
+    assert ort_run["runner"]["spin"] is True  # as deployed: one session alive at a time, spinning on
+    assert all(r["settings"]["one_session_alive"] for r in doc["runs"])
+    assert "timed as deployed: a fresh session per runner per round, one alive at a time" in res.output
 
 
 def test_bench_rounds_with_duration_is_a_usage_error(run, tmp_path):

@@ -195,20 +195,58 @@ class SleepyRunner(CountingRunner):
         return {"y": feeds["x"]}
 
 
-def test_interleaved_rounds_alternate_order_and_keep_round_medians():
+class AliveRunner(SleepyRunner):
+    """Counts the runners active at once across a test, and how often each was built."""
+
+    alive: list[int] = [0, 0]  # now, most
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.activations = 0
+
+    def _activate(self) -> None:
+        super()._activate()
+        self.activations += 1
+        AliveRunner.alive[0] += 1
+        AliveRunner.alive[1] = max(AliveRunner.alive)
+
+    def _deactivate(self) -> None:
+        AliveRunner.alive[0] -= 1
+
+
+def test_interleaved_rounds_alternate_order_with_a_fresh_session_each_turn():
     from deploykit.harness.bench import benchmark_interleaved
 
     log: list[str] = []
-    runners = {"a": SleepyRunner("a", 0.0, log), "b": SleepyRunner("b", 0.0, log)}
+    AliveRunner.alive[:] = [0, 0]
+    runners = {"a": AliveRunner("a", 0.0, log), "b": AliveRunner("b", 0.0, log)}
     out = benchmark_interleaved(runners, batch=2, rounds=4, iters_per_round=3, warmup=2, machine={})
-    timed = log[4:]  # two warm-up calls each come first
-    assert log[:4] == ["a", "a", "b", "b"]
-    assert timed == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    a, b = ["a"] * 5, ["b"] * 5  # each turn: a fresh session, two warm-up calls, three timed ones
+    assert log == a + b + b + a + a + b + b + a
+    assert AliveRunner.alive == [0, 1]  # never two alive at once, none left alive
     for k in "ab":
-        b = out[k].batches[0]
-        assert b.iterations == 12 and b.batch == 2 and len(b.round_p50_ms) == 4
+        res = out[k].batches[0]
+        assert res.iterations == 12 and res.batch == 2 and len(res.round_p50_ms) == 4
         assert out[k].settings["interleaved"] == ["a", "b"] and out[k].settings["rounds"] == 4
-        assert not runners[k].is_active
+        assert out[k].settings["one_session_alive"] is True and out[k].settings["kept_alive"] == []
+        assert runners[k].activations == 4 and not runners[k].is_active
+
+
+def test_blocks_time_every_batch_in_one_session_and_keep_a_caller_held_runner_alive():
+    from deploykit.harness.bench import benchmark_blocks
+
+    log: list[str] = []
+    AliveRunner.alive[:] = [0, 0]
+    held = AliveRunner("held", 0.0, log).activate()
+    fresh = AliveRunner("fresh", 0.0, log)
+    out = benchmark_blocks({"held": held, "fresh": fresh}, [1, 4], blocks=3, iters_per_block={1: 2, 4: 1}, warmup=1)
+    assert fresh.activations == 3 and held.activations == 1 and held.is_active and not fresh.is_active
+    assert [b.batch for b in out["fresh"].batches] == [1, 4]
+    assert [b.iterations for b in out["fresh"].batches] == [6, 3]
+    assert all(len(b.round_p50_ms) == 3 for b in out["held"].batches)
+    assert out["fresh"].settings["kept_alive"] == ["held"] and out["fresh"].settings["one_session_alive"] is False
+    with pytest.raises(DeployKitError, match="at least 1"):
+        benchmark_blocks({"fresh": fresh}, [1], blocks=2, iters_per_block={4: 1})
 
 
 def test_interleaved_ratio_finds_the_slower_runner(clock):
@@ -257,8 +295,95 @@ def test_sessions_build_every_runner_afresh_per_block_in_alternating_order():
         {"a": factory("a", 0.0), "b": factory("b", 0.0)}, sessions=3, rounds=2, iters_per_round=2, warmup=1, machine={}
     )
     assert built == ["a", "b", "b", "a", "a", "b"]
+    assert log[:6] == ["a"] * 3 + ["b"] * 3  # warm-up, two calls; each runner on its own
     for k in "ab":
         assert [r.settings["session"] for r in out[k]] == [0, 1, 2]
         assert all(len(r.batches[0].round_p50_ms) == 2 for r in out[k])
     with pytest.raises(DeployKitError, match="sessions"):
         benchmark_sessions({"a": factory("a", 0.0)}, sessions=0)
+
+
+# -- timing what deploys, and which runtime is fastest -----------------------------------------
+ORT_ALL = "GraphOptimizationLevel.ORT_ENABLE_ALL"
+
+
+def test_the_timer_makes_sessions_as_the_predictor_does_one_alive_at_a_time(monkeypatch, tmp_path):
+    from timing_fakes import SessionSpy
+
+    from deploykit.harness.bench import SESSIONS_ONE_AT_A_TIME, compare_runtimes
+    from deploykit.onnx_io import deployment_settings
+    from deploykit.runtime import Predictor
+
+    art = tiny_artifact(tmp_path / "art")
+    spy = SessionSpy(monkeypatch)
+    choice = compare_runtimes(art.path, [1, 2], threads=1, runtimes=["onnxruntime"], blocks=3, iters_per_block=2)
+    assert len(spy.options) == 3 and spy.max_alive == 1 and spy.alive == 0  # one fresh session a block
+    deployed = {"threads": 1, "inter_op_threads": None, "spin": True, "inter_op_spin": True, "optimization": ORT_ALL}
+    assert all(SessionSpy.settings(so) == deployed for so in spy.options)
+    Predictor.from_artifact(art.path, threads=1)  # what a deployment (and serve's stub) runs
+    assert SessionSpy.settings(spy.options[-1]) == deployed
+    assert deployment_settings(1).ort_kwargs() == {
+        "threads": 1,
+        "inter_op_threads": None,
+        "spin": True,
+        "optimization": "all",
+    }
+    c = choice.config
+    assert c["spinning"] is True and c["intra_op_threads"] == 1 and c["sessions"] == SESSIONS_ONE_AT_A_TIME
+    assert c["blocks"] == 3 and c["iters_per_block"] == {"1": 2, "2": 2} and "load_average" in c
+    assert choice.by_batch == {1: "onnxruntime", 2: "onnxruntime"}
+
+
+def _noisy(base: list[float], factor: float, wobble: list[float]) -> list[float]:
+    return [x * factor * w for x, w in zip(base, wobble)]
+
+
+ORT_BLOCKS = [1.00, 1.05, 0.98, 1.02, 1.10, 0.97, 1.01, 1.03]
+WOBBLE = [0.97, 1.03, 0.99, 1.02, 0.96, 1.04, 0.98, 1.01]
+
+
+def test_another_runtime_replaces_onnxruntime_only_when_measurably_faster():
+    from deploykit.harness.bench import pick_runtime
+
+    tie = {"onnxruntime": ORT_BLOCKS, "openvino": _noisy(ORT_BLOCKS, 0.99, WOBBLE)}  # 1% faster, 4% noise
+    assert pick_runtime(tie)[0] == "onnxruntime"
+    best, ratios = pick_runtime({"onnxruntime": ORT_BLOCKS, "openvino": _noisy(ORT_BLOCKS, 0.8, WOBBLE)})
+    assert best == "openvino" and ratios["openvino"]["verdict"] == "faster"
+    assert pick_runtime({"onnxruntime": ORT_BLOCKS, "openvino": _noisy(ORT_BLOCKS, 1.3, WOBBLE)})[0] == "onnxruntime"
+    three = {"onnxruntime": ORT_BLOCKS, "a": _noisy(ORT_BLOCKS, 0.9, WOBBLE), "b": _noisy(ORT_BLOCKS, 0.7, WOBBLE)}
+    assert pick_runtime(three)[0] == "b"
+    few = {"onnxruntime": ORT_BLOCKS[:3], "openvino": [x / 2 for x in ORT_BLOCKS[:3]]}  # no 95% interval yet
+    assert pick_runtime(few)[0] == "onnxruntime"
+
+
+def test_compare_runtimes_picks_the_measurably_faster_backend_per_batch(monkeypatch, tmp_path):
+    from timing_fakes import fake_backends
+
+    from deploykit.harness.bench import compare_runtimes
+    from deploykit.machine import machine_slug
+
+    fake_backends(monkeypatch)
+    path = tiny_onnx(tmp_path / "m.onnx")
+    choice = compare_runtimes(
+        path, [1, 4], threads=1, runtimes=["onnxruntime", "fake", "slow"], blocks=6, iters_per_block=20
+    )
+    d = choice.to_dict()
+    assert set(d) == {"machine", "best", "by_batch", "p50_ms", "config"}
+    assert d["machine"] == machine_slug() and d["best"] == "fake" and d["by_batch"] == {"1": "fake", "4": "fake"}
+    assert set(d["p50_ms"]["1"]) == {"onnxruntime", "fake", "slow"}
+    assert d["p50_ms"]["1"]["fake"] < d["p50_ms"]["1"]["onnxruntime"] < d["p50_ms"]["1"]["slow"]
+    assert d["config"]["runners"]["fake"]["backend"] == "fake" and d["config"]["blocks"] == 6
+    slow = compare_runtimes(path, [1], threads=1, runtimes=["onnxruntime", "slow"], blocks=6, iters_per_block=20)
+    assert slow.best == "onnxruntime" and slow.ratios[1]["slow"]["median_ratio"] > 1
+
+
+def test_cpu_runtimes_are_the_registered_and_installed_ones(monkeypatch):
+    import deploykit.backends as backends
+    from deploykit.harness.bench import CPU_RUNTIMES, cpu_runtimes
+
+    assert cpu_runtimes()[0] == "onnxruntime" and "openvino" in CPU_RUNTIMES
+    monkeypatch.setattr(backends, "BACKENDS", (*backends.BACKENDS, "openvino"))
+    monkeypatch.setattr(backends, "backend_status", lambda: {"onnxruntime": None, "openvino": None})
+    assert cpu_runtimes() == ["onnxruntime", "openvino"]
+    monkeypatch.setattr(backends, "backend_status", lambda: {"onnxruntime": None, "openvino": "not installed"})
+    assert cpu_runtimes() == ["onnxruntime"]

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from deploykit.artifact import Artifact, BatchProfile
 from deploykit.cli import cli
 from deploykit.quantize import quantize_artifact
-from deploykit.quantize.speed import BatchSpeed, SpeedCheck, artifact_batches, check_speed
+from deploykit.quantize.speed import ROUNDS, BatchSpeed, SpeedCheck, artifact_batches, check_speed
 
 CALIB, VAL = "fashion-mnist:train[:64]", "fashion-mnist:test[:200]"
 
@@ -71,18 +71,61 @@ def test_check_speed_times_both_models_in_the_same_rounds(fp32_artifact, tmp_pat
         assert b.interval is not None and b.interval[0] <= b.speedup <= b.interval[1]
     d = sc.to_dict()
     assert d["machine"]["isa"] and d["pays"] == sc.pays and "load_average" in d
+    assert d["config"]["spinning"] is True and d["config"]["blocks"] == ROUNDS
+    assert "one alive at a time" in d["config"]["sessions"]
+    assert "as deployed: one session at a time, spinning on" in sc.summary()
+
+
+def test_the_speed_check_times_deployment_sessions_one_alive_at_a_time(fp32_artifact, monkeypatch):
+    from timing_fakes import SessionSpy
+
+    from deploykit.onnx_io import deployment_settings
+
+    spy = SessionSpy(monkeypatch)
+    check_speed(fp32_artifact.main_path, fp32_artifact.main_path, batches=[1, 2], threads=2, budget_s=0.05)
+    # one probe session, then a fresh session per model per block
+    assert len(spy.options) == 1 + 2 * ROUNDS and spy.max_alive == 1 and spy.alive == 0
+    want = deployment_settings(2)
+    for so in spy.options:
+        got = SessionSpy.settings(so)
+        assert got["threads"] == want.threads == 2 and got["inter_op_threads"] is want.inter_op_threads
+        assert got["spin"] is want.spin is True and got["inter_op_spin"] is True
+        assert got["optimization"].endswith("ORT_ENABLE_ALL")
+
+
+def test_the_speed_check_picks_the_runtime_for_the_int8_model(fp32_artifact, tmp_path, monkeypatch):
+    from timing_fakes import fake_backends
+
+    fake_backends(monkeypatch)
+    sc = check_speed(
+        fp32_artifact.main_path,
+        fp32_artifact.main_path,
+        batches=[1],
+        threads=1,
+        budget_s=0.3,
+        runtimes=["onnxruntime", "fake"],
+    )
+    choice = sc.runtime_choice.to_dict()
+    assert choice["best"] == "fake" and set(choice["p50_ms"]["1"]) == {"onnxruntime", "fake"}
+    assert choice["config"]["spinning"] is True and "fastest CPU runtime here: batch 1: fake" in sc.summary()
 
 
 def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_path):
-    from deploykit.machine import cpu_info
+    from deploykit.harness.bench import cpu_runtimes
+    from deploykit.machine import cpu_info, machine_slug
 
     art = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q")
     rec = Artifact.load(art.path).manifest.results["int8_speed"]
     assert [b["batch"] for b in rec["batches"]] == artifact_batches(fp32_artifact.manifest.batch)
     assert rec["machine"]["isa"] == cpu_info().isa
     assert rec["note"] == cpu_info().int8_note()
+    choice = Artifact.load(art.path).manifest.results["runtime_choice"]  # what Predictor(backend="auto") reads
+    assert choice["machine"] == machine_slug() and choice["best"] in cpu_runtimes()
+    assert set(choice["by_batch"]) == {str(b) for b in artifact_batches(fp32_artifact.manifest.batch)}
+    assert set(choice["p50_ms"]["1"]) == set(cpu_runtimes()) and choice["config"]["spinning"] is True
     skipped = quantize_artifact(fp32_artifact.path, CALIB, VAL, method="max", out=tmp_path / "q2", speed_check=False)
     assert "int8_speed" not in Artifact.load(skipped.path).manifest.results
+    assert "runtime_choice" not in Artifact.load(skipped.path).manifest.results
 
 
 def _quantize_cli(fp32_artifact, out, *extra: str):
