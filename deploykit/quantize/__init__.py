@@ -26,6 +26,11 @@ from deploykit.errors import DeployKitError, GateError
 METHODS_AUTO_ORDER = ("entropy", "percentile", "mse", "max")
 SENSITIVITY_IMAGES = 64
 VAL_CACHE_BYTES = 256 * 2**20
+FP16_EVAL_OPTIMIZATION = "basic"
+CACHE_NOTE = (
+    "calibration.cache is for TensorRT 10's implicit INT8 calibration only (IInt8Calibrator, "
+    "removed in TensorRT 11); the Q/DQ model.onnx carries its own scales and needs no cache"
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +206,7 @@ class QuantizeOptions:
     percentile: float = 99.99
     threads: int | None = None
     layout: str | None = None  # onnxruntime weights: "vnni" (full range) or "avx2" (7-bit); None: this CPU's
+    high_precision_dtype: str = "fp32"  # tensorrt: the type of everything outside the Q/DQ pairs ("fp16": best)
 
     @classmethod
     def from_recipe(cls, recipe: Any, **overrides: Any) -> QuantizeOptions:
@@ -241,14 +247,18 @@ class QuantizeOptions:
             raise DeployKitError("num_images, batch and min_images must be positive and max_fallbacks not negative")
         if self.threads is not None and self.threads < 1:
             raise DeployKitError(f"threads must be at least 1, got {self.threads}")
+        from deploykit.quantize.fp16 import check_high_precision
         from deploykit.quantize.placement import check_layout
 
+        check_high_precision(self.high_precision_dtype, self.profile)
         layout = check_layout(self.layout) if self.profile == "onnxruntime" else None
         return self if layout == self.layout else dataclasses.replace(self, layout=layout)
 
     @property
     def out_suffix(self) -> str:
-        return "int8" if self.profile == "onnxruntime" else "int8-trt"
+        if self.profile == "onnxruntime":
+            return "int8"
+        return "int8-trt-fp16" if self.high_precision_dtype == "fp16" else "int8-trt"
 
 
 @dataclass
@@ -275,6 +285,12 @@ class QuantizeResult:
     @property
     def chosen(self) -> Any:
         return self.attempts[self.report.chosen]
+
+    @property
+    def top1(self) -> float:
+        """Top-1 of the model delivered: the FP16-outside variant's when there is one."""
+        hp = self.report.high_precision
+        return hp["top1"] if hp else self.chosen.top1_final
 
     @property
     def path(self) -> Path:
@@ -421,6 +437,8 @@ def quantize_model(
         )
         exc.report = rep
         raise exc
+    if o.high_precision_dtype == "fp16":
+        result.model = _fp16_outside(result, val_batches, say)
     if o.profile == "onnxruntime":
         from deploykit.quantize.placement import ort_fusion
 
@@ -433,6 +451,32 @@ def quantize_model(
             f"{unfused} weighted ops left in float"
         )
     return result
+
+
+def _fp16_outside(result: QuantizeResult, val_batches: Callable[[], Iterable], say: Callable[[str], None]):
+    """The passing INT8 model with FP16 outside its Q/DQ pairs, gated like INT8 on the full set."""
+    from deploykit.quantize.fp16 import to_fp16_outside_qdq
+    from deploykit.quantize.gate import meets, top1
+
+    o, rep = result.options, result.report
+    q16, kept = to_fp16_outside_qdq(result.model, result.stats)
+    say(f"FP16 outside the Q/DQ pairs (opset 19, FP16 scales); {len(kept)} nodes kept in FP32: {', '.join(kept)}")
+    # basic optimisation: ONNX Runtime's QDQ fusions (extended level) build QLinearConcat & co.
+    # with the float16 scales, which its CPU kernels refuse; unfused, every op runs as written
+    acc = top1(q16, val_batches(), o.threads, optimization=FP16_EVAL_OPTIMIZATION)
+    passed = meets(acc, rep.fp32_top1, o.gate)
+    rep.high_precision = {"dtype": "fp16", "top1": acc, "kept_fp32_nodes": kept, "passed": passed}
+    say(f"INT8 + FP16 top-1 {acc:.4f} (INT8 + FP32 {result.chosen.top1_final:.4f}, gate {o.gate * rep.fp32_top1:.4f})")
+    if not passed:
+        rep.passed = False
+        exc = GateFailedError(
+            f"INT8 with FP16 outside the Q/DQ pairs: top-1 {acc:.4f} is under the gate {o.gate} x FP32 "
+            f"{rep.fp32_top1:.4f} = {o.gate * rep.fp32_top1:.4f} (INT8 with FP32 there passed at "
+            f"{result.chosen.top1_final:.4f}: use --high-precision fp32); no artifact written"
+        )
+        exc.report = rep
+        raise exc
+    return q16
 
 
 def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
@@ -471,7 +515,6 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
     from deploykit.quantize.trt_cache import write_cache
 
     m, o, rep = parent.manifest, result.options, result.report
-    best = result.chosen
     with ArtifactWriter(out_dir, force=force, reads=(parent.path,)) as w:
         onnx.save(result.model, str(w.dir / "model.onnx"))
         files = {"model": "model.onnx"}
@@ -483,7 +526,7 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
                 scales,
                 parent.main_path,
                 method=rep.chosen,
-                extra={"parent_manifest_sha256": parent.manifest_sha256()},
+                extra={"parent_manifest_sha256": parent.manifest_sha256(), "use": CACHE_NOTE},
             )
             files["calibration_cache"] = "calibration.cache"
         written = rep.write(w.dir / "quantize_report.json")
@@ -518,6 +561,7 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
                 "recipe": o.recipe,
                 "keep_fp32_patterns": list(o.keep_fp32),
                 "layout": o.layout,
+                "high_precision_dtype": o.high_precision_dtype,
             },
             calibration=result.calibration,
             fallbacks=summary["fallbacks"],
@@ -528,14 +572,22 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
         )
         manifest.results["accuracy"] = accuracy_record(
             dataset=result.validation,
-            top1=best.top1_final,
+            top1=result.top1,
             reference_top1=rep.fp32_top1,
             gate=o.gate,
             reference="fp32 model (ONNX Runtime) on the same images",
         )
         manifest.results["quantize"] = {
             k: summary[k]
-            for k in ("method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")
+            for k in (
+                "method",
+                "int8_top1",
+                "int8_top1_before_fallback",
+                "fp32_top1",
+                "kept_fp32",
+                "warnings",
+                "high_precision",
+            )
         }
         if result.speed is not None:
             manifest.results["int8_speed"] = result.speed.to_dict()

@@ -57,19 +57,23 @@ class Attempt:
         }
 
 
-def top1(model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None) -> float:
+def top1(
+    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None, optimization: str = "all"
+) -> float:
     """Top-1 accuracy of an ONNX model on (x, y) batches, with ORT's full graph optimisation."""
-    correct = correct_predictions(model, batches, threads)
+    correct = correct_predictions(model, batches, threads, optimization)
     return float(correct.mean()) if correct.size else 0.0
 
 
 def predictions(
-    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None
+    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None, optimization: str = "all"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 class, label) of every image, in order: for paired comparisons of models."""
     from deploykit.onnx_io import ort_session
 
-    sess = ort_session(model, threads=threads or None, inter_op_threads=1 if threads else None)
+    sess = ort_session(
+        model, threads=threads or None, inter_op_threads=1 if threads else None, optimization=optimization
+    )
     name = sess.get_inputs()[0].name
     preds, labels = [], []
     for x, y in batches:
@@ -81,10 +85,10 @@ def predictions(
 
 
 def correct_predictions(
-    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None
+    model, batches: Iterable[tuple[np.ndarray, np.ndarray]], threads: int | None = None, optimization: str = "all"
 ) -> np.ndarray:
     """Whether each image is classified correctly, in order (for paired comparisons of models)."""
-    pred, labels = predictions(model, batches, threads)
+    pred, labels = predictions(model, batches, threads, optimization)
     return pred == labels
 
 

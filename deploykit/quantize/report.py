@@ -26,6 +26,7 @@ class QuantReport:
     chosen: str | None = None
     passed: bool = False
     warnings: list[str] = field(default_factory=list)
+    high_precision: dict[str, Any] | None = None  # the FP16-outside variant: dtype, top1, kept nodes, passed
 
     @property
     def best(self) -> Attempt | None:
@@ -48,6 +49,7 @@ class QuantReport:
             "kept_fp32": best.kept if best else [],
             "fallbacks": [f.__dict__ for f in best.fallbacks] if best else [],
             "warnings": list(self.warnings),
+            "high_precision": self.high_precision,
             "attempts": [a.to_dict() for a in self.attempts],
         }
 
@@ -81,6 +83,13 @@ class QuantReport:
                 drop = "-" if fb.sqnr_drop_db is None else f"{fb.sqnr_drop_db:.1f}"
                 f.add_row(fb.layer, fb.op, drop, f"{fb.top1_before:.4f}", f"{fb.top1_after:.4f}")
             console.print(f)
+        hp = self.high_precision
+        if hp:
+            mark = "[green]pass[/]" if hp["passed"] else "[red]fail[/]"
+            console.print(
+                f"outside the Q/DQ pairs in {hp['dtype'].upper()}: top-1 {hp['top1']:.4f} "
+                f"({len(hp['kept_fp32_nodes'])} nodes kept in FP32) {mark}"
+            )
         for w in self.warnings:
             console.print(f"[yellow]warning:[/] {w}")
 
