@@ -25,6 +25,7 @@ from deploykit.errors import DeployKitError, GateError
 
 METHODS_AUTO_ORDER = ("entropy", "percentile", "mse", "max")
 SENSITIVITY_IMAGES = 64
+SEARCH_IMAGES = 2000  # the fallback search scores candidates on this many validation images
 VAL_CACHE_BYTES = 256 * 2**20
 FP16_EVAL_OPTIMIZATION = "basic"
 CACHE_NOTE = (
@@ -207,6 +208,7 @@ class QuantizeOptions:
     threads: int | None = None
     layout: str | None = None  # onnxruntime weights: "vnni" (full range) or "avx2" (7-bit); None: this CPU's
     high_precision_dtype: str = "fp32"  # tensorrt: the type of everything outside the Q/DQ pairs ("fp16": best)
+    search_images: int = SEARCH_IMAGES  # validation images the fallback search scores on (0: all of them)
 
     @classmethod
     def from_recipe(cls, recipe: Any, **overrides: Any) -> QuantizeOptions:
@@ -245,6 +247,8 @@ class QuantizeOptions:
             raise DeployKitError(f"gate {self.gate} must be in (0, 1]")
         if self.num_images < 1 or self.batch < 1 or self.min_images < 1 or self.max_fallbacks < 0:
             raise DeployKitError("num_images, batch and min_images must be positive and max_fallbacks not negative")
+        if self.search_images < 0:
+            raise DeployKitError(f"search_images must be 0 (the whole set) or positive, got {self.search_images}")
         if self.threads is not None and self.threads < 1:
             raise DeployKitError(f"threads must be at least 1, got {self.threads}")
         from deploykit.quantize.fp16 import check_high_precision
@@ -320,7 +324,7 @@ def quantize_model(
     be met. The public lower-level entry point that benchmarks and ``quantize_artifact`` share.
     """
     from deploykit.quantize.calibrators import CalibConfig
-    from deploykit.quantize.gate import run_gate, top1
+    from deploykit.quantize.gate import Validation, run_gate
     from deploykit.quantize.placement import plan_placement, resolve_keep
     from deploykit.quantize.report import QuantReport
     from deploykit.quantize.stats import collect_stats
@@ -371,8 +375,14 @@ def quantize_model(
     }
 
     val_batches = _validation_batches(vs, cfg, o.batch, progress)
-    fp32_top1 = top1(model, val_batches(), o.threads)
-    say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f}")
+    validation = Validation(model, val_batches, _search_batches(vs, cfg, o.batch, o.search_images), o.threads)
+    fp32_top1 = validation.fp32_full
+    say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f} ({validation.full_images} images)")
+    if validation.has_subset:
+        say(
+            f"the fallback search scores on {validation.search_images} evenly spaced images of them "
+            f"(FP32 {validation.fp32_search:.4f}) and confirms its choice on all {validation.full_images}"
+        )
     rep = QuantReport(
         model=model_name,
         profile=o.profile,
@@ -383,34 +393,33 @@ def quantize_model(
         warnings=warns,
     )
 
-    def attempt(meth: str, fallbacks: int):
+    def attempt(meth: str, fallbacks: int, confirm: bool = True):
         return run_gate(
             model,
             stats,
             CalibConfig(method=meth, percentile=o.percentile),
             o.profile,
             keep,
-            val_batches,
+            validation,
             lambda: iter(sens),
-            fp32_top1,
             o.gate,
             max_fallbacks=fallbacks,
             threads=o.threads,
             per_channel=o.per_channel,
             log=say,
             layout=o.layout,
+            progress=progress,
+            confirm=confirm,
         )
 
     tried: dict[str, tuple] = {}
     if o.method == "auto":
+        # every calibrator scored on the search set, fully quantised; the best one goes through
+        # the gate (and the fallback search when it needs one)
         for meth in METHODS_AUTO_ORDER:
-            tried[meth] = attempt(meth, 0)
-        passing = [k for k in METHODS_AUTO_ORDER if tried[k][0].passed]
-        if passing:
-            chosen = max(passing, key=lambda k: tried[k][0].top1_final)
-        else:
-            chosen = max(METHODS_AUTO_ORDER, key=lambda k: tried[k][0].top1_initial)
-            tried[chosen] = attempt(chosen, o.max_fallbacks)
+            tried[meth] = attempt(meth, 0, confirm=False)
+        chosen = max(METHODS_AUTO_ORDER, key=lambda k: tried[k][0].top1_initial)
+        tried[chosen] = attempt(chosen, o.max_fallbacks)
     else:
         chosen = o.method
         tried[chosen] = attempt(chosen, o.max_fallbacks)
@@ -432,8 +441,8 @@ def quantize_model(
     if not best.passed:
         exc = GateFailedError(
             f"INT8 top-1 {best.top1_final:.4f} is under the gate {o.gate} x FP32 {fp32_top1:.4f} = "
-            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32); "
-            "no artifact written"
+            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32"
+            f"{'; ' + best.stopped if best.stopped else ''}); no artifact written"
         )
         exc.report = rep
         raise exc
@@ -491,6 +500,25 @@ def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
     if vs.dataset is None and vs.y is None:
         raise DeployKitError("validation arrays need labels: pass (x, y)")
     return used
+
+
+def _search_batches(
+    vs: _Source, cfg: Any, batch: int, images: int
+) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]] | None:
+    """Every k-th validation image (about ``images`` of them, kept in memory), or None when the
+    set is small enough to search on whole (at most twice ``images``, or ``images`` is 0)."""
+    n = len(vs)
+    if images <= 0 or n <= 2 * images:
+        return None
+    stride = n // images
+    if vs.dataset is not None:
+        from deploykit.data.datasets import Subset
+
+        sub = _Source(name=f"{vs.name}[::{stride}]", dataset=Subset(vs.dataset, range(0, n, stride)))
+    else:
+        sub = _Source(name=f"{vs.name}[::{stride}]", x=vs.x[::stride], y=vs.y[::stride])
+    cache = list(sub.batches(cfg, max(batch, 64)))
+    return lambda: cache
 
 
 def _validation_batches(

@@ -76,12 +76,12 @@ class QuantReport:
         console.print(t)
         best = self.best
         if best and best.fallbacks:
-            f = Table(title="fallbacks to FP32 (worst SQNR drop first)")
+            f = Table(title="fallbacks to FP32 (worst SQNR drop first; top-1 where the search measured it)")
             for col in ("layer", "op", "SQNR drop dB", "top-1 before", "top-1 after"):
                 f.add_column(col)
             for fb in best.fallbacks:
                 drop = "-" if fb.sqnr_drop_db is None else f"{fb.sqnr_drop_db:.1f}"
-                f.add_row(fb.layer, fb.op, drop, f"{fb.top1_before:.4f}", f"{fb.top1_after:.4f}")
+                f.add_row(fb.layer, fb.op, drop, _pct(fb.top1_before), _pct(fb.top1_after))
             console.print(f)
         hp = self.high_precision
         if hp:
@@ -105,6 +105,10 @@ class QuantReport:
             atomic_write_bytes(png, sqnr_png(self.best, f"{self.model} ({self.profile}, {self.chosen})"))
             out.append(png)
         return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def sqnr_png(attempt: Attempt, title: str) -> bytes:
