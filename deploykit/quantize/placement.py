@@ -26,16 +26,21 @@ Two profiles:
           decides it the same way).                    a rounding). ``residual_branch``.
     T3    a Concat's inputs are quantised, at one      TensorRT eliminates a Concat whose inputs
           scale shared with its output, only where     and output share one scale: each producer
-          the Concat is read in INT8 (by a weighted    writes INT8 straight into its slice. Where
-          layer, directly or through pooling or        the reader runs in float (DenseNet's
-          shape-only ops).                             Concat -> BatchNorm -> ReLU) the pairs would
-                                                       only add reformats and roundings.
+          every reader reads it in INT8 (weighted      writes INT8 straight into its slice. Where
+          layers, directly or through pooling or       a reader runs in float (DenseNet's Concat
+          shape-only ops).                             -> BatchNorm -> ReLU, or a layer kept in
+                                                       FP32 by the fallback) the pairs would only
+                                                       add reformats and roundings; the INT8
+                                                       readers then quantise the output (T1).
     T4    pooling and shape-only ops share their       TensorRT moves Q backward and DQ forward
           input's scale when that input carries INT8   across commuting ops (MaxPool, Concat,
           anyway, and never get a pair of their own    reshapes) and fuses DQ -> AveragePool -> Q
-          on their input.                              into an INT8 pool; one shared scale means
-                                                       no requantisation. A Relu -> MaxPool ->
+          on their input. GlobalAveragePool keeps      into an INT8 pool; one shared scale means
+          its own output scale.                        no requantisation. A Relu -> MaxPool ->
                                                        Conv needs one pair, at the conv's input.
+                                                       Channel means span a fraction of the
+                                                       input's range: the classifier's input
+                                                       would lose most of its levels.
     T5    no pair that only adds a reformat: a         Requantising values already on the shared
           Concat of dequantised inputs read only by    grid changes nothing but costs a kernel
           another Concat (Inception-v3's splits)       and a Q node.
@@ -714,13 +719,13 @@ def _plan_tensorrt(g: _Graph, kept: set[str], layers: list[Layer]) -> QuantPlan:
             if i != fused:
                 quantise_input(n, i)
 
-    # T3: a Concat read in INT8 (directly or through pooling/shape ops) gets its inputs quantised
+    # T3: a Concat read only in INT8 (directly or through pooling/shape ops) gets its inputs quantised
     # with one scale shared by inputs and output, so TensorRT eliminates it; outer Concats first,
     # so a nested Concat (Inception-v3) sees its consumer's decision
     for n in reversed(g.nodes):
         if n.op_type != "Concat" or n.name in kept or not n.output:
             continue
-        if not _read_in_int8(g, n.output[0], edges, kept):
+        if not _read_only_in_int8(g, n.output[0], edges, kept):
             continue
         for i, t in enumerate(n.input):
             if g.is_activation(t):
@@ -755,6 +760,8 @@ def _plan_tensorrt(g: _Graph, kept: set[str], layers: list[Layer]) -> QuantPlan:
             if x in edges and (n.name, 0) not in edges[x]:
                 edges[x].add((n.name, 0))
                 changed = True
+            if n.op_type == "GlobalAveragePool":
+                continue  # channel means span a fraction of the input's range: their own scale
             if uf.find(x) != uf.find(y):
                 uf.union(x, y)
                 changed = True
@@ -778,6 +785,27 @@ def _all_dq(g: _Graph, n, edges) -> bool:
     """Whether every activation input of ``n`` is read through a DequantizeLinear."""
     ins = [(i, t) for i, t in enumerate(n.input) if g.is_activation(t)]
     return bool(ins) and all((n.name, i) in edges.get(t, ()) for i, t in ins)
+
+
+def _read_only_in_int8(g: _Graph, t: str, edges, kept: set[str]) -> bool:
+    """Whether every reader of ``t`` reads it in INT8: through its Q/DQ pair, or through a pool /
+    shape-only op whose output is read only in INT8. A kept (FP32) reader, a float op or a graph
+    output says no: quantising the Concat's inputs would feed it quantised values (and a layer
+    returned to FP32 by the fallback would still read INT8 data)."""
+    if t in g.graph_outputs:
+        return False
+    readers = g.consumers.get(t, [])
+    if not readers:
+        return False
+    for c, i in readers:
+        if c.name in kept:
+            return False
+        if (c.name, i) in edges.get(t, ()):
+            continue
+        if c.op_type in POOLS + SHAPE_ONLY and c.output and _read_only_in_int8(g, c.output[0], edges, kept):
+            continue
+        return False
+    return True
 
 
 def _read_in_int8(g: _Graph, t: str, edges, kept: set[str]) -> bool:

@@ -448,3 +448,19 @@ def test_reduced_range_is_exact_where_full_range_pairs_saturate(x_cat):
 def test_unknown_layout_is_refused():
     with pytest.raises(DeployKitError, match="INT8 layout 'u8u8'"):
         plan_placement(prepare_model(residual_block()), "onnxruntime", layout="u8u8")
+
+
+def test_tensorrt_concat_with_a_kept_reader_is_not_quantised(x_cat):
+    # the conv after the pool returns to FP32: it must read the float Concat, not quantised inputs
+    m, plan, q = quantise(concat_block(), "tensorrt", x_cat, keep=["last"])
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    assert dq_fed(q, cat.name) == [False, False]
+    quantised = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantised & {*cat.input, cat.output[0]}
+
+
+def test_tensorrt_global_average_pool_keeps_its_own_scale(x_res):
+    m, plan, q = quantise(residual_block(), "tensorrt", x_res)
+    flat = next(n for n in m.graph.node if n.op_type == "Flatten")
+    gap = next(n for n in m.graph.node if n.op_type == "GlobalAveragePool")
+    assert plan.groups[flat.output[0]] != plan.groups.get(gap.input[0], gap.input[0])
