@@ -75,6 +75,13 @@ class QuantReport:
             )
         console.print(t)
         best = self.best
+        if best and best.trials and best.trials[0].images != best.images:
+            console.print(
+                f"top-1 before: on the search set ({best.trials[0].images} evenly spaced validation images); "
+                f"after: on all {best.images}"
+            )
+        if best and best.stopped:
+            console.print(f"search stopped: {best.stopped}")
         if best and best.fallbacks:
             f = Table(title="fallbacks to FP32 (worst SQNR drop first; top-1 where the search measured it)")
             for col in ("layer", "op", "SQNR drop dB", "top-1 before", "top-1 after"):
