@@ -76,6 +76,13 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
     "without VNNI). Default: this CPU's.",
 )
 @click.option(
+    "--search-images",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validation images the fallback search scores candidates on before confirming on the whole "
+    "set (default 2000; 0: the whole set).",
+)
+@click.option(
     "--high-precision",
     "high_precision",
     type=click.Choice(["fp32", "fp16"]),
@@ -107,6 +114,7 @@ def quantize_cmd(
     threads: int | None,
     quiet: bool,
     layout: str | None,
+    search_images: int | None,
     high_precision: str | None,
     no_speed_check: bool,
 ) -> None:
@@ -143,6 +151,7 @@ def quantize_cmd(
             threads=threads,
             layout=layout,
             high_precision_dtype=high_precision,
+            search_images=search_images,
         )
     except GateFailedError as e:
         if e.report is not None:
