@@ -42,7 +42,13 @@ def test_fp16_outside_has_fp16_scales_opset_19_and_float32_io(rng):
     q16, kept = to_fp16_outside_qdq(q, stats)
     onnx.checker.check_model(q16)
     assert max(o.version for o in q16.opset_import if o.domain in ("", "ai.onnx")) >= 19
-    assert set(_dtypes(q16).values()) == {onnx.TensorProto.FLOAT16}  # every Q/DQ scale
+    scales = _dtypes(q16)
+    weights = {n for n in scales if ".weight_" in n}
+    assert weights and {scales[n] for n in weights} == {onnx.TensorProto.FLOAT}  # weight scales stay FP32
+    assert {scales[n] for n in set(scales) - weights} == {onnx.TensorProto.FLOAT16}  # activation scales
+    prod = {o: n for n in q16.graph.node for o in n.output}
+    conv = next(n for n in q16.graph.node if n.op_type == "Conv")
+    assert prod[conv.input[1]].op_type == "Cast"  # FP16 weights into the FP16 conv
     for vi in list(q16.graph.input) + list(q16.graph.output):
         assert vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # the runtime contract holds
     gemm = next(n.name for n in m.graph.node if n.op_type == "Gemm")
