@@ -2,9 +2,11 @@
 
 ``quantize_artifact`` streams the calibration set once to collect statistics, calibrates, places
 Q/DQ nodes for the target runtime (``onnxruntime`` or ``tensorrt``), measures top-1 on the
-validation set and, when INT8 falls under ``gate`` x FP32, returns the most damaging layers to
-FP32 one at a time. The result is a new artifact directory (written whole or not at all) with the
-method, profile, calibration-set fingerprint, fallbacks and accuracy in its manifest.
+validation set and, when INT8 falls under ``gate`` x FP32, searches for the fewest most damaging
+layers to return to FP32 (bisection on a validation subset, confirmed on the whole set; see
+``gate``). ``high_precision_dtype="fp16"`` (tensorrt) then runs everything outside the Q/DQ pairs
+in FP16 and gates that too. The result is a new artifact directory (written whole or not at all)
+with the method, profile, calibration-set fingerprint, fallbacks and accuracy in its manifest.
 """
 
 from __future__ import annotations
