@@ -210,6 +210,7 @@ def run_gate(
             final = trial(0, qmodel, search=False) if val.has_subset else t0
             if final.passed:
                 attempt.passed, attempt.top1_final, attempt.images = True, final.top1, final.images
+                _initial_on_full_set(attempt, trials)
                 attempt.trials = list(trials.values())
                 return attempt, qmodel, plan
         ranking = [r for r in rank(attempt.sqnr) if r.layer not in keep][: max(0, max_fallbacks)]
@@ -255,9 +256,17 @@ def run_gate(
         return attempt, best[0], best[1]
 
 
+def _initial_on_full_set(attempt: Attempt, trials: dict) -> None:
+    """Report the fully quantised model's top-1 on the whole set when it was measured there."""
+    full = trials.get((0, False))
+    if full is not None:
+        attempt.top1_initial = full.top1
+
+
 def _finish(attempt: Attempt, ranking: list[LayerSQNR], k: int, final: Trial, trials: dict, keep: list[str]) -> None:
     """Record the outcome: the ``k`` layers kept, the final score, every trial."""
     attempt.passed, attempt.top1_final, attempt.images = final.passed, final.top1, final.images
+    _initial_on_full_set(attempt, trials)
     attempt.kept = list(keep) + [r.layer for r in ranking[:k]]
     by_k = {kk: t.top1 for (kk, _), t in sorted(trials.items(), key=lambda kv: not kv[0][1])}  # full set last: it wins
     attempt.fallbacks = [
