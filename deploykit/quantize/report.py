@@ -75,7 +75,7 @@ class QuantReport:
             )
         console.print(t)
         best = self.best
-        if best and best.trials and best.trials[0].images != best.images:
+        if best and best.trials and not any(t.kept == 0 and t.images == best.images for t in best.trials):
             console.print(
                 f"top-1 before: on the search set ({best.trials[0].images} evenly spaced validation images); "
                 f"after: on all {best.images}"
