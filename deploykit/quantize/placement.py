@@ -187,9 +187,11 @@ class _Graph:
                 if t:
                     self.consumers[t].append((n, i))
         self.graph_outputs = {o.name for o in g.output}
+        self.non_float = _non_float_tensors(model)
 
     def is_activation(self, t: str) -> bool:
-        return bool(t) and t not in self.consts
+        """A float tensor computed at run time: never a constant, nor an integer shape computation."""
+        return bool(t) and t not in self.consts and t not in self.non_float
 
     def attr(self, node, name: str, default: Any) -> Any:
         import onnx
@@ -198,6 +200,27 @@ class _Graph:
             if a.name == name:
                 return onnx.helper.get_attribute_value(a)
         return default
+
+
+_FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def _non_float_tensors(model) -> set[str]:
+    """Tensors whose inferred type is not floating point (Shape -> Gather -> Concat batch sizes in
+    older exporters' heads): a QuantizeLinear on an int64 input would make an invalid graph."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # types are a refinement here; a graph inference cannot type keeps every tensor
+        inferred = model
+    g = inferred.graph
+    typed = list(g.input) + list(g.output) + list(g.value_info)
+    return {
+        vi.name
+        for vi in typed
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type not in (0, *_FLOAT_TYPES)
+    }
 
 
 def prepare_model(model):
@@ -211,6 +234,13 @@ def prepare_model(model):
         )
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    # Older exporters (IR < 4) also list the weights as graph inputs; INT8 weights are constants,
+    # so those inputs go (a quantised weight cannot be fed in FP32 at run time anyway).
+    inits = {i.name for i in m.graph.initializer}
+    kept_inputs = [i for i in m.graph.input if i.name not in inits]
+    if len(kept_inputs) != len(m.graph.input):
+        del m.graph.input[:]
+        m.graph.input.extend(kept_inputs)
     _bypass_constant_identities(m)
     seen: set[str] = set()
     for i, n in enumerate(m.graph.node):
@@ -446,8 +476,8 @@ def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> N
         ):
             y = cons[0][0].output[0]
             cons = g.consumers.get(y, [])
-        if y in g.graph_outputs or not cons:
-            continue  # the model's outputs stay FP32
+        if y in g.graph_outputs or not cons or not g.is_activation(y):
+            continue  # the model's outputs stay FP32; integer (shape) tensors are never quantised
         for c, i in cons:
             if c.name not in kept:
                 edges[y].add((c.name, i))
