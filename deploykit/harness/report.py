@@ -142,7 +142,7 @@ COMPARE_SCHEMA: dict[str, Any] = {
         "target": {"type": "string"},
         "reference": {"type": "object", "required": ["backend", "name"]},
         "runners": {"type": "array", "minItems": 2},
-        "precision": {"enum": ["fp32", "fp16", "mixed", "int8"]},
+        "precision": {"enum": ["fp32", "fp16", "bf16", "mixed", "int8"]},
         "inputs": {"type": "object", "required": ["source", "batch", "samples"]},
         "rows": {
             "type": "array",
