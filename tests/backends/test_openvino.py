@@ -104,7 +104,19 @@ def test_bench_compare_validate_cli(tmp_path, fmnist_artifact):
     assert "PASS" in res.output
     out = tmp_path / "bench.json"
     res = cli.invoke(
-        main, ["bench", str(fmnist_artifact.path), "--backend", "openvino", "--warmup", "1", "--iters", "3", "--json", str(out)]
+        main,
+        [
+            "bench",
+            str(fmnist_artifact.path),
+            "--backend",
+            "openvino",
+            "--warmup",
+            "1",
+            "--iters",
+            "3",
+            "--json",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert '"inference_precision": "f32"' in out.read_text()  # the precision is recorded with the figure
