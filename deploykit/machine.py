@@ -166,7 +166,6 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     )
 
 
-@functools.lru_cache(maxsize=1)
 def bf16_refusal(cpu: CpuInfo | None = None) -> str | None:
     """None where this CPU computes bfloat16 natively (AVX-512 BF16, AMX), else why bf16 is refused.
 
@@ -179,6 +178,7 @@ def bf16_refusal(cpu: CpuInfo | None = None) -> str | None:
     return f"this CPU ({c.model}, {c.isa}) has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)"
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU; "unknown" fields where /proc/cpuinfo cannot be read."""
     try:
