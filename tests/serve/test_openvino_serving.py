@@ -87,3 +87,19 @@ def test_server_passes_the_backend_to_the_stub(tmp_path):
     if bf16_refusal() is not None:
         with pytest.raises(DeployKitError, match="bf16 refused"):
             Server([art.path], backend="openvino-bf16")
+
+
+def test_triton_cli_backend(tmp_path):
+    from click.testing import CliRunner
+
+    from deploykit.cli import cli
+
+    art = tiny_artifact(tmp_path / "a")
+    res = CliRunner().invoke(cli, ["triton", str(art.path), "--repo", str(tmp_path / "r"), "--backend", "openvino"])
+    assert res.exit_code != 0 and "cannot pin f32" in res.output
+    assert not (tmp_path / "r" / "tiny").exists()  # nothing half-written
+    res = CliRunner().invoke(
+        cli, ["triton", str(art.path), "--repo", str(tmp_path / "r"), "--backend", "openvino-bf16"]
+    )
+    assert res.exit_code == 0, res.output
+    assert 'backend: "openvino"' in (tmp_path / "r" / "tiny" / "config.pbtxt").read_text()
