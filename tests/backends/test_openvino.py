@@ -124,3 +124,18 @@ def test_bench_compare_validate_cli(tmp_path, fmnist_artifact):
         main, ["validate", str(fmnist_artifact.path), "--data", "fashion-mnist:test[:64]", "--backend", "openvino"]
     )
     assert res.exit_code == 0, res.output
+
+
+def test_bench_record_keeps_the_inference_precision(tmp_path):
+    from deploykit.artifact import Artifact
+    from deploykit.cli import cli
+
+    art = tiny_artifact(tmp_path / "art")
+    res = CliRunner().invoke(
+        cli, ["bench", str(art.path), "--backend", "openvino", "--warmup", "1", "--iters", "3", "--record"]
+    )
+    assert res.exit_code == 0, res.output
+    latency = Artifact.load(art.path).manifest.results["latency"]
+    ((label, runner),) = latency["runners"].items()
+    assert runner == {"backend": "openvino", "precision": "fp32", "inference_precision": "f32"}
+    assert label in latency["runs"]
