@@ -103,3 +103,20 @@ def test_triton_cli_backend(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert 'backend: "openvino"' in (tmp_path / "r" / "tiny" / "config.pbtxt").read_text()
+
+
+def test_serve_backend_openvino_end_to_end(fmnist_artifact, tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("pytriton.triton")
+    httpclient = pytest.importorskip("tritonclient.http")
+    from serving import serving
+
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with serving(fmnist_artifact.path, "resnet18", tmp_path, ("--backend", "openvino")) as s:
+        c = httpclient.InferenceServerClient(f"127.0.0.1:{s.http}", network_timeout=30)
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        got = c.infer("resnet18", [inp]).as_numpy("logits")
+    with Predictor.from_artifact(fmnist_artifact.path, backend="openvino", threads=1) as p:
+        assert p.input_shape == (3, 32, 32)
+        np.testing.assert_allclose(got, p.infer(x), rtol=1e-5, atol=1e-5)
