@@ -297,7 +297,8 @@ def _auto_backend(record: Any, where: str) -> tuple[str, str]:
     if why_not:
         return "onnxruntime", f"auto: runtime_choice picks {best} but {why_not}; ONNX Runtime"
     by_batch = record.get("by_batch") or {}
-    detail = ", ".join(f"batch {b}: {n}" for b, n in sorted(by_batch.items(), key=lambda kv: int(kv[0])))
+    order = sorted(by_batch, key=lambda b: (len(str(b)), str(b)))  # "1", "8", "32": numeric order
+    detail = ", ".join(f"batch {b}: {by_batch[b]}" for b in order)
     return best, f"auto: fastest on this machine ({here}) in {where}'s runtime_choice" + (
         f" ({detail})" if detail else ""
     )
