@@ -133,7 +133,8 @@ def main() -> None:
             f"{t[k]:.2%}" for k in ("ort_fp32", "ort_dk_int8", "ov_dk_int8", "ort_qs_int8", "ov_nncf_int8")
         )
         lines.append(f"| {name} | {'x'.join(map(str, r['input']))} | {cells} |")
-    lines += ["", "Checkpoints: " + ", ".join(r["checkpoint"] for r in doc["models"].values()) + " (see the README there)."]
+    ckpts = ", ".join(r["checkpoint"] for r in doc["models"].values())
+    lines += ["", f"Checkpoints: {ckpts} (see the README there)."]
     atomic_write_json(args.out / f"accuracy-{slug}.json", doc)
     atomic_write_text(args.out / f"accuracy-{slug}.md", "\n".join(lines) + "\n")
 
