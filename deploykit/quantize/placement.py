@@ -634,10 +634,10 @@ def _ort_redundant_relus(g: _Graph, plan: QuantPlan, params: dict[str, tuple[flo
     """Relus whose output is quantised with zero point 0 and read only through that Q/DQ: tensor -> Relu.
 
     uint8 quantisation at zero point 0 clips negatives to 0 already, so Q(Relu(x)) == Q(x) exactly
-    and the Relu is dropped (its Q reads the Relu's input). ONNX Runtime drops such a Relu itself
-    when it fuses the QDQ graph; OpenVINO does not: it keeps a ReLU post-op in every conv's epilogue
-    before the requantisation, which made deploykit's file 3-8% slower there than quantize_static's
-    (which writes no Relu). Outputs are bit-identical either way.
+    and the Relu is dropped (its Q reads the Relu's input), as quantize_static does. ONNX Runtime
+    drops such a Relu itself when it fuses the QDQ graph; OpenVINO fuses it into the conv as an extra
+    post-op. Outputs are bit-identical either way; the speed effect in OpenVINO was within 2% noise
+    on Zen 4 (benchmarks/cpu/layout.py).
     """
     out: dict[str, Any] = {}
     kept = set(plan.kept)
