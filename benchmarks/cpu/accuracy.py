@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--nncf-python", default="/work/scratch/nncf/bin/python")
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--merge", action="store_true", help="keep the models already in this machine's results file")
     args = ap.parse_args()
 
     import run as int8bench  # benchmarks/int8/run.py
@@ -59,6 +60,13 @@ def main() -> None:
         "load_average_start": os.getloadavg()[0],
         "models": {},
     }
+    previous = args.out / f"accuracy-{slug}.json"
+    if args.merge and previous.is_file():
+        import json
+
+        old = json.loads(previous.read_text())
+        doc["models"] = old.get("models", {})
+        doc["load_average_start"] = min(doc["load_average_start"], old.get("load_average_start", 99.0))
     threads = usable_cores()
     for name in args.models:
         ckpt = args.ckpt_dir / f"{name}.safetensors"
