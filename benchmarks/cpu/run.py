@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=32, help="calibration images")
     ap.add_argument("--nncf-python", default=NNCF_PYTHON)
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--tag", default="", help="suffix of the result files (a focused rerun keeps the full run's)")
     args = ap.parse_args()
 
     from importlib.metadata import version
@@ -254,8 +255,9 @@ def main() -> None:
         doc["load_min"], doc["load_max"] = min(loads), max(loads)
         doc["load_averages"] = loads
         doc["noisy"] = max(loads) > 0.75 * threads
-        atomic_write_json(args.out / f"results-{slug}.json", doc)
-        atomic_write_text(args.out / f"results-{slug}.md", markdown(doc))
+        stem = f"results-{slug}" + (f"-{args.tag}" if args.tag else "")
+        atomic_write_json(args.out / f"{stem}.json", doc)
+        atomic_write_text(args.out / f"{stem}.md", markdown(doc))
         log(f"{name}: written")
         for f in tmp.glob(f"{name}-*"):
             f.unlink()
