@@ -120,7 +120,9 @@ def run_gate(
     acc = top1(qmodel, val(), threads)
     log(f"{cfg.method}: INT8 top-1 {acc:.4f} (FP32 {fp32_top1:.4f}, gate {gate} -> {gate * fp32_top1:.4f})")
     attempt = Attempt(cfg.method, cfg.to_dict(), acc, acc, meets(acc, fp32_top1, gate), kept=list(kept))
-    attempt.sqnr = layer_sqnr(model, qmodel, plan, sens_batches(), threads)
+    # the same model with its redundant Relus kept: layer_sqnr reads every layer's input tensor
+    probe = apply_plan(model, plan, stats, thresholds, per_channel, drop_relus=False)
+    attempt.sqnr = layer_sqnr(model, probe, plan, sens_batches(), threads)
     if attempt.passed or max_fallbacks <= 0:
         return attempt, qmodel, plan
     ranking = [r for r in rank(attempt.sqnr) if r.layer not in kept]

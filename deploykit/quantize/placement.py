@@ -499,8 +499,19 @@ def group_params(plan: QuantPlan, stats: dict, thresholds: dict[str, float]) -> 
     return out
 
 
-def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float], per_channel: bool = True):
-    """Build the QDQ model of ``plan`` with scales from ``thresholds`` (and min/max for asymmetric)."""
+def apply_plan(
+    model,
+    plan: QuantPlan,
+    stats: dict,
+    thresholds: dict[str, float],
+    per_channel: bool = True,
+    drop_relus: bool = True,
+):
+    """Build the QDQ model of ``plan`` with scales from ``thresholds`` (and min/max for asymmetric).
+
+    ``drop_relus=False`` keeps the Relus a zero-point-0 Q makes redundant (same outputs, bit for
+    bit): per-layer analysis reads the Relu outputs, which the deployed file no longer has.
+    """
     import onnx
     from onnx import helper, numpy_helper
 
@@ -585,7 +596,7 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
 
     # activations: one Q->DQ pair per tensor, emitted right after its producer
     act_nodes: dict[str, list] = defaultdict(list)
-    dropped = {} if signed else _ort_redundant_relus(g, plan, params)
+    dropped = _ort_redundant_relus(g, plan, params) if drop_relus and not signed else {}
     for t, cons in plan.edges.items():
         scale, zp = params[t]
         s_name = const(f"{t}_scale", np.array(scale, dtype=np.float32))
