@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints-cpu.txt torch
-	$(PY) -m pip install --quiet -c constraints-cpu.txt -e '.[pipeline,cpu,dev,serve]'
+	$(PY) -m pip install --quiet -c constraints-cpu.txt -e '.[pipeline,cpu,dev,serve,openvino]'
 	touch $@
 
 # Fashion-MNIST, the real labelled data, comes from Debian's dataset-fashion-mnist package.

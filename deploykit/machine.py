@@ -166,6 +166,18 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     )
 
 
+def bf16_refusal(cpu: CpuInfo | None = None) -> str | None:
+    """None where this CPU computes bfloat16 natively (AVX-512 BF16, AMX), else why bf16 is refused.
+
+    Without native support a runtime emulates bf16 by conversions around FP32 arithmetic: slower
+    than FP32 and less accurate, so it is never offered there.
+    """
+    c = cpu or cpu_info()
+    if c.native_bf16:
+        return None
+    return f"this CPU ({c.model}, {c.isa}) has no native bfloat16 arithmetic (AVX-512 BF16 or AMX)"
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU; "unknown" fields where /proc/cpuinfo cannot be read."""

@@ -179,13 +179,18 @@ GATES: dict[str, ParityGate] = {
     # FP32 must be the same function up to float reassociation.
     "fp32": ParityGate(max_rel=1e-4, min_top1=1.0),
     "fp16": ParityGate(min_top1=0.99, min_cosine=0.999),
+    # An FP32 file computed in bfloat16 (OpenVINO's openvino-bf16 backend): 8 mantissa bits. Measured
+    # on Zen 4 (OpenVINO 2026.4, resnet50 224x224 seeded, 16 parity_inputs images, vs ORT FP32):
+    # max abs error 0.0027 of the logit range, cosine 0.99999, top-1 100%. The limit leaves ~7x
+    # headroom for deeper nets and trained weights; cosine and top-1 as for fp16.
+    "bf16": ParityGate(max_rel=2e-2, min_top1=0.99, min_cosine=0.999),
     "int8": Int8ParityGate(),
     "mixed": Int8ParityGate(),
 }
 
 
 def gate_for(precision: str) -> ParityGate:
-    """The default gate for a precision name (fp32, fp16, int8, mixed)."""
+    """The default gate for a precision name (fp32, fp16, bf16, int8, mixed)."""
     try:
         return GATES[precision]
     except KeyError:

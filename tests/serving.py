@@ -29,8 +29,8 @@ class Served:
 
 
 @contextmanager
-def serving(artifact: Path, model: str, workdir: Path) -> Iterator[Served]:
-    """``deploykit serve ARTIFACT`` until the block ends (SIGTERM, then SIGKILL after 60 s)."""
+def serving(artifact: Path, model: str, workdir: Path, extra: tuple[str, ...] = ()) -> Iterator[Served]:
+    """``deploykit serve ARTIFACT [EXTRA...]`` until the block ends (SIGTERM, then SIGKILL after 60 s)."""
     import tritonclient.http as httpclient
 
     from deploykit.serve.server import free_ports
@@ -38,7 +38,7 @@ def serving(artifact: Path, model: str, workdir: Path) -> Iterator[Served]:
     http, grpc, metrics = free_ports(3)
     cmd = [sys.executable, "-c", "from deploykit.cli import main; main()", "serve", str(artifact),
            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--threads", "1", "--log-file", str(workdir / "triton.log")]  # fmt: skip
+           "--threads", "1", "--log-file", str(workdir / "triton.log"), *extra]  # fmt: skip
     out = open(workdir / "serve.out", "w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")

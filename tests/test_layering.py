@@ -17,6 +17,7 @@ LEVELS = {
     "machine": 0,
     "progress": 0,
     "onnx_io": 1,  # needs only errors (and onnx / onnxruntime, imported lazily)
+    "openvino_io": 1,  # errors and machine (openvino imported lazily); beside onnx_io, same role
     "data": 2,
     "models": 2,
     "artifact": 2,

@@ -112,3 +112,9 @@ def test_driver_version_falls_back_to_nvidia_smi(tmp_path, monkeypatch, printed,
 def test_cpu_info_is_frozen():
     with pytest.raises(AttributeError):
         CpuInfo().vendor = "x"  # type: ignore[misc]
+
+
+def test_bf16_is_offered_only_where_the_cpu_has_it():
+    assert machine.bf16_refusal(parse_cpuinfo(ZEN4)) is None
+    why = machine.bf16_refusal(parse_cpuinfo(ZEN3))
+    assert why is not None and "AMD EPYC 7B13" in why and "avx2" in why and "\n" not in why

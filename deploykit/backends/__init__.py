@@ -17,11 +17,13 @@ from typing import Any
 from deploykit.backends.base import Runner, RunnerError
 from deploykit.errors import DeployKitError, MissingExtraError
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "onnxruntime-trt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "onnxruntime-trt", "openvino", "openvino-bf16")
 # ONNX Runtime on a GPU execution provider (onnxruntime-gpu, the 'gpu' extra): backend -> device.
 ORT_GPU_BACKENDS = {"onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _EXTRA = {"onnxruntime": ("onnxruntime", "gpu"), "tensorrt": ("tensorrt", "tensorrt"), "torch": ("torch", "")}
+# OpenVINO on the CPU (the 'openvino' extra): backend -> inference precision
+OV_BACKENDS = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 def backend_status() -> dict[str, str | None]:
@@ -30,6 +32,9 @@ def backend_status() -> dict[str, str | None]:
     for name in BACKENDS:
         if name in ORT_GPU_BACKENDS:
             out[name] = _ort_gpu_status(name)
+            continue
+        if name in OV_BACKENDS:
+            out[name] = _openvino_status(name)
             continue
         out[name] = (
             None
@@ -55,6 +60,16 @@ def _ort_gpu_status(name: str) -> str | None:
     return None
 
 
+def _openvino_status(name: str) -> str | None:
+    if importlib.util.find_spec("openvino") is None:
+        return "the 'openvino' package is not installed; pip install 'deploykit[openvino]'"
+    if OV_BACKENDS[name] == "bf16":
+        from deploykit.machine import bf16_refusal
+
+        return bf16_refusal()
+    return None
+
+
 def available_backends() -> list[str]:
     """Backends whose Python package is installed (a GPU may still be needed to run them)."""
     return [name for name, why in backend_status().items() if why is None]
@@ -72,6 +87,10 @@ def backend_name(backend: str) -> str:
         "onnxruntimetrt": "onnxruntime-trt",
         "orttrt": "onnxruntime-trt",
         "onnxruntimetensorrt": "onnxruntime-trt",
+        "ov": "openvino",
+        "openvinof32": "openvino",
+        "openvinobf16": "openvino-bf16",
+        "ovbf16": "openvino-bf16",
     }.get(key, key)
     if key not in BACKENDS:
         raise DeployKitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
@@ -85,6 +104,11 @@ def check_backend(backend: str) -> str:
         from deploykit.backends.tensorrt import import_tensorrt
 
         import_tensorrt()  # MissingExtraError naming the extra
+    elif key in OV_BACKENDS:
+        from deploykit.openvino_io import check_precision, import_openvino
+
+        import_openvino(f"The {key} backend")  # MissingExtraError naming the extra
+        check_precision(OV_BACKENDS[key], where=f"backend {key}")  # bf16 only where the CPU has it
     elif key in ORT_GPU_BACKENDS and backend_status()[key] is not None:
         from deploykit.backends.onnxruntime import DEVICE_PROVIDERS
 
@@ -130,13 +154,20 @@ def make_runner(
         runner.batch_profile = obj.manifest.batch
         runner.data_config = obj.data_config
         if backend != "torch":  # the torch backend computes in its own precision
-            runner.precision = obj.manifest.precision
+            runner.precision = _run_precision(obj.manifest.precision, backend)
     elif kind == "module":
         runner.data_config = getattr(obj, "data_config", None)
     elif kind in ("onnx", "proto"):
         runner.data_config, file_precision = _onnx_metadata(obj)
-        runner.precision = runner.precision or file_precision
+        runner.precision = runner.precision or _run_precision(file_precision, backend)
     return runner
+
+
+def _run_precision(file_precision: str | None, backend: str) -> str | None:
+    """What the numbers are computed in: a float file run by openvino-bf16 computes in bf16 (its own gate)."""
+    if backend in OV_BACKENDS and OV_BACKENDS[backend] == "bf16" and file_precision in (None, "fp32", "fp16"):
+        return "bf16"
+    return file_precision
 
 
 def _onnx_metadata(model: Path | Any) -> tuple[Any, str | None]:
@@ -221,6 +252,8 @@ def _build(
         return _torch_runner(kind, obj, device, threads, precision, opts)
     if backend == "onnxruntime":
         return _ort_runner(kind, obj, device, threads, precision, opts)
+    if backend in OV_BACKENDS:
+        return _ov_runner(kind, obj, backend, device, threads, precision, opts)
     if backend in ORT_GPU_BACKENDS:
         from deploykit.backends.onnxruntime import providers_for_device
 
@@ -309,6 +342,37 @@ def _ort_runner(
             **opts,
         )
     return _call(OnnxRuntimeRunner, obj, providers=providers, threads=threads, **opts)
+
+
+def _ov_runner(
+    kind: str, obj: Any, backend: str, device: str, threads: int | None, precision: str | None, opts: dict[str, Any]
+) -> Runner:
+    from deploykit.backends.openvino import OpenVINORunner
+
+    if device.split(":")[0] != "cpu":
+        raise DeployKitError(f"backend {backend} runs on the CPU (OpenVINO's CPU plugin), not on '{device}'")
+    if kind == "module":
+        raise DeployKitError(
+            f"{getattr(obj, 'model_name', type(obj).__name__)}: {backend} runs ONNX; export the model first"
+        )
+    if kind == "engine":
+        raise DeployKitError(f"{obj}: a TensorRT engine runs only with --backend tensorrt")
+    _check_file_precision(kind, obj, precision, backend)
+    if kind == "artifact":
+        if obj.manifest.format != "onnx":
+            raise DeployKitError(f"{obj.path}: a {obj.manifest.format} artifact runs only with --backend tensorrt")
+        from deploykit.onnx_io import check_declared_inputs
+
+        check_declared_inputs(obj.main_path, obj.manifest.inputs)
+        return _call(
+            OpenVINORunner,
+            obj.main_path,
+            precision=OV_BACKENDS[backend],
+            threads=threads,
+            name=f"{obj.path.name}/{obj.manifest.main_file}",
+            **opts,
+        )
+    return _call(OpenVINORunner, obj, precision=OV_BACKENDS[backend], threads=threads, **opts)
 
 
 def _trt_runner(kind: str, obj: Any, device: str, precision: str | None, opts: dict[str, Any]) -> Runner:

@@ -15,13 +15,25 @@ from deploykit.cli.options import threads_option
 @click.option("--topk", "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @threads_option
-def predict_cmd(artifact: str, images: tuple[str, ...], topk: int, as_json: bool, threads: int | None) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(["onnxruntime", "openvino", "openvino-bf16", "tensorrt", "auto"]),
+    default=None,
+    help="Runtime (default: onnxruntime for ONNX, tensorrt for an engine); auto = the fastest recorded for "
+    "this machine in the artifact's runtime_choice, else onnxruntime.",
+)
+def predict_cmd(
+    artifact: str, images: tuple[str, ...], topk: int, as_json: bool, threads: int | None, backend: str | None
+) -> None:
     """Top-k labels and probabilities of each IMAGE (a folder expands to the images in it)."""
     from deploykit.runtime import Predictor
     from deploykit.runtime.predictor import image_files
 
     files = image_files(images)
-    preds = Predictor.from_artifact(artifact, threads=threads).predict(files, topk=topk)
+    predictor = Predictor.from_artifact(artifact, backend=backend, threads=threads)
+    if backend is not None:
+        click.echo(f"backend: {predictor.backend} ({predictor.backend_reason})", err=True)
+    preds = predictor.predict(files, topk=topk)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in preds], indent=2))
         return

@@ -50,6 +50,14 @@ from deploykit.cli.options import instances_option, int_list, queue_delay_option
 )
 @queue_delay_option
 @click.option("--force", is_flag=True, help="Replace the version if it exists.")
+@click.option(
+    "--backend",
+    type=click.Choice(["onnxruntime", "openvino", "openvino-bf16"]),
+    default="onnxruntime",
+    show_default=True,
+    help="Triton backend for an ONNX artifact: onnxruntime, or Triton's OpenVINO backend "
+    "(openvino for INT8 artifacts; openvino-bf16 runs float layers in bfloat16).",
+)
 def triton_cmd(
     artifact: str,
     repo: str,
@@ -62,6 +70,7 @@ def triton_cmd(
     preferred_batch: list[int] | None,
     max_queue_delay_us: int,
     force: bool,
+    backend: str,
 ) -> None:
     """Write ARTIFACT into a Triton model repository: NAME/VERSION/model.* and NAME/config.pbtxt."""
     from deploykit.serve.triton_repo import write_model_repository
@@ -78,6 +87,7 @@ def triton_cmd(
         dynamic_batching=dynamic_batching,
         preferred_batch=tuple(preferred_batch) if preferred_batch else None,
         max_queue_delay_us=max_queue_delay_us,
+        backend=backend,
     )
     click.echo(f"model '{model.name}' version {model.version} written to {model.version_dir}")
     click.echo(f"config: {model.config_path} (max_batch_size {model.max_batch_size})")
@@ -104,6 +114,13 @@ def triton_cmd(
     help="ONNX Runtime intra-op threads per model instance (default: the usable cores shared among the instances; "
     "1 serves better on a machine busy with other work).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["onnxruntime", "openvino", "openvino-bf16", "auto"]),
+    default=None,
+    help="Runtime inside each model's Python stub (PyTriton's Triton has only the Python backend): "
+    "default onnxruntime; auto = the artifact's recorded fastest on this machine.",
+)
 def serve_cmd(
     artifacts: tuple[str, ...],
     host: str,
@@ -114,6 +131,7 @@ def serve_cmd(
     max_queue_delay_us: int,
     log_file: str | None,
     threads: int | None,
+    backend: str | None,
 ) -> None:
     """Serve ARTIFACTS over HTTP and gRPC with a Triton server (Ctrl-C or SIGTERM stops it)."""
     import os
@@ -132,6 +150,7 @@ def serve_cmd(
         threads=threads,
         max_queue_delay_us=max_queue_delay_us,
         log_file=log_file,
+        backend=backend,
     )
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

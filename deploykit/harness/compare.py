@@ -21,7 +21,7 @@ from deploykit.models.weights import load_model
 from deploykit.parity import ParityResult, check_gate, compare_outputs, parity_inputs
 
 # Looser gates to the right: the gate applied is the loosest precision among the runners.
-PRECISION_ORDER = ("fp32", "fp16", "mixed", "int8")
+PRECISION_ORDER = ("fp32", "fp16", "bf16", "mixed", "int8")
 DEFAULT_DATA_SAMPLES = 64
 
 

@@ -142,7 +142,7 @@ COMPARE_SCHEMA: dict[str, Any] = {
         "target": {"type": "string"},
         "reference": {"type": "object", "required": ["backend", "name"]},
         "runners": {"type": "array", "minItems": 2},
-        "precision": {"enum": ["fp32", "fp16", "mixed", "int8"]},
+        "precision": {"enum": ["fp32", "fp16", "bf16", "mixed", "int8"]},
         "inputs": {"type": "object", "required": ["source", "batch", "samples"]},
         "rows": {
             "type": "array",
@@ -197,6 +197,15 @@ def latency_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "created": doc["created"],
         "machine": machine_line(doc["machine"]),
         "runs": {run["label"]: {str(b["batch"]): one(b) for b in run["batches"]} for run in doc["runs"]},
+        # what each figure ran as: backend and precision (OpenVINO: the inference precision it compiled with)
+        "runners": {
+            run["label"]: {
+                k: (run.get("runner") or {}).get(k)
+                for k in ("backend", "precision", "inference_precision")
+                if (run.get("runner") or {}).get(k) is not None
+            }
+            for run in doc["runs"]
+        },
     }
 
 

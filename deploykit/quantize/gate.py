@@ -201,7 +201,9 @@ def run_gate(
         qmodel, plan = build([])
         t0 = trial(0, qmodel, search=True)
         attempt = Attempt(cfg.method, cfg.to_dict(), t0.top1, t0.top1, False, kept=list(keep), images=t0.images)
-        attempt.sqnr = layer_sqnr(model, qmodel, plan, sens_batches(), threads)
+        # the same model with its redundant Relus kept: layer_sqnr reads every layer's input tensor
+        probe = apply_plan(model, plan, stats, thresholds, per_channel, drop_relus=False)
+        attempt.sqnr = layer_sqnr(model, probe, plan, sens_batches(), threads)
         advance()
         if not confirm:
             attempt.trials = list(trials.values())

@@ -57,7 +57,8 @@ Two profiles:
     Conv/Gemm biases int32: the QDQ layout ONNX Runtime's CPU provider fuses into QLinearConv,
     QLinearAdd, QLinearConcat, QLinearGlobalAveragePool and QGemm (VNNI kernels). Inputs and outputs
     of every quantisable op are quantised; a Relu right after a Conv/Add/Gemm is absorbed by
-    quantising its output instead (zero point 0 clips like the Relu, so ORT drops the Relu).
+    quantising its output instead (zero point 0 clips like the Relu), and the Relu leaves the file: ORT
+    drops it when fusing anyway, OpenVINO would keep it as an extra post-op in every conv.
     MaxPool/Flatten share the input scale so ORT runs them on uint8 directly. A Concat input that
     a Conv/Gemm/Add (or its absorbed Relu) or a nested Concat writes for the Concat alone is
     quantised straight at the Concat output's scale: the producer requantises for free, and QLinearConcat then copies
@@ -571,8 +572,19 @@ def group_params(plan: QuantPlan, stats: dict, thresholds: dict[str, float]) -> 
     return out
 
 
-def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float], per_channel: bool = True):
-    """Build the QDQ model of ``plan`` with scales from ``thresholds`` (and min/max for asymmetric)."""
+def apply_plan(
+    model,
+    plan: QuantPlan,
+    stats: dict,
+    thresholds: dict[str, float],
+    per_channel: bool = True,
+    drop_relus: bool = True,
+):
+    """Build the QDQ model of ``plan`` with scales from ``thresholds`` (and min/max for asymmetric).
+
+    ``drop_relus=False`` keeps the Relus a zero-point-0 Q makes redundant (same outputs, bit for
+    bit): per-layer analysis reads the Relu outputs, which the deployed file no longer has.
+    """
     import onnx
     from onnx import helper, numpy_helper
 
@@ -657,11 +669,12 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
 
     # activations: one Q->DQ pair per tensor, emitted right after its producer
     act_nodes: dict[str, list] = defaultdict(list)
+    dropped = _ort_redundant_relus(g, plan, params) if drop_relus and not signed else {}
     for t, cons in plan.edges.items():
         scale, zp = params[t]
         s_name = const(f"{t}_scale", np.array(scale, dtype=np.float32))
         z_name = const(f"{t}_zp", np.array(zp, dtype=np.int8 if signed else np.uint8))
-        src, nodes = t, []
+        src, nodes = (dropped[t].input[0] if t in dropped else t), []
         if t in plan.channel_pad:
             pads = np.array([0, 0, 0, 0, 0, pad_extra[t], 0, 0], np.int64)  # NCHW: channels, end side
             src = f"{t}_c{plan.channel_pad[t]}"
@@ -676,7 +689,11 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
             rename[c] = f"{t}_dq"
 
     out_nodes = list(pre_nodes) + act_nodes.get("", [])
+    skip = {relu.name for relu in dropped.values()}
     for n in g.nodes:
+        if n.name in skip:  # its Q/DQ pair still follows at this position
+            out_nodes.extend(act_nodes.get(n.name, []))
+            continue
         new = onnx.NodeProto()
         new.CopyFrom(n)
         for i in range(len(new.input)):
@@ -695,6 +712,29 @@ def apply_plan(model, plan: QuantPlan, stats: dict, thresholds: dict[str, float]
     m.graph.initializer.extend(keep_inits + new_inits)
     del m.graph.value_info[:]
     return m
+
+
+def _ort_redundant_relus(g: _Graph, plan: QuantPlan, params: dict[str, tuple[float, int]]) -> dict[str, Any]:
+    """Relus whose output is quantised with zero point 0 and read only through that Q/DQ: tensor -> Relu.
+
+    uint8 quantisation at zero point 0 clips negatives to 0 already, so Q(Relu(x)) == Q(x) exactly
+    and the Relu is dropped (its Q reads the Relu's input), as quantize_static does. ONNX Runtime
+    drops such a Relu itself when it fuses the QDQ graph; OpenVINO fuses it into the conv as an extra
+    post-op. Outputs are bit-identical either way; the speed effect in OpenVINO was within 2% noise
+    on Zen 4 (benchmarks/cpu/layout.py).
+    """
+    out: dict[str, Any] = {}
+    kept = set(plan.kept)
+    for t, cons in plan.edges.items():
+        relu = g.producer.get(t)
+        if relu is None or relu.op_type != "Relu" or relu.name in kept or params[t][1] != 0:
+            continue
+        if t in g.graph_outputs or t in plan.channel_pad:
+            continue
+        readers = {(c.name, i) for c, i in g.consumers.get(t, [])}
+        if readers and readers <= set(cons):  # every reader takes the dequantised copy
+            out[t] = relu
+    return out
 
 
 def count_ops(model) -> dict[str, int]:

@@ -1,8 +1,14 @@
 """Predictor: an artifact's own preprocessing, batching and top-k, for applications and servers.
 
 Imports stay torch-free on purpose: the manifest, data config and transforms modules import only
-numpy and Pillow, and sessions come from :func:`deploykit.onnx_io.ort_session`, which imports
-``onnx`` only for the functions that read model files.
+numpy and Pillow, and sessions come from :func:`deploykit.onnx_io.ort_session` (which imports
+``onnx`` only for the functions that read model files) or, for OpenVINO, from
+:func:`deploykit.openvino_io.ov_compile`.
+
+``backend="auto"`` reads the artifact's ``results["runtime_choice"]`` record (written where the
+runtimes were timed against each other on the artifact): its ``best`` backend when the record was
+measured on this machine (same :func:`~deploykit.machine.machine_slug`) and that backend is
+installed here, else ONNX Runtime. :attr:`Predictor.backend_reason` says which and why.
 """
 
 from __future__ import annotations
@@ -24,7 +30,12 @@ from deploykit.errors import DeployKitError
 if TYPE_CHECKING:
     from deploykit.backends.tensorrt.guard import RunningEnv
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "openvino-bf16", "tensorrt")
+AUTO = "auto"
+# OpenVINO backends -> the inference precision they ask for (explicit: never OpenVINO's default)
+OV_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
+# The backends that run each artifact format.
+RUNS = {"onnx": ("onnxruntime", "openvino", "openvino-bf16"), "tensorrt-engine": ("tensorrt",)}
 # The backend that runs each artifact format when none is named.
 DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt-engine": "tensorrt"}
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -89,19 +100,31 @@ class Predictor:
             raise DeployKitError(f"{artifact.manifest_path}: input dtype '{m.inputs[0].dtype}' is not supported")
         self.input_dtype = np.dtype(NUMPY_DTYPES[m.inputs[0].dtype])
         self.input_shape = tuple(self.data_config.input_size)  # C, H, W
-        self.backend = backend or DEFAULT_BACKEND[m.format]
-        if self.backend not in BACKENDS:
-            raise DeployKitError(f"backend '{self.backend}' is not one of {', '.join(BACKENDS)}")
-        expected = DEFAULT_BACKEND[m.format]
-        if self.backend != expected:
-            raise DeployKitError(f"{artifact.path}: a {m.format} artifact runs on {expected}, not {self.backend}")
+        #: the backend that runs the artifact, and why it was chosen (``backend="auto"`` picks one)
+        self.backend, self.backend_reason = choose_backend(artifact, backend)
+        #: what the backend was configured with (OpenVINO: read back from the compiled model)
+        self.runtime_config: dict[str, Any] = {"backend": self.backend}
         self._lock: threading.Lock | None = None
+        self._ov_request: Any = None
         if self.backend == "onnxruntime":
             from deploykit.onnx_io import deployment_settings, ort_session
 
             settings = {**deployment_settings(threads).ort_kwargs(), "spin": spin}  # what every timer times
             self._session = ort_session(artifact.main_path, **settings, where=str(artifact.main_path))
             self._runner = None
+            self.runtime_config.update(threads=threads, spinning=spin, precision="as stored")
+        elif self.backend in OV_PRECISION:
+            from deploykit.openvino_io import compiled_config, ov_compile
+
+            # one compiled model, LATENCY hint: the Predictor runs one batch at a time
+            compiled = ov_compile(
+                artifact.main_path, precision=OV_PRECISION[self.backend], threads=threads, where=str(artifact.main_path)
+            )
+            self._session = self._runner = None
+            self._ov_request = compiled.create_infer_request()
+            self._ov_output = compiled.output(self.output_name)
+            self.runtime_config.update(compiled_config(compiled))
+            self._lock = threading.Lock()  # one infer request: calls are serialised
         else:
             from deploykit.backends.tensorrt.runner import engine_artifact_runner
 
@@ -157,10 +180,13 @@ class Predictor:
         """Logits for one batch that fits the artifact's profile (float32 N x classes)."""
         x = self.check_batch(x)
         self.batch.check(x.shape[0], where=str(self.artifact.path))
-        if self._session is None and self._runner is None:
+        if self._session is None and self._runner is None and self._ov_request is None:
             raise DeployKitError(f"{self.artifact.path}: predictor is closed")
         if self._session is not None:
             out = self._session.run([self.output_name], {self.input_name: x})[0]
+        elif self._ov_request is not None:
+            with self._lock:  # type: ignore[union-attr]
+                out = np.array(self._ov_request.infer({self.input_name: x})[self._ov_output])
         else:
             with self._lock:  # type: ignore[union-attr]
                 out = self._runner.infer({self.input_name: x})[self.output_name]  # type: ignore[union-attr]
@@ -227,13 +253,74 @@ class Predictor:
         """Release the backend (the TensorRT context; ORT sessions are freed with the object)."""
         if self._runner is not None:
             self._runner.deactivate()
-        self._session = self._runner = None
+        self._session = self._runner = self._ov_request = None
 
     def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def choose_backend(artifact: Artifact, backend: str | None = None) -> tuple[str, str]:
+    """(backend, why): the named backend checked against the artifact's format, or ``auto``'s pick."""
+    m = artifact.manifest
+    default = DEFAULT_BACKEND[m.format]
+    if backend is None:
+        return default, f"the default for a {m.format} artifact"
+    name = backend.strip().lower()
+    if name == AUTO:
+        if m.format != "onnx":
+            return default, f"auto: a {m.format} artifact runs on {default} only"
+        return _auto_backend(m.results.get("runtime_choice"), where=str(artifact.manifest_path))
+    if name not in BACKENDS:
+        raise DeployKitError(f"backend '{backend}' is not one of {', '.join(BACKENDS + (AUTO,))}")
+    if name not in RUNS[m.format]:
+        raise DeployKitError(
+            f"{artifact.path}: a {m.format} artifact runs on {' or '.join(RUNS[m.format])}, not {name}"
+        )
+    if name in OV_PRECISION:
+        _ov_usable(name, raise_error=True)
+    return name, "named by the caller"
+
+
+def _auto_backend(record: Any, where: str) -> tuple[str, str]:
+    """``best`` from a runtime_choice record measured on this machine and installed here; else onnxruntime."""
+    if not isinstance(record, dict) or not record.get("best"):
+        return "onnxruntime", "auto: the artifact has no runtime_choice record; ONNX Runtime"
+    from deploykit.machine import machine_slug
+
+    here, there, best = machine_slug(), record.get("machine"), str(record["best"])
+    if there != here:
+        return "onnxruntime", f"auto: runtime_choice was measured on {there}, not this machine ({here}); ONNX Runtime"
+    if best not in RUNS["onnx"]:
+        return "onnxruntime", f"auto: runtime_choice names '{best}', which the runtime does not run; ONNX Runtime"
+    why_not = _ov_usable(best) if best in OV_PRECISION else None
+    if why_not:
+        return "onnxruntime", f"auto: runtime_choice picks {best} but {why_not}; ONNX Runtime"
+    by_batch = record.get("by_batch") or {}
+    order = sorted(by_batch, key=lambda b: (len(str(b)), str(b)))  # "1", "8", "32": numeric order
+    detail = ", ".join(f"batch {b}: {by_batch[b]}" for b in order)
+    return best, f"auto: fastest on this machine ({here}) in {where}'s runtime_choice" + (
+        f" ({detail})" if detail else ""
+    )
+
+
+def _ov_usable(name: str, raise_error: bool = False) -> str | None:
+    """Why an OpenVINO backend cannot run here (None when it can); with ``raise_error`` the one-line error."""
+    import importlib.util
+
+    from deploykit.openvino_io import check_precision, import_openvino
+
+    try:
+        if importlib.util.find_spec("openvino") is None:
+            import_openvino(f"The {name} backend")  # raises MissingExtraError naming the extra
+        check_precision(OV_PRECISION[name], where=f"backend {name}")
+    except DeployKitError as e:
+        if raise_error:
+            raise
+        return str(e)
+    return None
 
 
 def _as_list(images: Any) -> list[Any] | np.ndarray:

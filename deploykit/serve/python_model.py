@@ -7,8 +7,9 @@ shared memory alone: PyTriton's own ``bind`` would forward each batch once more,
 the process that called ``bind``, which cost about 4 ms a request on the 2-core Zen 3 machine
 (see benchmarks/serve/README.md).
 
-Parameters (config.pbtxt): ``artifact`` (the artifact folder), ``threads`` (ONNX Runtime intra-op
-threads, empty for ORT's default).
+Parameters (config.pbtxt): ``artifact`` (the artifact folder), ``threads`` (intra-op threads, empty
+for the runtime's default), ``backend`` (the Predictor's: onnxruntime, openvino, openvino-bf16,
+auto; empty for the artifact's default).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class TritonPythonModel:
         threads = int(params["threads"]) if params.get("threads") else None
         # ORT's spinning stays on, as in process: with it, two threads served one client at p50
         # 2.98 ms against 4.16 ms for one thread without it (deploykit.serve.server.serve_threads).
-        self.predictor = Predictor.from_artifact(params["artifact"], threads=threads)
+        backend = params.get("backend") or None
+        self.predictor = Predictor.from_artifact(params["artifact"], backend=backend, threads=threads)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One ONNX Runtime call for all requests Triton batched; one response (or error) each."""

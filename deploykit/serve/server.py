@@ -117,6 +117,7 @@ class Server:
         threads: int | None = None,
         max_queue_delay_us: int = 100,
         log_file: str | os.PathLike | None = None,
+        backend: str | None = None,
     ) -> None:
         if not artifacts:
             raise DeployKitError("serve needs at least one artifact")
@@ -143,7 +144,9 @@ class Server:
                     f"{art.path}: deploykit serve runs ONNX artifacts; serve an engine with "
                     "`deploykit triton` and NVIDIA's Triton container"
                 )
-        predictors = [Predictor(art, threads=1, spin=False) for art in loaded]
+        # PyTriton's bundled Triton has only the Python backend, so every backend (onnxruntime,
+        # openvino, openvino-bf16, auto) runs as the Predictor inside the stub; checked here first
+        predictors = [Predictor(art, backend=backend, threads=1, spin=False) for art in loaded]
         self.models = []
         for name, pred in zip(model_names(predictors), predictors):
             top = pred.batch.max if pred.batch.dynamic and pred.batch.min == 1 else 0
@@ -156,6 +159,7 @@ class Server:
             threads or serve_threads(instances),
         )
         self.ports = (http_port, grpc_port, metrics_port)
+        self.backend = backend
         self.log_file = log_file
         self._triton: Any = None
         self._repo: Path | None = None
@@ -215,7 +219,11 @@ class Server:
                 kind="cpu",
                 max_queue_delay_us=self.delay,
                 labels=False,
-                python_backend={"artifact": str(art.path.resolve()), "threads": str(self.threads)},
+                python_backend={
+                    "artifact": str(art.path.resolve()),
+                    "threads": str(self.threads),
+                    "backend": self.backend or "",
+                },
             )
             (repo / m.name / "1").mkdir(parents=True)
             (repo / m.name / "config.pbtxt").write_text(text, encoding="utf-8")

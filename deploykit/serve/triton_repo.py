@@ -23,6 +23,11 @@ from deploykit.errors import DeployKitError
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt-engine": ("tensorrt_plan", "model.plan")}
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+# Triton's OpenVINO backend (backend: "openvino"; it reads model.onnx given default_model_filename).
+# Its parameters can ask for bfloat16 (HINT_BF16) but not for f32: on a CPU with native bf16 it runs
+# float layers in bf16 by default, so a float artifact is written for it only as openvino-bf16.
+OV_TRITON = {"openvino": {}, "openvino-bf16": {"HINT_BF16": "YES"}}
+TRITON_BACKENDS = ("onnxruntime", *OV_TRITON)
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "config.pbtxt"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -58,11 +63,13 @@ def model_config(
     max_queue_delay_us: int = 100,
     labels: bool = True,
     python_backend: dict[str, str] | None = None,
+    backend: str = "onnxruntime",
 ) -> tuple[str, int]:
     """The config.pbtxt text for an artifact (and its max_batch_size), from the manifest alone.
 
     ``python_backend``: run the model with Triton's Python backend (``deploykit serve``'s
-    model.py) instead of the artifact's platform, with these string parameters.
+    model.py) instead of the artifact's platform, with these string parameters. ``backend``
+    ``openvino`` / ``openvino-bf16``: Triton's OpenVINO backend on the ONNX file (CPU instances).
     """
     if manifest.format not in PLATFORMS:
         raise DeployKitError(f"artifact format '{manifest.format}' has no Triton platform")
@@ -75,6 +82,16 @@ def model_config(
         raise DeployKitError(f"instance kind '{kind}' is not one of {', '.join(KINDS)}")
     if manifest.format == "tensorrt-engine" and kind != "gpu":
         raise DeployKitError("a TensorRT engine runs on GPU instances only (--kind gpu)")
+    if backend not in TRITON_BACKENDS:
+        raise DeployKitError(f"Triton backend '{backend}' is not one of {', '.join(TRITON_BACKENDS)}")
+    if backend in OV_TRITON:
+        if manifest.format != "onnx" or kind != "cpu" or python_backend is not None:
+            raise DeployKitError(f"--backend {backend} runs an ONNX artifact on CPU instances (--kind cpu)")
+        if backend == "openvino" and manifest.precision in ("fp32", "fp16"):
+            raise DeployKitError(
+                f"Triton's OpenVINO backend cannot pin f32 and runs float layers in bf16 on CPUs that have it; "
+                f"this {manifest.precision} artifact is written for it only with --backend openvino-bf16"
+            )
     if max_queue_delay_us < 0:
         raise DeployKitError(f"max queue delay {max_queue_delay_us} us must not be negative")
     profile = manifest.batch
@@ -99,6 +116,8 @@ def model_config(
         raise DeployKitError(f"preferred batch size(s) {bad} are outside [1, {top}]")
 
     runs_on = 'backend: "python"' if python_backend is not None else f'platform: "{PLATFORMS[manifest.format][0]}"'
+    if backend in OV_TRITON:
+        runs_on = f'backend: "openvino"\ndefault_model_filename: "{PLATFORMS["onnx"][1]}"'
     lines = [f'name: "{name}"', runs_on, f"max_batch_size: {top}"]
     for section, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
         entries = []
@@ -123,7 +142,10 @@ def model_config(
             batcher.insert(0, f"  preferred_batch_size: [ {', '.join(map(str, pref))} ]")
         lines.append("dynamic_batching {\n" + "\n".join(batcher) + "\n}")
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {KINDS[kind]}\n  }}\n]")
-    for key, value in (python_backend or {}).items():
+    params = dict(python_backend or {})
+    if backend in OV_TRITON:  # one stream: Triton's instances and dynamic batcher give the concurrency
+        params.update({"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", **OV_TRITON[backend]})
+    for key, value in params.items():
         lines.append(f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {json.dumps(value)} }}\n}}')
     return "\n".join(lines) + "\n", top
 

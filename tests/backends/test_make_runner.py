@@ -56,7 +56,8 @@ def test_unknown_backend(tmp_path):
     with pytest.raises(DeployKitError) as e:
         make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="tflite")
     assert _one_line(e) == (
-        "unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt, onnxruntime-cuda, onnxruntime-trt"
+        "unknown backend 'tflite'; choose one of torch, onnxruntime, tensorrt, onnxruntime-cuda, onnxruntime-trt, "
+        "openvino, openvino-bf16"
     )
 
 

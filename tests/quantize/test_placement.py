@@ -34,10 +34,11 @@ def quantise(model, profile, x, keep=(), method="max"):
 
 
 def qdq_scales(q) -> dict[str, float]:
-    """tensor -> scale of the QuantizeLinear reading it."""
+    """tensor -> scale of its QuantizeLinear (named by the tensor: a Q that replaced a redundant Relu
+    reads the Relu's input but quantises the Relu's output tensor, whose name its scale carries)."""
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
     return {
-        n.input[0]: float(inits[n.input[1]])
+        n.input[1].removesuffix("_scale"): float(inits[n.input[1]])
         for n in q.graph.node
         if n.op_type == "QuantizeLinear" and inits[n.input[1]].ndim == 0
     }

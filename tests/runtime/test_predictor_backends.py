@@ -1,0 +1,109 @@
+"""Predictor on OpenVINO, and backend="auto" from a hand-written runtime_choice record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tiny_models import CLASSES, SIZE, tiny_artifact
+
+from deploykit.errors import DeployKitError
+from deploykit.machine import bf16_refusal, machine_slug
+from deploykit.onnx_io import ort_session
+from deploykit.parity import check_gate, compare_outputs
+from deploykit.runtime import Predictor
+from deploykit.runtime import predictor as predictor_mod
+
+HAS_OV = predictor_mod._ov_usable("openvino") is None
+needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino is not installed")
+
+
+def _x(n: int = 5) -> np.ndarray:
+    return np.random.default_rng(2).standard_normal((n, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def _record(art, **over):
+    rec = {
+        "machine": machine_slug(),
+        "best": "openvino",
+        "by_batch": {"1": "openvino", "8": "onnxruntime"},
+        "p50_ms": {"1": {"onnxruntime": 0.5, "openvino": 0.4}, "8": {"onnxruntime": 2.0, "openvino": 2.1}},
+        "config": {"threads": 2},
+    }
+    rec.update(over)
+    art.record_result("runtime_choice", rec)
+    return art
+
+
+@needs_ov
+def test_openvino_predictor_matches_onnxruntime_in_f32(tmp_path):
+    art = tiny_artifact(tmp_path / "art")
+    x = _x(11)  # > max batch 8: split into two calls
+    with Predictor.from_artifact(art.path, backend="openvino") as p:
+        got = p.logits(x)
+        assert p.backend == "openvino" and p.backend_reason == "named by the caller"
+        assert p.runtime_config["precision"] == "f32"  # explicit, read back from OpenVINO
+        preds = p.predict(x, topk=2)
+    want = ort_session(art.main_path).run(None, {"input": x})[0]
+    assert got.shape == (11, CLASSES)
+    assert check_gate(compare_outputs(want, got), "fp32") == []
+    assert [pr.indices[0] for pr in preds] == list(np.argmax(want, axis=1))
+
+
+@needs_ov
+@pytest.mark.skipif(bf16_refusal() is not None, reason="no native bfloat16 on this CPU")
+def test_openvino_bf16_predictor_reads_back_bf16(tmp_path):
+    art = tiny_artifact(tmp_path / "art")
+    with Predictor.from_artifact(art.path, backend="openvino-bf16") as p:
+        assert p.runtime_config["precision"] == "bf16"
+        got = p.logits(_x(16))
+    want = ort_session(art.main_path).run(None, {"input": _x(16)})[0]
+    assert check_gate(compare_outputs(want, got), "bf16") == []
+
+
+@needs_ov
+def test_auto_picks_the_recorded_best_on_this_machine(tmp_path):
+    art = _record(tiny_artifact(tmp_path / "art"))
+    p = Predictor.from_artifact(art.path, backend="auto")
+    assert p.backend == "openvino"
+    assert "fastest on this machine" in p.backend_reason and "batch 8: onnxruntime" in p.backend_reason
+    assert p.logits(_x(2)).shape == (2, CLASSES)
+
+
+def test_auto_falls_back_to_onnxruntime_and_says_why(tmp_path, monkeypatch):
+    art = tiny_artifact(tmp_path / "none")
+    p = Predictor.from_artifact(art.path, backend="auto")
+    assert (p.backend, "no runtime_choice record" in p.backend_reason) == ("onnxruntime", True)
+
+    other = _record(tiny_artifact(tmp_path / "other"), machine="intel-xeon-sapphire-rapids-amx-64cpu")
+    p = Predictor.from_artifact(other.path, backend="auto")
+    assert p.backend == "onnxruntime"
+    assert "measured on intel-xeon-sapphire-rapids-amx-64cpu, not this machine" in p.backend_reason
+
+    # the recorded best is not installed here
+    here = _record(tiny_artifact(tmp_path / "here"))
+    monkeypatch.setattr(predictor_mod, "_ov_usable", lambda name, raise_error=False: "openvino is not installed")
+    p = Predictor.from_artifact(here.path, backend="auto")
+    assert p.backend == "onnxruntime" and "openvino is not installed" in p.backend_reason
+
+    odd = _record(tiny_artifact(tmp_path / "odd"), best="tvm")
+    assert Predictor.from_artifact(odd.path, backend="auto").backend == "onnxruntime"
+
+
+def test_named_backends_are_checked(tmp_path):
+    art = tiny_artifact(tmp_path / "art")
+    with pytest.raises(DeployKitError, match="not one of"):
+        Predictor.from_artifact(art.path, backend="tvm")
+    with pytest.raises(DeployKitError, match="runs on onnxruntime or openvino"):
+        Predictor.from_artifact(art.path, backend="tensorrt")
+
+
+@needs_ov
+def test_predict_cli_backend(tmp_path, fmnist_artifact, fmnist_images):
+    from deploykit.cli import cli
+
+    res = CliRunner().invoke(
+        cli, ["predict", str(fmnist_artifact.path), *map(str, fmnist_images[:2]), "--backend", "openvino", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "backend: openvino (named by the caller)" in res.output
