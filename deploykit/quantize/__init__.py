@@ -441,9 +441,10 @@ def quantize_model(
         validation=vs.name,
     )
     if not best.passed:
+        ref = best.fp32_top1 if best.fp32_top1 is not None else fp32_top1
         exc = GateFailedError(
-            f"INT8 top-1 {best.top1_final:.4f} is under the gate {o.gate} x FP32 {fp32_top1:.4f} = "
-            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32"
+            f"INT8 top-1 {best.top1_final:.4f} on {best.images} images is under the gate {o.gate} x FP32 "
+            f"{ref:.4f} = {o.gate * ref:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32"
             f"{'; ' + best.stopped if best.stopped else ''}); no artifact written"
         )
         exc.report = rep

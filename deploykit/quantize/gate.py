@@ -62,6 +62,11 @@ class Attempt:
     trials: list[Trial] = field(default_factory=list)
     stopped: str | None = None  # why the search gave up early
 
+    @property
+    def fp32_top1(self) -> float | None:
+        """FP32 top-1 on the images ``top1_final`` was measured on (None before any trial)."""
+        return next((t.fp32_top1 for t in reversed(self.trials) if t.images == self.images), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,

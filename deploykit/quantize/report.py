@@ -64,7 +64,8 @@ class QuantReport:
             t.add_column(col, justify="right" if col != "method" else "left")
         for a in self.attempts:
             mark = "*" if a.method == self.chosen else ""
-            rel = a.top1_final / self.fp32_top1 if self.fp32_top1 else math.nan
+            ref = a.fp32_top1 if a.fp32_top1 is not None else self.fp32_top1  # FP32 on the same images
+            rel = a.top1_final / ref if ref else math.nan
             t.add_row(
                 f"{a.method}{mark}",
                 f"{a.top1_initial:.4f}",
