@@ -71,14 +71,25 @@ class Twice(OnnxRuntimeRunner):
         return super()._infer(feeds)
 
 
+class Broken(OnnxRuntimeRunner):
+    """A second 'runtime' that cannot load the model (as OpenVINO refuses some Q/DQ graphs)."""
+
+    backend = "broken"
+
+    def _activate(self):
+        from deploykit.errors import DeployKitError
+
+        raise DeployKitError(f"broken[{self.name}]: cannot compile it (a test stand-in)")
+
+
 def fake_backends(monkeypatch):
-    """deployment_runner with two extra CPU backends, 'fake' (fast) and 'slow', beside onnxruntime."""
+    """deployment_runner with extra CPU backends beside onnxruntime: 'fake' (fast), 'slow', 'broken'."""
     from deploykit.harness import bench
 
     real = bench.deployment_runner
 
     def runner(target, backend="onnxruntime", threads=None):
-        extra = {"fake": Instant, "slow": Twice}.get(backend)
+        extra = {"fake": Instant, "slow": Twice, "broken": Broken}.get(backend)
         if extra is None:
             return real(target, backend, threads)
         path = target.main_path if hasattr(target, "main_path") else target

@@ -121,6 +121,13 @@ def converts_to_fp16(manifest: Any, precision: str) -> bool:
     return precision == "fp16" and manifest.precision == "fp32"
 
 
+def kept_fp32(manifest: Any) -> list[str]:
+    """The layers a ``best`` artifact's quantiser kept in float32 because float16 would overflow."""
+    hp = (manifest.results.get("quantize") or {}).get("high_precision") or {}
+    kept = hp.get("kept_fp32_nodes") or []
+    return [str(n) for n in kept] if isinstance(kept, list) else []
+
+
 def environment_problem() -> str | None:
     """Why no engine can be built here (no tensorrt module, no GPU), or None when one can."""
     import importlib.util
@@ -162,7 +169,7 @@ def _check_label(parent: Any, precision: str) -> None:
             )
         if precision == "int8" and outside == "fp16":
             raise DeployKitError(f"{where}: is INT8 with FP16 outside the Q/DQ pairs; build it with --precision best")
-        check_precision(parent.main_path, precision, where=f"{where}/{m.main_file}")
+        check_precision(parent.main_path, precision, where=f"{where}/{m.main_file}", allowed_fp32=kept_fp32(m))
         return
     if m.precision == "int8":
         label = "best" if high_precision(m) == "fp16" else "int8"
@@ -328,7 +335,7 @@ def build_engine_artifact(
         source, conversion = parent.main_path, None
         if converts_to_fp16(parent.manifest, options.precision):
             source, conversion = _convert_fp16(parent, writer.dir / FP16_ONNX_NAME)
-        network = check_precision(source, options.precision, where=str(source))
+        network = check_precision(source, options.precision, where=str(source), allowed_fp32=kept_fp32(parent.manifest))
         built = serialize(source, options, timing_cache=cache_in, log_file=writer.dir / LOG_NAME, progress=progress)
         plan_path = writer.dir / PLAN_NAME
         plan_path.write_bytes(built.plan)

@@ -10,7 +10,11 @@ precision the engine will really have, and refuses a label that differs in one l
 * ``fp32``: every compute layer takes float32; no float16/bfloat16 tensor anywhere, no Q/DQ;
 * ``fp16``: every compute layer takes float16; no Q/DQ (float32 graph I/O behind Casts is fine);
 * ``int8``: Q/DQ pairs feed compute layers; everything outside them is float32 (scales included);
-* ``best``: Q/DQ pairs feed compute layers; everything outside them (scales included) is float16.
+* ``best``: Q/DQ pairs feed compute layers; everything outside them (activation scales included) is
+  float16. Two exceptions keep it honest without losing accuracy: weights may be dequantised with
+  float32 per-channel scales and then Cast to float16 (many per-channel scales are below float16's
+  smallest normal), and layers the quantiser kept in float32 because float16 would overflow are
+  allowed when the artifact's manifest names them (``allowed_fp32``).
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ class NetworkTypes:
 
     compute: dict[str, str] = field(default_factory=dict)  # compute node -> "int8" or the float dtype it takes
     qdq_scales: Counter = field(default_factory=Counter)  # Q/DQ scale dtype -> count
+    activation_scales: Counter = field(default_factory=Counter)  # the same, Q/DQ of activations only
     initializers: Counter = field(default_factory=Counter)  # float initializer dtype -> count (scales excluded)
     casts: Counter = field(default_factory=Counter)  # Cast target dtype -> count
     float_values: set[str] = field(default_factory=set)  # every float dtype any tensor of the graph has
+
+    @property
+    def fp32_layers(self) -> list[str]:
+        """Compute layers that take float32 (in ``best``: the ones kept out of float16)."""
+        return sorted(k for k, t in self.compute.items() if t == "float32")
 
     @property
     def counts(self) -> Counter:
@@ -49,11 +59,11 @@ class NetworkTypes:
         if not counts:
             return "none"
         if counts["int8"]:
-            outside = floats | set(self.qdq_scales)
+            outside = floats | set(self.activation_scales)
             if outside <= {"float32"} and not self.float_values & set(_LOW):
                 return "int8"
-            if outside <= {"float16"}:
-                return "best"
+            if set(self.activation_scales) <= {"float16"} and "float16" in outside and floats <= {"float16", "float32"}:
+                return "best"  # float32 layers here must be ones the manifest kept for range (check_precision)
             return "int8+mixed"
         if self.qdq_scales:
             return "mixed"  # Q/DQ that feeds no compute layer: not a layout TensorRT runs in INT8
@@ -122,13 +132,19 @@ def network_types(model: Any) -> NetworkTypes:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
             types.setdefault(node.output[0], node.attribute[0].t.data_type)
 
+    # Weights: constants, and a QuantizeLinear of a constant (weights stored in float, quantised in the graph).
+    constants = {i.name for i in g.initializer} | {n.output[0] for n in g.node if n.op_type == "Constant"}
+    constants |= {n.output[0] for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in constants}
     scales: set[str] = set()
     result = NetworkTypes()
     for node in g.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1:
             scales.add(node.input[1])
             if node.input[1] in types:
-                result.qdq_scales[_dtype_name(types[node.input[1]])] += 1
+                dtype = _dtype_name(types[node.input[1]])
+                result.qdq_scales[dtype] += 1
+                if node.input[0] not in constants:  # an activation's Q/DQ
+                    result.activation_scales[dtype] += 1
         elif node.op_type == "Cast":
             to = next((a.i for a in node.attribute if a.name == "to"), 0)
             result.casts[_dtype_name(to)] += 1
@@ -144,13 +160,22 @@ def network_types(model: Any) -> NetworkTypes:
         if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
             continue
         key = node.name or f"{node.op_type}#{i}"
-        fed = [producer.get(x) for x in node.input[:2]]
+        fed = [_through_cast(producer, producer.get(x)) for x in node.input[:2]]
         if all(p is not None and p.op_type == "DequantizeLinear" for p in fed):
             result.compute[key] = "int8"
         else:
             t = types.get(node.input[0])
             result.compute[key] = _dtype_name(t) if t else "unknown"
     return result
+
+
+def _through_cast(producer: dict[str, Any], node: Any) -> Any:
+    """A DequantizeLinear behind one Cast (a weight dequantised in float32, then cast) counts as the DQ."""
+    if node is not None and node.op_type == "Cast" and node.input:
+        behind = producer.get(node.input[0])
+        if behind is not None and behind.op_type == "DequantizeLinear":
+            return behind
+    return node
 
 
 _NAMES = {
@@ -162,9 +187,16 @@ _NAMES = {
 
 
 def check_precision(
-    onnx_path: str | os.PathLike, label: str, where: str | None = None, fix: str | None = None
+    onnx_path: str | os.PathLike,
+    label: str,
+    where: str | None = None,
+    fix: str | None = None,
+    allowed_fp32: Any = (),
 ) -> NetworkTypes:
-    """The graph's types when they are what ``label`` says; otherwise a one-line DeployKitError."""
+    """The graph's types when they are what ``label`` says; otherwise a one-line DeployKitError.
+
+    ``allowed_fp32``: for ``best``, the layers the quantiser recorded as kept in float32 (overflow).
+    """
     import onnx
 
     path = Path(onnx_path)
@@ -181,6 +213,13 @@ def check_precision(
             f"strong typing this network computes as {found.precision} ({found.describe()}){hint}"
         )
         raise DeployKitError(msg + (f"; {fix}" if fix else ""))
+    stray = [n for n in found.fp32_layers if n not in set(allowed_fp32)] if label == "best" else []
+    if stray:
+        raise DeployKitError(
+            f"{where or path}: --precision best needs float16 outside the Q/DQ pairs, and {len(stray)} layer(s) "
+            f"take float32 that the quantiser did not keep for range ({', '.join(stray[:3])})"
+            + (f"; {fix}" if fix else "")
+        )
     return found
 
 

@@ -168,6 +168,10 @@ class QuantPlan:
 # ------------------------------------------------------------------------------------ graph view
 
 
+# Ops whose outputs differ between runs although their inputs are constants.
+_RANDOM_OPS = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli")
+
+
 class _Graph:
     """Read-only index of an ONNX graph: producers, consumers, constants."""
 
@@ -178,8 +182,10 @@ class _Graph:
         self.by_name = {n.name: n for n in self.nodes}
         self.inits = {i.name: i for i in g.initializer}
         self.consts = set(self.inits)
-        for n in self.nodes:
-            if n.op_type == "Constant":
+        for n in self.nodes:  # topological order: constants propagate through ops of constants
+            if n.op_type == "Constant" or (
+                n.op_type not in _RANDOM_OPS and n.input and all(t in self.consts for t in n.input if t)
+            ):
                 self.consts.update(n.output)
         self.producer = {o: n for n in self.nodes for o in n.output}
         self.consumers: dict[str, list[tuple[Any, int]]] = defaultdict(list)

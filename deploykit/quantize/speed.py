@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploykit.errors import DeployKitError
+
 ROUNDS = 8  # fresh-session blocks: 6 give a 95% interval for the median per-block ratio, 8 give 99.2%
 MAX_ITERS = 20  # calls per block and batch; at least 1
 
@@ -60,6 +62,9 @@ class SpeedCheck:
     note: str | None = None  # why INT8 may not pay on this CPU (cpu_info().int8_note())
     config: dict[str, Any] = field(default_factory=dict)  # how it was timed (harness.bench.timing_config)
     runtime_choice: Any = None  # harness.bench.RuntimeChoice: the fastest CPU runtime for the INT8 model
+    # Installed CPU runtimes that could not load the INT8 model, with their one-line reason: left out
+    # of the comparison, never a reason to fail the quantisation (ONNX Runtime is the reference).
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def pays(self) -> bool:
@@ -107,6 +112,8 @@ class SpeedCheck:
         choice = self.runtime_choice
         if choice is not None and len(next(iter(choice.p50_ms.values()), {})) > 1:
             line += f"; {choice.summary()}"
+        for name, why in self.unavailable.items():
+            line += f"; {name} left out (cannot load the INT8 model: {why})"
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +127,7 @@ class SpeedCheck:
             "load_average": _loadavg(),
             "machine": self.machine,
             "config": self.config,
+            "unavailable": dict(self.unavailable),
         }
 
 
@@ -191,6 +199,8 @@ def check_speed(
     sizes = [int(b) for b in batches]
     with tempfile.TemporaryDirectory(prefix="deploykit-speed-") as tmp:
         int8_path = _as_path(int8_model, Path(tmp) / "int8.onnx") if others else int8_model
+        unavailable = _unloadable(int8_path, others, threads)
+        others = [n for n in others if n not in unavailable]
         runners = {
             "fp32": deployment_runner(fp32_model, DEFAULT_RUNTIME, threads),
             "int8": deployment_runner(int8_path, DEFAULT_RUNTIME, threads),
@@ -233,7 +243,24 @@ def check_speed(
         note=cpu_info().int8_note(),
         config=config,
         runtime_choice=choice,
+        unavailable=unavailable,
     )
+
+
+def _unloadable(model: Any, names: Sequence[str], threads: int | None) -> dict[str, str]:
+    """The runtimes among ``names`` that cannot load ``model``, each with its one-line reason."""
+    from deploykit.harness.bench import deployment_runner
+
+    failed: dict[str, str] = {}
+    for name in names:
+        runner = deployment_runner(model, name, threads)
+        try:
+            runner.activate()
+        except DeployKitError as e:
+            failed[name] = str(e).splitlines()[0][:300]
+        else:
+            runner.deactivate()
+    return failed
 
 
 def _as_path(model: Any, path: Any) -> Any:

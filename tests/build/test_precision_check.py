@@ -6,6 +6,7 @@ import json
 
 import onnx
 import pytest
+from onnx import numpy_helper
 from precision_models import MAKERS, precision_artifact, save
 
 from deploykit.artifact import Artifact
@@ -67,6 +68,37 @@ def test_int8_with_an_fp32_fallback_layer_stays_int8_and_is_not_best(tmp_path):
     gemm.input[0] = "f"
     assert network_types(model).precision == "int8"
     assert dict(network_types(model).counts) == {"int8": 1, "float32": 1}
+
+
+def test_best_allows_float32_only_where_the_quantiser_kept_it(tmp_path):
+    model = MAKERS["best"](tmp_path / "m.onnx")
+    g = model.graph
+    gemm = next(n for n in g.node if n.op_type == "Gemm")
+    # this layer leaves float16: its activation is Cast to float32 and its weight and bias are float32
+    for i, name in enumerate(gemm.input):
+        init = next((t for t in g.initializer if t.name == name), None)
+        if i == 0:
+            g.node.insert(list(g.node).index(gemm), onnx.helper.make_node("Cast", [name], ["a32"], to=1))
+            gemm.input[0] = "a32"
+        elif init is not None:
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(init).astype("float32"), f"{name}32"))
+            gemm.input[i] = f"{name}32"
+        else:  # a weight quantised in the graph (Q -> DQ of the float weight): the float weight itself
+            dq = next(n for n in g.node if name in n.output)
+            q = next(n for n in g.node if dq.input[0] in n.output)
+            w = next(t for t in g.initializer if t.name == q.input[0])
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(w).astype("float32"), "w32"))
+            gemm.input[i] = "w32"
+    gemm.output[0], out = "y32", gemm.output[0]
+    g.node.insert(list(g.node).index(gemm) + 1, onnx.helper.make_node("Cast", ["y32"], [out], to=10))
+    path = save(model, tmp_path / "m.onnx")
+    found = network_types(model)
+    assert found.fp32_layers == [gemm.name] and found.precision == "best"
+    with pytest.raises(DeployKitError, match="take float32 that the quantiser did not keep for range"):
+        check_precision(path, "best")
+    assert check_precision(path, "best", allowed_fp32=[gemm.name]).precision == "best"
+    with pytest.raises(DeployKitError, match="computes as best"):
+        check_precision(path, "int8")
 
 
 def test_unreadable_onnx_is_one_line(tmp_path):

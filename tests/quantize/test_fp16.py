@@ -112,3 +112,9 @@ def test_best_artifact_is_int8_with_fp16_outside_and_gated(fp32_artifact, tmp_pa
     q = onnx.load(str(art.main_path))
     assert onnx.TensorProto.FLOAT16 in set(_dtypes(q).values())
     assert q.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    # the engine stage takes this very artifact for --precision best, and its graph check agrees
+    from deploykit.build import plan_build
+    from deploykit.build.precision_check import network_types
+
+    assert network_types(q).precision == "best"
+    assert plan_build(out.path, precision="best")[1].precision == "best"

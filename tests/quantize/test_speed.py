@@ -110,6 +110,24 @@ def test_the_speed_check_picks_the_runtime_for_the_int8_model(fp32_artifact, tmp
     assert choice["config"]["spinning"] is True and "fastest CPU runtime here: batch 1: fake" in sc.summary()
 
 
+def test_a_runtime_that_cannot_load_the_int8_model_is_left_out(fp32_artifact, monkeypatch):
+    from timing_fakes import fake_backends
+
+    fake_backends(monkeypatch)
+    sc = check_speed(
+        fp32_artifact.main_path,
+        fp32_artifact.main_path,
+        batches=[1],
+        threads=1,
+        budget_s=0.3,
+        runtimes=["onnxruntime", "broken"],
+    )
+    assert set(sc.unavailable) == {"broken"} and "cannot compile it" in sc.unavailable["broken"]
+    assert set(sc.runtime_choice.to_dict()["p50_ms"]["1"]) == {"onnxruntime"}
+    assert "broken left out (cannot load the INT8 model" in sc.summary()
+    assert sc.to_dict()["unavailable"] == sc.unavailable
+
+
 def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_path):
     from deploykit.harness.bench import cpu_runtimes
     from deploykit.machine import cpu_info, machine_slug
