@@ -182,7 +182,28 @@ def ort_session(
             provider_options=list(provider_options) if provider_options else None,
         )
     except Exception as e:  # ORT raises its own pybind exception types for bad files
+        if _fp16_qdq_fusion_refused(e) and optimization in ("extended", "all"):
+            # ORT's Q/DQ fusions (QLinearConcat, QLinearConv, ...) take float32 scales only and reject
+            # the fused graph of a Q/DQ model with float16 scales (the TensorRT `best` artifact, FP16
+            # outside the pairs); unfused, at the basic level, ORT runs it correctly.
+            return ort_session(
+                model,
+                providers=providers,
+                provider_options=provider_options,
+                threads=threads,
+                inter_op_threads=inter_op_threads,
+                optimization="basic",
+                spin=spin,
+                optimized_model_path=optimized_model_path,
+                profile_prefix=profile_prefix,
+                where=where,
+            )
         raise DeployKitError(f"{label}: ONNX Runtime cannot load it ({first_line(e)})") from None
+
+
+def _fp16_qdq_fusion_refused(e: BaseException) -> bool:
+    text = str(e)
+    return "tensor(float16)" in text and "QLinear" in text
 
 
 # -- GPU execution providers, configured as a deployment configures them ------------------------

@@ -226,3 +226,54 @@ def test_no_onnxruntime_names_both_extras(monkeypatch, onnx_path):
         "pip install 'deploykit[cpu]' (or 'deploykit[gpu]' for onnxruntime-gpu on an NVIDIA GPU, never both)"
     )
     assert info.value.extra == "cpu"
+
+
+def _fp16_scale_concat():
+    """DQ -> Concat -> Q with float16 scales: ORT fuses it into a QLinearConcat, which takes float32 scales only."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16)], []
+
+    def qdq(x: str) -> str:
+        inits.extend(
+            [
+                numpy_helper.from_array(np.array(0.05, np.float16), f"{x}_s"),
+                numpy_helper.from_array(np.array(0, np.int8), f"{x}_z"),
+            ]
+        )
+        nodes.append(helper.make_node("QuantizeLinear", [x, f"{x}_s", f"{x}_z"], [f"{x}_q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{x}_q", f"{x}_s", f"{x}_z"], [f"{x}_dq"]))
+        return f"{x}_dq"
+
+    nodes += [helper.make_node("Relu", ["xh"], ["a"]), helper.make_node("Neg", ["xh"], ["n"])]
+    nodes.append(helper.make_node("Relu", ["n"], ["b"]))
+    nodes.append(helper.make_node("Concat", [qdq("a"), qdq("b")], ["c"], axis=1))
+    nodes.append(helper.make_node("Cast", [qdq("c")], ["y"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(
+        nodes,
+        "fp16_scales",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_fp16_scale_qdq_graph_runs_unfused():
+    """The TensorRT `best` artifact (FP16 outside the Q/DQ pairs) loads in every deploykit session."""
+    import onnxruntime as ort
+
+    from deploykit.onnx_io import ort_session
+
+    model = _fp16_scale_concat()
+    with pytest.raises(Exception, match="QLinearConcat"):  # what ORT does with its default fusions
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(model)
+    assert session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    x = np.linspace(-1, 1, 32, dtype=np.float32).reshape(1, 2, 4, 4)
+    want = np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis=1)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], want, atol=0.05)
