@@ -200,9 +200,14 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
     cache = args.work / "cache"  # FP32 and ModelOpt do not depend on deploykit's placement: reused across tags
     cache.mkdir(parents=True, exist_ok=True)
 
+    def key_of(name: str) -> Path:
+        """FP32 and ModelOpt results are keyed by their inputs; deploykit's also by its code (commit)."""
+        code = f"-{args.tag}-{args.commit}" if name.startswith("deploykit") else ""
+        return cache / f"{model}-{name}-{fp32_sha[:16]}-{cal_sha[:16]}-{len(y_test)}{code}"
+
     def cached(name: str) -> bool:
         """Reuse a variant scored before on the same FP32 file, calibration and test images."""
-        key = cache / f"{model}-{name}-{fp32_sha[:16]}-{cal_sha[:16]}-{len(y_test)}"
+        key = key_of(name)
         if not key.with_suffix(".json").is_file():
             return False
         row["variants"][name] = {**json.loads(key.with_suffix(".json").read_text()), "reused": True}
@@ -212,7 +217,7 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
         return True
 
     def remember(name: str) -> None:
-        key = cache / f"{model}-{name}-{fp32_sha[:16]}-{cal_sha[:16]}-{len(y_test)}"
+        key = key_of(name)
         np.save(key.with_suffix(".npy"), correct[name])
         key.with_suffix(".json").write_text(json.dumps(row["variants"][name]))
 
@@ -271,6 +276,8 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
     # deploykit through its CLI, as a user runs it.
     def deploykit(hp: str | None) -> None:
         name = "deploykit" + ("_fp16" if hp else "")
+        if cached(name):
+            return
         out = fam / name
         rep = fam / f"{name}-report.json"
         say(f"{model}: deploykit quantize --profile tensorrt" + (f" --high-precision {hp}" if hp else ""))
@@ -290,7 +297,17 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
         }
         if rep.is_file():
             r = json.loads(rep.read_text())
-            keys = ("method", "passed", "fp32_top1", "int8_top1", "int8_top1_before_fallback", "gate", "val")
+            keys = (
+                "method",
+                "passed",
+                "fp32_top1",
+                "int8_top1",
+                "int8_top1_before_fallback",
+                "gate",
+                "val",
+                "kept_fp32",
+            )
+            keys += ("high_precision",)
             info["report"] = {k: r.get(k) for k in keys} | {"fallbacks": r.get("fallbacks")}
             info["report"]["attempts"] = [
                 {k: a.get(k) for k in ("method", "top1_initial", "top1_final", "passed")}
@@ -306,7 +323,11 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
             return
         say(f"{model}: deploykit quantize took {secs:.0f} s")
         score(name, Artifact.load(out).main_path, info)
+        remember(name)
 
+    if args.skip_deploykit:  # a pass that only fills the FP32/ModelOpt cache
+        row["load_end"] = loadavg()
+        return row
     deploykit(None)
     if hp_fp16 and not args.no_fp16:
         deploykit("fp16")
@@ -417,7 +438,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             else:
                 secs = f"ModelOpt {v.get('quantize_seconds', 0):.0f}"
             rep = v.get("report") or {}
-            chosen = f"{rep.get('method')}, {len(rep.get('fallbacks') or [])} fallbacks" if rep else ""
+            chosen = ""
+            if rep:
+                kept = len(rep.get("kept_fp32") or [])
+                chosen = f"{rep.get('method')}, {len(rep.get('fallbacks') or [])} fallbacks, {kept} kept FP32"
             lines.append(
                 f"| {r['model']} | {name} | {lay['quantize_linear']} ({lay['quantize_linear_on_activations']}) | "
                 f"{lay['add']['inputs_from_dq']} of {lay['add']['inputs']} | {lay['concat']['inputs_from_dq']} of "
@@ -479,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before one quantize run is given up")
     ap.add_argument("--no-fp16", action="store_true", help="skip the FP16-outside variants")
     ap.add_argument("--test-limit", type=int, default=None, help="score on the first N test images (default: all)")
+    ap.add_argument("--skip-deploykit", action="store_true", help="only FP32 and ModelOpt (fills the cache)")
+    ap.add_argument("--commit-label", default=None, help="the commit this copy of the code is (no .git)")
     ap.add_argument("--wait", type=float, default=0, help="seconds to wait for a checkpoint still being trained")
     args = ap.parse_args(argv)
 
@@ -505,6 +531,14 @@ def main(argv: list[str] | None = None) -> int:
         "load_start": loadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if args.commit_label:  # a copy of a checkout (no .git): the caller names the commit
+        meta["deploykit_commit"] = args.commit_label
+    code = hashlib.sha256()
+    for f in sorted((ROOT / "deploykit").rglob("*")):
+        if f.suffix in (".py", ".toml") and f.is_file():
+            code.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    meta["deploykit_code_sha256"] = code.hexdigest()  # keys deploykit's cached results
+    args.commit = code.hexdigest()[:12]
     hp_fp16 = cli_has("quantize", "--high-precision")
     meta["deploykit_high_precision_option"] = hp_fp16
     has = "yes" if hp_fp16 else "no"
