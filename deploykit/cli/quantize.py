@@ -76,6 +76,22 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
     "without VNNI). Default: this CPU's.",
 )
 @click.option(
+    "--search-images",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validation images the fallback search scores candidates on before confirming on the whole "
+    "set (default 2000; 0: the whole set).",
+)
+@click.option(
+    "--high-precision",
+    "high_precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default=None,
+    help="tensorrt profile: the type of the layers outside the Q/DQ pairs. fp16 is what "
+    "`build --precision best` builds (FP16 scales, opset 19, FP32 kept where FP16 would overflow). "
+    "Default fp32.",
+)
+@click.option(
     "--no-speed-check",
     is_flag=True,
     help="Skip the few seconds of timing INT8 against its FP32 parent on this machine.",
@@ -98,6 +114,8 @@ def quantize_cmd(
     threads: int | None,
     quiet: bool,
     layout: str | None,
+    search_images: int | None,
+    high_precision: str | None,
     no_speed_check: bool,
 ) -> None:
     """Quantise ARTIFACT to INT8, validate it, and fall back layer by layer until the gate passes.
@@ -132,6 +150,8 @@ def quantize_cmd(
             max_fallbacks=max_fallbacks,
             threads=threads,
             layout=layout,
+            high_precision_dtype=high_precision,
+            search_images=search_images,
         )
     except GateFailedError as e:
         if e.report is not None:
@@ -142,4 +162,8 @@ def quantize_cmd(
         err.print(result.speed.summary(), markup=False, highlight=False, soft_wrap=True)
         if result.speed.advice():
             err.print(result.speed.advice(), markup=False, highlight=False, soft_wrap=True)
+    if (result.path / "calibration.cache").is_file():
+        from deploykit.quantize import CACHE_NOTE
+
+        err.print(CACHE_NOTE, markup=False, highlight=False, soft_wrap=True)
     click.echo(str(result.path))

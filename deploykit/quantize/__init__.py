@@ -2,9 +2,11 @@
 
 ``quantize_artifact`` streams the calibration set once to collect statistics, calibrates, places
 Q/DQ nodes for the target runtime (``onnxruntime`` or ``tensorrt``), measures top-1 on the
-validation set and, when INT8 falls under ``gate`` x FP32, returns the most damaging layers to
-FP32 one at a time. The result is a new artifact directory (written whole or not at all) with the
-method, profile, calibration-set fingerprint, fallbacks and accuracy in its manifest.
+validation set and, when INT8 falls under ``gate`` x FP32, searches for the fewest most damaging
+layers to return to FP32 (bisection on a validation subset, confirmed on the whole set; see
+``gate``). ``high_precision_dtype="fp16"`` (tensorrt) then runs everything outside the Q/DQ pairs
+in FP16 and gates that too. The result is a new artifact directory (written whole or not at all)
+with the method, profile, calibration-set fingerprint, fallbacks and accuracy in its manifest.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from deploykit.errors import DeployKitError, GateError
 
 METHODS_AUTO_ORDER = ("entropy", "percentile", "mse", "max")
 SENSITIVITY_IMAGES = 64
+SEARCH_IMAGES = 2000  # the fallback search scores candidates on this many validation images
 VAL_CACHE_BYTES = 256 * 2**20
+FP16_EVAL_OPTIMIZATION = "basic"
+CACHE_NOTE = (
+    "calibration.cache is for TensorRT 10's implicit INT8 calibration only (IInt8Calibrator, "
+    "removed in TensorRT 11); the Q/DQ model.onnx carries its own scales and needs no cache"
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +209,8 @@ class QuantizeOptions:
     percentile: float = 99.99
     threads: int | None = None
     layout: str | None = None  # onnxruntime weights: "vnni" (full range) or "avx2" (7-bit); None: this CPU's
+    high_precision_dtype: str = "fp32"  # tensorrt: the type of everything outside the Q/DQ pairs ("fp16": best)
+    search_images: int = SEARCH_IMAGES  # validation images the fallback search scores on (0: all of them)
 
     @classmethod
     def from_recipe(cls, recipe: Any, **overrides: Any) -> QuantizeOptions:
@@ -239,16 +249,22 @@ class QuantizeOptions:
             raise DeployKitError(f"gate {self.gate} must be in (0, 1]")
         if self.num_images < 1 or self.batch < 1 or self.min_images < 1 or self.max_fallbacks < 0:
             raise DeployKitError("num_images, batch and min_images must be positive and max_fallbacks not negative")
+        if self.search_images < 0:
+            raise DeployKitError(f"search_images must be 0 (the whole set) or positive, got {self.search_images}")
         if self.threads is not None and self.threads < 1:
             raise DeployKitError(f"threads must be at least 1, got {self.threads}")
+        from deploykit.quantize.fp16 import check_high_precision
         from deploykit.quantize.placement import check_layout
 
+        check_high_precision(self.high_precision_dtype, self.profile)
         layout = check_layout(self.layout) if self.profile == "onnxruntime" else None
         return self if layout == self.layout else dataclasses.replace(self, layout=layout)
 
     @property
     def out_suffix(self) -> str:
-        return "int8" if self.profile == "onnxruntime" else "int8-trt"
+        if self.profile == "onnxruntime":
+            return "int8"
+        return "int8-trt-fp16" if self.high_precision_dtype == "fp16" else "int8-trt"
 
 
 @dataclass
@@ -275,6 +291,12 @@ class QuantizeResult:
     @property
     def chosen(self) -> Any:
         return self.attempts[self.report.chosen]
+
+    @property
+    def top1(self) -> float:
+        """Top-1 of the model delivered: the FP16-outside variant's when there is one."""
+        hp = self.report.high_precision
+        return hp["top1"] if hp else self.chosen.top1_final
 
     @property
     def path(self) -> Path:
@@ -304,7 +326,7 @@ def quantize_model(
     be met. The public lower-level entry point that benchmarks and ``quantize_artifact`` share.
     """
     from deploykit.quantize.calibrators import CalibConfig
-    from deploykit.quantize.gate import run_gate, top1
+    from deploykit.quantize.gate import Validation, run_gate
     from deploykit.quantize.placement import plan_placement, resolve_keep
     from deploykit.quantize.report import QuantReport
     from deploykit.quantize.stats import collect_stats
@@ -355,8 +377,14 @@ def quantize_model(
     }
 
     val_batches = _validation_batches(vs, cfg, o.batch, progress)
-    fp32_top1 = top1(model, val_batches(), o.threads)
-    say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f}")
+    validation = Validation(model, val_batches, _search_batches(vs, cfg, o.batch, o.search_images), o.threads)
+    fp32_top1 = validation.fp32_full
+    say(f"FP32 top-1 on {vs.name}: {fp32_top1:.4f} ({validation.full_images} images)")
+    if validation.has_subset:
+        say(
+            f"the fallback search scores on {validation.search_images} evenly spaced images of them "
+            f"(FP32 {validation.fp32_search:.4f}) and confirms its choice on all {validation.full_images}"
+        )
     rep = QuantReport(
         model=model_name,
         profile=o.profile,
@@ -367,34 +395,33 @@ def quantize_model(
         warnings=warns,
     )
 
-    def attempt(meth: str, fallbacks: int):
+    def attempt(meth: str, fallbacks: int, confirm: bool = True):
         return run_gate(
             model,
             stats,
             CalibConfig(method=meth, percentile=o.percentile),
             o.profile,
             keep,
-            val_batches,
+            validation,
             lambda: iter(sens),
-            fp32_top1,
             o.gate,
             max_fallbacks=fallbacks,
             threads=o.threads,
             per_channel=o.per_channel,
             log=say,
             layout=o.layout,
+            progress=progress,
+            confirm=confirm,
         )
 
     tried: dict[str, tuple] = {}
     if o.method == "auto":
+        # every calibrator scored on the search set, fully quantised; the best one goes through
+        # the gate (and the fallback search when it needs one)
         for meth in METHODS_AUTO_ORDER:
-            tried[meth] = attempt(meth, 0)
-        passing = [k for k in METHODS_AUTO_ORDER if tried[k][0].passed]
-        if passing:
-            chosen = max(passing, key=lambda k: tried[k][0].top1_final)
-        else:
-            chosen = max(METHODS_AUTO_ORDER, key=lambda k: tried[k][0].top1_initial)
-            tried[chosen] = attempt(chosen, o.max_fallbacks)
+            tried[meth] = attempt(meth, 0, confirm=False)
+        chosen = max(METHODS_AUTO_ORDER, key=lambda k: tried[k][0].top1_initial)
+        tried[chosen] = attempt(chosen, o.max_fallbacks)
     else:
         chosen = o.method
         tried[chosen] = attempt(chosen, o.max_fallbacks)
@@ -416,11 +443,13 @@ def quantize_model(
     if not best.passed:
         exc = GateFailedError(
             f"INT8 top-1 {best.top1_final:.4f} is under the gate {o.gate} x FP32 {fp32_top1:.4f} = "
-            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32); "
-            "no artifact written"
+            f"{o.gate * fp32_top1:.4f} ({o.method}, {len(best.fallbacks)} layers returned to FP32"
+            f"{'; ' + best.stopped if best.stopped else ''}); no artifact written"
         )
         exc.report = rep
         raise exc
+    if o.high_precision_dtype == "fp16":
+        result.model = _fp16_outside(result, val_batches, say)
     if o.profile == "onnxruntime":
         from deploykit.quantize.placement import ort_fusion
 
@@ -435,6 +464,32 @@ def quantize_model(
     return result
 
 
+def _fp16_outside(result: QuantizeResult, val_batches: Callable[[], Iterable], say: Callable[[str], None]):
+    """The passing INT8 model with FP16 outside its Q/DQ pairs, gated like INT8 on the full set."""
+    from deploykit.quantize.fp16 import to_fp16_outside_qdq
+    from deploykit.quantize.gate import meets, top1
+
+    o, rep = result.options, result.report
+    q16, kept = to_fp16_outside_qdq(result.model, result.stats)
+    say(f"FP16 outside the Q/DQ pairs (opset 19, FP16 scales); {len(kept)} nodes kept in FP32: {', '.join(kept)}")
+    # basic optimisation: ONNX Runtime's QDQ fusions (extended level) build QLinearConcat & co.
+    # with the float16 scales, which its CPU kernels refuse; unfused, every op runs as written
+    acc = top1(q16, val_batches(), o.threads, optimization=FP16_EVAL_OPTIMIZATION)
+    passed = meets(acc, rep.fp32_top1, o.gate)
+    rep.high_precision = {"dtype": "fp16", "top1": acc, "kept_fp32_nodes": kept, "passed": passed}
+    say(f"INT8 + FP16 top-1 {acc:.4f} (INT8 + FP32 {result.chosen.top1_final:.4f}, gate {o.gate * rep.fp32_top1:.4f})")
+    if not passed:
+        rep.passed = False
+        exc = GateFailedError(
+            f"INT8 with FP16 outside the Q/DQ pairs: top-1 {acc:.4f} is under the gate {o.gate} x FP32 "
+            f"{rep.fp32_top1:.4f} = {o.gate * rep.fp32_top1:.4f} (INT8 with FP32 there passed at "
+            f"{result.chosen.top1_final:.4f}: use --high-precision fp32); no artifact written"
+        )
+        exc.report = rep
+        raise exc
+    return q16
+
+
 def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
     """The number of calibration images to use; empty or too-small sets are one-line errors."""
     if len(cal) == 0:
@@ -447,6 +502,25 @@ def _check_sources(cal: _Source, vs: _Source, o: QuantizeOptions) -> int:
     if vs.dataset is None and vs.y is None:
         raise DeployKitError("validation arrays need labels: pass (x, y)")
     return used
+
+
+def _search_batches(
+    vs: _Source, cfg: Any, batch: int, images: int
+) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]] | None:
+    """Every k-th validation image (about ``images`` of them, kept in memory), or None when the
+    set is small enough to search on whole (at most twice ``images``, or ``images`` is 0)."""
+    n = len(vs)
+    if images <= 0 or n <= 2 * images:
+        return None
+    stride = n // images
+    if vs.dataset is not None:
+        from deploykit.data.datasets import Subset
+
+        sub = _Source(name=f"{vs.name}[::{stride}]", dataset=Subset(vs.dataset, range(0, n, stride)))
+    else:
+        sub = _Source(name=f"{vs.name}[::{stride}]", x=vs.x[::stride], y=vs.y[::stride])
+    cache = list(sub.batches(cfg, max(batch, 64)))
+    return lambda: cache
 
 
 def _validation_batches(
@@ -471,7 +545,6 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
     from deploykit.quantize.trt_cache import write_cache
 
     m, o, rep = parent.manifest, result.options, result.report
-    best = result.chosen
     with ArtifactWriter(out_dir, force=force, reads=(parent.path,)) as w:
         onnx.save(result.model, str(w.dir / "model.onnx"))
         files = {"model": "model.onnx"}
@@ -483,7 +556,7 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
                 scales,
                 parent.main_path,
                 method=rep.chosen,
-                extra={"parent_manifest_sha256": parent.manifest_sha256()},
+                extra={"parent_manifest_sha256": parent.manifest_sha256(), "use": CACHE_NOTE},
             )
             files["calibration_cache"] = "calibration.cache"
         written = rep.write(w.dir / "quantize_report.json")
@@ -518,6 +591,7 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
                 "recipe": o.recipe,
                 "keep_fp32_patterns": list(o.keep_fp32),
                 "layout": o.layout,
+                "high_precision_dtype": o.high_precision_dtype,
             },
             calibration=result.calibration,
             fallbacks=summary["fallbacks"],
@@ -528,14 +602,22 @@ def write_int8_artifact(parent: Any, result: QuantizeResult, out_dir: str | os.P
         )
         manifest.results["accuracy"] = accuracy_record(
             dataset=result.validation,
-            top1=best.top1_final,
+            top1=result.top1,
             reference_top1=rep.fp32_top1,
             gate=o.gate,
             reference="fp32 model (ONNX Runtime) on the same images",
         )
         manifest.results["quantize"] = {
             k: summary[k]
-            for k in ("method", "int8_top1", "int8_top1_before_fallback", "fp32_top1", "kept_fp32", "warnings")
+            for k in (
+                "method",
+                "int8_top1",
+                "int8_top1_before_fallback",
+                "fp32_top1",
+                "kept_fp32",
+                "warnings",
+                "high_precision",
+            )
         }
         if result.speed is not None:
             manifest.results["int8_speed"] = result.speed.to_dict()

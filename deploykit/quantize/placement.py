@@ -3,13 +3,54 @@
 Two profiles:
 
 ``tensorrt``
-    Symmetric signed INT8 everywhere. Q/DQ on the activation input and the weight of every
-    Conv/Gemm/MatMul (weights per output channel, kept as FP32 behind Q/DQ so TensorRT folds them),
-    on both inputs of a residual Add (so TensorRT fuses the Add into the preceding conv), on every
-    Concat input with one scale shared by all inputs and the output (no requantisation), and
-    through pooling/flatten: when a pool's output is quantised its input is quantised with the same
-    scale, so the pool runs in INT8. Outputs of weighted ops get no Q/DQ of their own; biases stay
-    FP32.
+    Symmetric signed INT8, Q/DQ placed where TensorRT fuses it, following the TensorRT developer
+    guide ("Working with Quantized Types" > "Explicit Quantization" > "Q/DQ Layer-Placement
+    Recommendations", https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/
+    work-quantized-types.html) and the layout NVIDIA's Model Optimizer produces for it:
+
+    ====  ===========================================  ==========================================
+    rule  placement                                    why
+    ====  ===========================================  ==========================================
+    T1    Q/DQ on the activation input and the weight  The guide: quantise all inputs of weighted
+          (per output channel, FP32 behind Q/DQ) of    ops; TensorRT folds Q(weight) into an INT8
+          every Conv/Gemm/MatMul; none on their        weight and picks the INT8 kernel. Outputs
+          outputs, none on biases.                     stay unquantised by default: TensorRT fuses
+                                                       the conv with what follows (bias, ReLU,
+                                                       Add) and only a Q further on decides
+                                                       whether the fused kernel writes INT8.
+    T2    a residual Add quantises its identity input  The guide's residual fusion: Conv + Add
+          only; the input a Conv writes for the Add    (+ReLU) is one kernel that adds the DQ'd
+          alone gets no Q/DQ (both conv-written:       identity in its epilogue. A Q/DQ pair on
+          the main branch, farther from the common     the conv branch makes that conv write INT8
+          ancestor, is the fused one; Model Optimizer  and breaks the fusion (an extra kernel and
+          decides it the same way).                    a rounding). ``residual_branch``.
+    T3    a Concat's inputs are quantised, at one      TensorRT eliminates a Concat whose inputs
+          scale shared with its output, only where     and output share one scale: each producer
+          every reader reads it in INT8 (weighted      writes INT8 straight into its slice. Where
+          layers, directly or through pooling or       a reader runs in float (DenseNet's Concat
+          shape-only ops).                             -> BatchNorm -> ReLU, or a layer kept in
+                                                       FP32 by the fallback) the pairs would only
+                                                       add reformats and roundings; the INT8
+                                                       readers then quantise the output (T1).
+    T4    pooling and shape-only ops share their       TensorRT moves Q backward and DQ forward
+          input's scale when that input carries INT8   across commuting ops (MaxPool, Concat,
+          anyway, and never get a pair of their own    reshapes) and fuses DQ -> AveragePool -> Q
+          on their input. GlobalAveragePool keeps      into an INT8 pool; one shared scale means
+          its own output scale.                        no requantisation. A Relu -> MaxPool ->
+                                                       Conv needs one pair, at the conv's input.
+                                                       Channel means span a fraction of the
+                                                       input's range: the classifier's input
+                                                       would lose most of its levels.
+    T5    no pair that only adds a reformat: a         Requantising values already on the shared
+          Concat of dequantised inputs read only by    grid changes nothing but costs a kernel
+          another Concat (Inception-v3's splits)       and a Q node.
+          gets none.
+    T6    kept layers (``keep``) get no Q/DQ on        The accuracy fallback: those layers run in
+          their inputs or weights.                     the high precision.
+    ====  ===========================================  ==========================================
+
+    Scales: one symmetric scale per group of tensors that share it, from the group's largest
+    calibrated threshold.
 
 ``onnxruntime``
     Activations asymmetric uint8, weights symmetric int8 per channel stored as int8 initializers,
@@ -300,6 +341,8 @@ def plan_placement(
     if unknown:
         raise DeployKitError(f"layers to keep in FP32 not found in the model: {', '.join(sorted(unknown))}")
     layers = [lay for lay in weighted_layers(model) if lay.name not in kept]
+    if profile == "tensorrt":
+        return _plan_tensorrt(g, kept, layers)
     edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
     uf = _UnionFind()
 
@@ -647,3 +690,202 @@ def ort_fusion(model) -> dict[str, int]:
         fused = os.path.join(tmp, "fused.onnx")
         ort_session(model, optimization="extended", optimized_model_path=fused)
         return count_ops(onnx.load(fused))
+
+
+# ------------------------------------------------------------------------------ tensorrt profile
+
+
+def _plan_tensorrt(g: _Graph, kept: set[str], layers: list[Layer]) -> QuantPlan:
+    """The TensorRT placement (module docstring, rules T1-T6): Q/DQ where TensorRT fuses it."""
+    edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    uf = _UnionFind()
+
+    def quantise_input(node, idx: int) -> None:
+        t = node.input[idx]
+        if g.is_activation(t):
+            edges[t].add((node.name, idx))
+            uf.find(t)
+
+    # T1: every weighted layer's activation input (its weight is handled by apply_plan)
+    for lay in layers:
+        quantise_input(g.by_name[lay.name], 0)
+
+    # T2: a residual Add quantises its identity input only; the conv branch is fused into the conv
+    for n in g.nodes:
+        if n.name in kept or not _two_activation_add(g, n):
+            continue
+        fused = residual_branch(g, n)
+        for i in (0, 1):
+            if i != fused:
+                quantise_input(n, i)
+
+    # T3: a Concat read only in INT8 (directly or through pooling/shape ops) gets its inputs quantised
+    # with one scale shared by inputs and output, so TensorRT eliminates it; outer Concats first,
+    # so a nested Concat (Inception-v3) sees its consumer's decision
+    for n in reversed(g.nodes):
+        if n.op_type != "Concat" or n.name in kept or not n.output:
+            continue
+        if not _read_only_in_int8(g, n.output[0], edges, kept):
+            continue
+        for i, t in enumerate(n.input):
+            if g.is_activation(t):
+                quantise_input(n, i)
+                uf.union(t, n.output[0])
+
+    # T5: a Concat of dequantised inputs read only by another Concat needs no pair of its own:
+    # requantising values already on the shared grid changes nothing (Inception-v3's splits)
+    for n in g.nodes:
+        if n.op_type == "Concat" and n.output and n.output[0] in edges and _all_dq(g, n, edges):
+            y = n.output[0]
+            readers = [g.by_name[c] for c, _ in edges[y]]
+            if all(r.op_type == "Concat" and uf.find(r.output[0]) == uf.find(y) for r in readers):
+                del edges[y]
+
+    # T4: pooling and shape-only ops share their input's scale when that input carries INT8
+    # anyway (a Q/DQ pair of its own, or a Concat of quantised inputs): the op then runs on
+    # INT8 with no requantisation. They never get a pair of their own on the input (T5).
+    int8_concats = {n.output[0] for n in g.nodes if n.op_type == "Concat" and n.output and _all_dq(g, n, edges)}
+    passthrough = POOLS + SHAPE_ONLY
+    changed = True
+    while changed:
+        changed = False
+        for n in g.nodes:
+            if n.name in kept or n.op_type not in passthrough or not n.output:
+                continue
+            x, y = n.input[0], n.output[0]
+            if not g.is_activation(x) or not (x in edges or x in int8_concats):
+                continue
+            if not _read_in_int8(g, y, edges, kept):
+                continue
+            if x in edges and (n.name, 0) not in edges[x]:
+                edges[x].add((n.name, 0))
+                changed = True
+            if n.op_type == "GlobalAveragePool":
+                continue  # channel means span a fraction of the input's range: their own scale
+            if uf.find(x) != uf.find(y):
+                uf.union(x, y)
+                changed = True
+
+    groups = {t: uf.find(t) for t in uf.parent}
+    return QuantPlan(
+        profile="tensorrt",
+        layers=layers,
+        kept=sorted(kept),
+        edges=dict(edges),
+        groups=groups,
+        weight_qdq={lay.weight: (lay.name, lay.weight_axis) for lay in layers},
+    )
+
+
+def _two_activation_add(g: _Graph, n) -> bool:
+    return n.op_type == "Add" and len(n.input) == 2 and all(g.is_activation(t) for t in n.input)
+
+
+def _all_dq(g: _Graph, n, edges) -> bool:
+    """Whether every activation input of ``n`` is read through a DequantizeLinear."""
+    ins = [(i, t) for i, t in enumerate(n.input) if g.is_activation(t)]
+    return bool(ins) and all((n.name, i) in edges.get(t, ()) for i, t in ins)
+
+
+def _read_only_in_int8(g: _Graph, t: str, edges, kept: set[str]) -> bool:
+    """Whether every reader of ``t`` reads it in INT8: through its Q/DQ pair, or through a pool /
+    shape-only op whose output is read only in INT8. A kept (FP32) reader, a float op or a graph
+    output says no: quantising the Concat's inputs would feed it quantised values (and a layer
+    returned to FP32 by the fallback would still read INT8 data)."""
+    if t in g.graph_outputs:
+        return False
+    readers = g.consumers.get(t, [])
+    if not readers:
+        return False
+    for c, i in readers:
+        if c.name in kept:
+            return False
+        if (c.name, i) in edges.get(t, ()):
+            continue
+        if c.op_type in POOLS + SHAPE_ONLY and c.output and _read_only_in_int8(g, c.output[0], edges, kept):
+            continue
+        return False
+    return True
+
+
+def _read_in_int8(g: _Graph, t: str, edges, kept: set[str]) -> bool:
+    """Whether ``t`` reaches an INT8 reader: a Q/DQ pair of its own, or a pool / shape-only op
+    (not kept) whose output does, or a Concat whose inputs are quantised."""
+    seen: set[str] = set()
+    todo = [t]
+    while todo:
+        u = todo.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if u in edges:
+            return True
+        for c, _ in g.consumers.get(u, []):
+            if c.name in kept or not c.output:
+                continue
+            if c.op_type in POOLS + SHAPE_ONLY:
+                todo.append(c.output[0])
+    return False
+
+
+def _conv_backbone(g: _Graph, t: str):
+    """The Conv whose output ``t`` is, seen through ops TensorRT fuses into the conv's epilogue
+    (BatchNormalization, a constant bias Add/Mul, Relu), with no other reader on the way; or None."""
+    while True:
+        p = g.producer.get(t)
+        if p is None or len(g.consumers.get(t, [])) != 1:
+            return None
+        if p.op_type == "Conv":
+            return p
+        if p.op_type in ("BatchNormalization", "Relu") or (
+            p.op_type in ("Add", "Mul") and sum(g.is_activation(x) for x in p.input) == 1
+        ):
+            t = next(x for x in p.input if g.is_activation(x))
+            continue
+        return None
+
+
+def _ancestor_depths(g: _Graph, t: str) -> dict[str, int]:
+    """Shortest distance (in nodes) from ``t``'s producer back to each ancestor node."""
+    out: dict[str, int] = {}
+    p = g.producer.get(t)
+    frontier = [p] if p is not None else []
+    d = 0
+    while frontier:
+        nxt = []
+        for n in frontier:
+            if n.name in out:
+                continue
+            out[n.name] = d
+            nxt.extend(g.producer[x] for x in n.input if x in g.producer)
+        frontier = nxt
+        d += 1
+    return out
+
+
+def residual_branch(g: _Graph, add) -> int | None:
+    """Which input of a two-activation ``Add`` TensorRT fuses into its producing conv (the one
+    to leave without Q/DQ), or None when it is no residual Add.
+
+    An input is fusible when a Conv writes it for this Add alone (through BatchNormalization /
+    bias / Relu, which TensorRT fuses too). When both are (ResNet's downsampling block: main
+    branch and projection shortcut), the main branch is the fused one: the input farther from
+    the two inputs' nearest common ancestor, the same test NVIDIA's Model Optimizer applies.
+    When the only fusible input's conv is itself the common ancestor, the Add is no residual.
+    """
+    convs = [_conv_backbone(g, t) for t in add.input]
+    if convs[0] is None and convs[1] is None:
+        return None
+    if convs[0] is not None and convs[1] is not None and convs[0].name == convs[1].name:
+        return None
+    d0, d1 = _ancestor_depths(g, add.input[0]), _ancestor_depths(g, add.input[1])
+    common = set(d0) & set(d1)
+    lca = min(common, key=lambda k: (d0[k] + d1[k], k)) if common else None
+    if convs[0] is not None and convs[1] is not None:
+        if lca is None:
+            return 0
+        return 0 if d0[lca] >= d1[lca] else 1
+    i = 0 if convs[0] is not None else 1
+    if lca is not None and lca == convs[i].name:
+        return None
+    return i

@@ -26,6 +26,7 @@ class QuantReport:
     chosen: str | None = None
     passed: bool = False
     warnings: list[str] = field(default_factory=list)
+    high_precision: dict[str, Any] | None = None  # the FP16-outside variant: dtype, top1, kept nodes, passed
 
     @property
     def best(self) -> Attempt | None:
@@ -48,6 +49,7 @@ class QuantReport:
             "kept_fp32": best.kept if best else [],
             "fallbacks": [f.__dict__ for f in best.fallbacks] if best else [],
             "warnings": list(self.warnings),
+            "high_precision": self.high_precision,
             "attempts": [a.to_dict() for a in self.attempts],
         }
 
@@ -73,14 +75,28 @@ class QuantReport:
             )
         console.print(t)
         best = self.best
+        if best and best.trials and not any(t.kept == 0 and t.images == best.images for t in best.trials):
+            console.print(
+                f"top-1 before: on the search set ({best.trials[0].images} evenly spaced validation images); "
+                f"after: on all {best.images}"
+            )
+        if best and best.stopped:
+            console.print(f"search stopped: {best.stopped}")
         if best and best.fallbacks:
-            f = Table(title="fallbacks to FP32 (worst SQNR drop first)")
+            f = Table(title="fallbacks to FP32 (worst SQNR drop first; top-1 where the search measured it)")
             for col in ("layer", "op", "SQNR drop dB", "top-1 before", "top-1 after"):
                 f.add_column(col)
             for fb in best.fallbacks:
                 drop = "-" if fb.sqnr_drop_db is None else f"{fb.sqnr_drop_db:.1f}"
-                f.add_row(fb.layer, fb.op, drop, f"{fb.top1_before:.4f}", f"{fb.top1_after:.4f}")
+                f.add_row(fb.layer, fb.op, drop, _pct(fb.top1_before), _pct(fb.top1_after))
             console.print(f)
+        hp = self.high_precision
+        if hp:
+            mark = "[green]pass[/]" if hp["passed"] else "[red]fail[/]"
+            console.print(
+                f"outside the Q/DQ pairs in {hp['dtype'].upper()}: top-1 {hp['top1']:.4f} "
+                f"({len(hp['kept_fp32_nodes'])} nodes kept in FP32) {mark}"
+            )
         for w in self.warnings:
             console.print(f"[yellow]warning:[/] {w}")
 
@@ -96,6 +112,10 @@ class QuantReport:
             atomic_write_bytes(png, sqnr_png(self.best, f"{self.model} ({self.profile}, {self.chosen})"))
             out.append(png)
         return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def sqnr_png(attempt: Attempt, title: str) -> bytes:

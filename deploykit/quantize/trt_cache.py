@@ -1,5 +1,10 @@
 """TensorRT calibration cache (text format) bound to the ONNX it was made for.
 
+For TensorRT 10's implicit INT8 calibration only: the cache is what an ``IInt8Calibrator`` hands
+back, an API TensorRT 10 deprecated and TensorRT 11 removed. deploykit's TensorRT path is explicit
+quantisation (the Q/DQ ``model.onnx`` carries every scale) and never reads it; it is kept for
+pipelines that still build a plain FP32 ONNX with ``--int8`` and a calibrator on TensorRT 10.
+
 The cache is what TensorRT's ``IInt8Calibrator.read_calibration_cache`` accepts: a header line
 ``TRT-<version>-EntropyCalibration2`` then one ``tensor_name: <hex>`` line per tensor, where hex
 is the big-endian IEEE-754 float32 bit pattern of the tensor's scale (amax / 127). A sidecar JSON

@@ -124,3 +124,67 @@ def nested_concat(seed: int = 0):
         "by": np.zeros(6, np.float32),
     }
     return build(text, w)
+
+
+def downsample_block(seed: int = 0):
+    """ResNet's projection block: conv-relu-conv main branch + a 1x1 conv shortcut, then Add-relu."""
+    rng = np.random.default_rng(seed)
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    downsample (float[N, 4, 8, 8] x) => (float[N, 5] y) {
+        c0 = Conv <pads = [1, 1, 1, 1]> (x, w0, b0)
+        r0 = Relu (c0)
+        c1 = Conv <pads = [1, 1, 1, 1]> (r0, w1, b1)
+        r1 = Relu (c1)
+        c2 = Conv <pads = [1, 1, 1, 1]> (r1, w2, b2)
+        sc = Conv (r0, wd, bd)
+        s = Add (c2, sc)
+        r2 = Relu (s)
+        g = GlobalAveragePool (r2)
+        f = Flatten (g)
+        y = Gemm <transB = 1> (f, wf, bf)
+    }
+    """
+    w = {
+        "w0": _conv_w(rng, 8, 4),
+        "b0": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w1": _conv_w(rng, 8, 8),
+        "b1": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w2": _conv_w(rng, 8, 8),
+        "b2": rng.normal(size=8).astype(np.float32) * 0.1,
+        "wd": _conv_w(rng, 8, 8, 1),
+        "bd": rng.normal(size=8).astype(np.float32) * 0.1,
+        "wf": rng.normal(size=(5, 8)).astype(np.float32) * 0.3,
+        "bf": np.zeros(5, np.float32),
+    }
+    return build(text, w)
+
+
+def dense_block(seed: int = 0):
+    """DenseNet's layer: Concat(features, new conv features) -> BatchNorm -> Relu -> conv."""
+    rng = np.random.default_rng(seed)
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    dense (float[N, 4, 8, 8] x) => (float[N, 6, 8, 8] y) {
+        c0 = Conv <pads = [1, 1, 1, 1]> (x, w0, b0)
+        r0 = Relu (c0)
+        a = Conv <pads = [1, 1, 1, 1]> (r0, wa, ba)
+        cat = Concat <axis = 1> (r0, a)
+        bn = BatchNormalization (cat, g1, be1, m1, v1)
+        r1 = Relu (bn)
+        y = Conv <pads = [1, 1, 1, 1]> (r1, wy, by)
+    }
+    """
+    w = {
+        "w0": _conv_w(rng, 8, 4),
+        "b0": rng.normal(size=8).astype(np.float32) * 0.1,
+        "wa": _conv_w(rng, 4, 8),
+        "ba": np.zeros(4, np.float32),
+        "g1": (1 + 0.1 * rng.normal(size=12)).astype(np.float32),
+        "be1": (0.1 * rng.normal(size=12)).astype(np.float32),
+        "m1": (0.1 * rng.normal(size=12)).astype(np.float32),
+        "v1": (1 + 0.1 * rng.random(12)).astype(np.float32),
+        "wy": _conv_w(rng, 6, 12),
+        "by": np.zeros(6, np.float32),
+    }
+    return build(text, w)

@@ -115,3 +115,24 @@ def test_bad_arguments_are_named(fp32_artifact, tmp_path):
         ],
     )
     assert res.exit_code == 1 and "at least 32 are needed" in res.output
+
+
+def test_high_precision_fp16_needs_the_tensorrt_profile_and_writes_nothing(fp32_artifact, tmp_path):
+    out = tmp_path / "q"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:64]",
+            "--val",
+            "fashion-mnist:test[:300]",
+            "--high-precision",
+            "fp16",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code != 0 and "needs --profile tensorrt" in res.output
+    assert not out.exists()

@@ -144,3 +144,12 @@ def test_onnxruntime_artifact_records_that_ort_fused_every_layer(fp32_artifact, 
     fused = out.artifact.manifest.stages[-1]["ort_fused_ops"]
     assert fused["QLinearConv"] == 6 and fused.get("QGemm", 0) == 1
     assert not any(fused.get(op, 0) for op in ("Conv", "FusedConv", "Gemm"))
+
+
+def test_fallback_search_scores_a_subset_and_confirms_on_the_whole_set(sensitive_artifact, tmp_path):
+    out = quant(sensitive_artifact, tmp_path, method="max", profile="tensorrt", search_images=100)
+    best = out.report.best
+    assert best.fallbacks[0].layer == "/conv2/Conv"  # the planted layer is ranked first
+    assert {t.images for t in best.trials} == {100, 600}  # searched on 100, decided on all 600
+    assert best.passed and best.images == 600 and best.top1_final >= 0.995 * out.report.fp32_top1
+    assert out.artifact.manifest.results["accuracy"]["top1"] == best.top1_final

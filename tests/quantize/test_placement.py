@@ -15,7 +15,14 @@ from deploykit.quantize.calibrators import CalibConfig, calibrate
 from deploykit.quantize.placement import apply_plan, count_ops, plan_placement, prepare_model, resolve_keep
 from deploykit.quantize.stats import collect_stats, iter_arrays
 
-from .graphs import concat_block, concat_with_shared_branch, nested_concat, residual_block
+from .graphs import (
+    concat_block,
+    concat_with_shared_branch,
+    dense_block,
+    downsample_block,
+    nested_concat,
+    residual_block,
+)
 
 
 def quantise(model, profile, x, keep=(), method="max"):
@@ -83,18 +90,43 @@ def x_cat(rng):
     return rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
 
 
-def test_tensorrt_residual_add_has_qdq_on_both_inputs(x_res):
+def dq_fed(q, node_name: str) -> list[bool]:
+    """Per input of a node: whether a DequantizeLinear writes it."""
+    prod = {o: n for n in q.graph.node for o in n.output}
+    node = next(n for n in q.graph.node if n.name == node_name)
+    return [t in prod and prod[t].op_type == "DequantizeLinear" for t in node.input]
+
+
+def test_tensorrt_residual_add_quantises_the_identity_input_only(x_res):
     m, plan, q = quantise(residual_block(), "tensorrt", x_res)
-    add = next(n for n in m.graph.node if n.op_type == "Add").name
-    for idx in (0, 1):
-        dq = producer_of_input(q, add, idx)
-        assert dq is not None and dq.op_type == "DequantizeLinear", f"Add input {idx} is not dequantised"
+    add = next(n for n in m.graph.node if n.op_type == "Add")
+    # input 0 is the conv branch, which TensorRT fuses into the conv (Conv+Add+ReLU): no Q/DQ,
+    # else the conv writes INT8 and the fusion breaks; input 1 is the identity (r0)
+    assert dq_fed(q, add.name) == [False, True]
+    assert producer_of_input(q, add.name, 0).op_type == "Conv"
     # symmetric int8 everywhere: every zero point is 0 and int8
     for n in q.graph.node:
         if n.op_type == "QuantizeLinear":
             zp = next(i for i in q.graph.initializer if i.name == n.input[2])
             assert zp.data_type == onnx.TensorProto.INT8
             assert not onnx.numpy_helper.to_array(zp).any()
+
+
+def test_tensorrt_projection_shortcut_is_quantised_and_the_main_branch_fused(rng):
+    x = rng.normal(size=(16, 4, 8, 8)).astype(np.float32)
+    m, plan, q = quantise(downsample_block(), "tensorrt", x)
+    add = next(n for n in m.graph.node if n.op_type == "Add")
+    # both inputs are conv outputs: the main branch (c2, farther from the common ancestor r0)
+    # is fused into its conv, the 1x1 shortcut conv writes INT8 for the Add's second input
+    assert dq_fed(q, add.name) == [False, True]
+    assert producer_of_input(q, add.name, 0).name == next(n.name for n in m.graph.node if n.output[0] == "c2")
+    # swapping the Add's inputs swaps the decision: it follows the graph, not the input order
+    swapped = onnx.ModelProto()
+    swapped.CopyFrom(downsample_block())
+    sw_add = next(n for n in swapped.graph.node if n.op_type == "Add")
+    sw_add.input[0], sw_add.input[1] = sw_add.input[1], sw_add.input[0]
+    m2, _, q2 = quantise(swapped, "tensorrt", x)
+    assert dq_fed(q2, next(n for n in m2.graph.node if n.op_type == "Add").name) == [True, False]
 
 
 def test_tensorrt_weighted_ops_get_weight_and_input_qdq_but_no_output_qdq(x_res):
@@ -112,36 +144,61 @@ def test_tensorrt_weighted_ops_get_weight_and_input_qdq_but_no_output_qdq(x_res)
         assert any(a.name == "axis" and a.i == 0 for a in wdq.attribute)  # per output channel
         if len(c.input) > 2:  # TensorRT wants the bias in FP32
             assert producer_of_input(q, c.name, 2) is None
-        # the conv's own output is not quantised (TensorRT fuses the conv with what follows),
-        # except where it feeds a residual Add, whose inputs are both quantised
-        if not any(n.op_type == "Add" and c.output[0] in n.input for n in m.graph.node):
-            assert "QuantizeLinear" not in consumers.get(c.output[0], []), c.name
+        # no conv output is quantised, the residual branch included (TensorRT fuses what follows)
+        assert "QuantizeLinear" not in consumers.get(c.output[0], []), c.name
 
 
-def test_tensorrt_pooling_passes_the_scale_through(x_res):
+def test_tensorrt_pooling_gets_no_pair_of_its_own(x_res):
     m, plan, q = quantise(residual_block(), "tensorrt", x_res)
-    scales = qdq_scales(q)
     pool = next(n for n in m.graph.node if n.op_type == "MaxPool")
     gap = next(n for n in m.graph.node if n.op_type == "GlobalAveragePool")
     flat = next(n for n in m.graph.node if n.op_type == "Flatten")
-    # Gemm input (flatten output) is quantised, so the chain back through the pools shares its scale
-    chain = [flat.output[0], gap.output[0], pool.output[0], pool.input[0]]
-    assert all(t in scales for t in chain)
-    assert len({scales[t] for t in chain}) == 1
-    assert producer_of_input(q, pool.name, 0).op_type == "DequantizeLinear"
+    quantised = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    # relu -> maxpool -> GAP -> flatten -> gemm: only the Gemm's input carries a pair; one on a
+    # pool's input would only add a reformat (nothing else reads the relu in INT8 here)
+    assert flat.output[0] in quantised
+    assert not quantised & {pool.input[0], pool.output[0], gap.output[0]}
+    assert producer_of_input(q, pool.name, 0).op_type == "Relu"
 
 
-def test_tensorrt_concat_inputs_and_output_share_one_scale(x_cat):
+def test_tensorrt_pool_shares_the_scale_of_a_quantised_input(x_cat):
+    # Concat -> AveragePool -> Conv: the Concat is read in INT8 (through the pool), so its inputs
+    # are quantised at one scale, and the pool's output takes that same scale (no requantisation)
     m, plan, q = quantise(concat_block(), "tensorrt", x_cat)
     cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    pool = next(n for n in m.graph.node if n.op_type == "AveragePool")
     scales = qdq_scales(q)
-    members = list(cat.input) + [cat.output[0]]
+    members = list(cat.input) + [pool.output[0]]
     assert all(t in scales for t in members)
     assert len({scales[t] for t in members}) == 1
-    assert plan.groups[cat.input[0]] == plan.groups[cat.input[1]]
-    # the average pool after it passes that same scale through
-    pool = next(n for n in m.graph.node if n.op_type == "AveragePool")
-    assert scales[pool.output[0]] == scales[cat.output[0]]
+    assert cat.output[0] not in scales  # the Concat of dequantised inputs needs no pair of its own
+    assert plan.groups[cat.input[0]] == plan.groups[cat.input[1]] == plan.groups[pool.output[0]]
+
+
+def test_tensorrt_dense_block_concat_feeding_batchnorm_gets_no_qdq(rng):
+    x = rng.normal(size=(16, 4, 8, 8)).astype(np.float32)
+    m, plan, q = quantise(dense_block(), "tensorrt", x)
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    # BatchNormalization reads the Concat in float: INT8 inputs would only add reformats
+    assert dq_fed(q, cat.name) == [False, False]
+    quantised = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert cat.output[0] not in quantised
+    # the conv after BN -> Relu still reads INT8, and the first conv's output r0 is quantised
+    # for the second conv, while the Concat reads r0 itself
+    last = [n for n in m.graph.node if n.op_type == "Conv"][-1]
+    assert dq_fed(q, last.name)[:2] == [True, True]
+    assert producer_of_input(q, cat.name, 0).op_type == "Relu"
+
+
+def test_tensorrt_nested_concat_shares_the_outer_scale(x_cat):
+    m, plan, q = quantise(nested_concat(), "tensorrt", x_cat)
+    inner, outer = [n for n in m.graph.node if n.op_type == "Concat"]
+    scales = qdq_scales(q)
+    members = [t for t in list(inner.input) + list(outer.input) if t != inner.output[0]]
+    assert all(t in scales for t in members)
+    assert len({scales[t] for t in members}) == 1
+    # the inner Concat's output is already on that grid: a pair there would change nothing
+    assert inner.output[0] not in scales and dq_fed(q, outer.name) == [True, False]
 
 
 def test_onnxruntime_concat_inputs_written_for_it_alone_take_its_scale(x_cat):
@@ -230,10 +287,19 @@ def test_onnxruntime_profile_layout_and_fusion(x_res, tmp_path):
     assert ops.get("DequantizeLinear", 0) <= 1, ops
 
 
-@pytest.mark.parametrize("profile", ["tensorrt", "onnxruntime"])
-@pytest.mark.parametrize("graph", ["residual", "concat"])
+@pytest.mark.parametrize(
+    ("profile", "graph"),
+    [(p, g) for p in ("tensorrt", "onnxruntime") for g in ("residual", "concat")]
+    + [("tensorrt", g) for g in ("downsample", "dense", "nested")],
+)
 def test_qdq_graph_runs_and_stays_close_to_fp32(profile, graph, x_res, x_cat):
-    model, x = (residual_block(), x_res) if graph == "residual" else (concat_block(), x_cat)
+    model, x = {
+        "residual": (residual_block(), x_res),
+        "concat": (concat_block(), x_cat),
+        "downsample": (downsample_block(), x_res),
+        "dense": (dense_block(), x_res),
+        "nested": (nested_concat(), x_cat),
+    }[graph]
     m, plan, q = quantise(model, profile, x)
     onnx.checker.check_model(q)
     ref = run(m, x)
@@ -382,3 +448,19 @@ def test_reduced_range_is_exact_where_full_range_pairs_saturate(x_cat):
 def test_unknown_layout_is_refused():
     with pytest.raises(DeployKitError, match="INT8 layout 'u8u8'"):
         plan_placement(prepare_model(residual_block()), "onnxruntime", layout="u8u8")
+
+
+def test_tensorrt_concat_with_a_kept_reader_is_not_quantised(x_cat):
+    # the conv after the pool returns to FP32: it must read the float Concat, not quantised inputs
+    m, plan, q = quantise(concat_block(), "tensorrt", x_cat, keep=["last"])
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    assert dq_fed(q, cat.name) == [False, False]
+    quantised = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantised & {*cat.input, cat.output[0]}
+
+
+def test_tensorrt_global_average_pool_keeps_its_own_scale(x_res):
+    m, plan, q = quantise(residual_block(), "tensorrt", x_res)
+    flat = next(n for n in m.graph.node if n.op_type == "Flatten")
+    gap = next(n for n in m.graph.node if n.op_type == "GlobalAveragePool")
+    assert plan.groups[flat.output[0]] != plan.groups.get(gap.input[0], gap.input[0])
