@@ -47,6 +47,7 @@ CALIB_SPEC = "fashion-mnist:train[:512]"
 VAL_SPEC = "fashion-mnist:train[50000:]"  # held out: the checkpoints trained on the first 10-12k images
 TEST_SPEC = "fashion-mnist:test"
 MODELOPT_PY = Path("/work/scratch/modelopt/bin/python")
+NO_OPTION = "this deploykit has no quantize --high-precision option"
 
 
 def say(msg: str) -> None:
@@ -332,7 +333,8 @@ def run_family(model: str, ckpt: Path, work: Path, args: argparse.Namespace, hp_
     if hp_fp16 and not args.no_fp16:
         deploykit("fp16")
     else:
-        row["variants"]["deploykit_fp16"] = {"error": "this deploykit has no quantize --high-precision option"}
+        why = "not run (--no-fp16)" if args.no_fp16 else NO_OPTION
+        row["variants"]["deploykit_fp16"] = {"error": why}
 
     # Paired tests: deploykit against the better ModelOpt variant, FP32-outside and FP16-outside.
     tests = {}
@@ -489,6 +491,39 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def render(paths: list[Path], name: str) -> int:
+    """Merge passes of one run (e.g. INT8 for every family, then the FP16 variants for some) into one report.
+
+    A variant measured in a later file replaces the earlier file's entry for the same family; the
+    meta (machine, command...) of the first file is kept and the later commands appended.
+    """
+    metas, fams = [], {}
+    for p in paths:
+        d = json.loads(p.read_text())
+        rows = d.pop("families")
+        metas.append(d)
+        for r in rows:
+            old = fams.get(r["model"])
+            if old is None:
+                fams[r["model"]] = r
+                continue
+            for k, v in r["variants"].items():
+                if "top1" in v or k not in old["variants"]:
+                    old["variants"][k] = v
+            for k, t in r.get("mcnemar", {}).items():
+                old.setdefault("mcnemar", {})[k] = t
+    meta = dict(metas[0])
+    meta["command"] = " ; ".join(m["command"] for m in metas)
+    meta["load_end"] = metas[-1].get("load_end")
+    for r in fams.values():  # the first pass ran with --no-fp16 before its label said so
+        v = r["variants"].get("deploykit_fp16", {})
+        if v.get("error") == NO_OPTION and meta.get("deploykit_high_precision_option"):
+            r["variants"]["deploykit_fp16"] = {"error": "not run (--no-fp16 pass; no time left for the FP16 pass)"}
+    order = [m for m in FAMILIES if m in fams] + [m for m in fams if m not in FAMILIES]
+    write_results([fams[m] for m in order], meta, HERE / f"{name}-{meta['machine']}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------- main
 
 
@@ -504,9 +539,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fp16", action="store_true", help="skip the FP16-outside variants")
     ap.add_argument("--test-limit", type=int, default=None, help="score on the first N test images (default: all)")
     ap.add_argument("--skip-deploykit", action="store_true", help="only FP32 and ModelOpt (fills the cache)")
+    ap.add_argument("--render", nargs="+", type=Path, help="only re-render: merge these results JSONs (later wins)")
+    ap.add_argument("--results-name", default=None, help="results file stem instead of results[-TAG]")
     ap.add_argument("--commit-label", default=None, help="the commit this copy of the code is (no .git)")
     ap.add_argument("--wait", type=float, default=0, help="seconds to wait for a checkpoint still being trained")
     args = ap.parse_args(argv)
+
+    if args.render:
+        return render(args.render, args.results_name or "results")
 
     import onnxruntime
 
@@ -544,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     has = "yes" if hp_fp16 else "no"
     say(f"machine {slug}; deploykit {meta['deploykit_commit']}; quantize --high-precision: {has}")
     stem = HERE / (f"results-{slug}" if args.tag == "after" else f"results-{args.tag}-{slug}")
+    if args.results_name:  # a second pass beside a running one (same tag, so the same cache keys)
+        stem = HERE / f"{args.results_name}-{slug}"
     rows: list[dict[str, Any]] = []
     work = args.work / args.tag
     for model in [s.strip() for s in args.models.split(",") if s.strip()]:
