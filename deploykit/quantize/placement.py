@@ -403,33 +403,25 @@ def plan_placement(
             quantise_input(n, 0)
             quantise_input(n, 1)
         elif n.op_type == "Concat":
+            # ORT's QLinearConcat can requantise, so only inputs written for the Concat alone share
+            # its scale (_ort_concat_sharing): DenseNet's feature maps feed every later layer of
+            # their block, and one scale for all of them would mix ranges across the whole block
             for i, t in enumerate(n.input):
                 if g.is_activation(t):
                     quantise_input(n, i)
-                    if profile == "tensorrt":
-                        # TensorRT concatenates in INT8 only when every input and the output
-                        # share one scale. ORT's QLinearConcat can requantise, so there only
-                        # inputs written for the Concat alone share (_ort_concat_sharing):
-                        # DenseNet's feature maps feed every later layer of their block, and one
-                        # scale for all of them would mix ranges across the whole block
-                        uf.union(t, n.output[0])
 
-    anchors: set[str] = set()
-    channel_pad: dict[str, int] = {}
-    if profile == "onnxruntime":
-        # ORT runs pooling on uint8 (QLinearAveragePool, QLinearGlobalAveragePool, MaxPool) only
-        # with a DQ in front of it and a Q behind it
-        for n in g.nodes:
-            if n.name not in kept and n.op_type in POOLS and g.is_activation(n.input[0]):
-                quantise_input(n, 0)
-        _ort_outputs(g, kept, layers, edges, uf)
-        anchors = _ort_concat_sharing(g, kept, layers, uf)
-        channel_pad = _ort_input_channel_pad(g, layers, edges)
+    # ORT runs pooling on uint8 (QLinearAveragePool, QLinearGlobalAveragePool, MaxPool) only
+    # with a DQ in front of it and a Q behind it
+    for n in g.nodes:
+        if n.name not in kept and n.op_type in POOLS and g.is_activation(n.input[0]):
+            quantise_input(n, 0)
+    _ort_outputs(g, kept, layers, edges, uf)
+    anchors = _ort_concat_sharing(g, kept, layers, uf)
+    channel_pad = _ort_input_channel_pad(g, layers, edges)
 
-    # pooling / shape-only ops pass the quantised scale through: quantise their input with the
+    # MaxPool / shape-only ops pass the quantised scale through: quantise their input with the
     # same scale whenever their output is quantised (fixed point: chains of them).
-    passthrough = POOLS if profile == "tensorrt" else ("MaxPool",)
-    passthrough = passthrough + SHAPE_ONLY
+    passthrough = ("MaxPool",) + SHAPE_ONLY
     changed = True
     while changed:
         changed = False
