@@ -213,21 +213,30 @@ _FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def _non_float_tensors(model) -> set[str]:
-    """Tensors whose inferred type is not floating point (Shape -> Gather -> Concat batch sizes in
-    older exporters' heads): a QuantizeLinear on an int64 input would make an invalid graph."""
+    """Tensors annotated with a type that is not floating point (Shape -> Gather -> Concat batch
+    sizes in older exporters' heads): a QuantizeLinear on an int64 input would make an invalid
+    graph. ``prepare_model`` records these types once, so building a plan infers nothing."""
+    g = model.graph
+    return {
+        vi.name
+        for vi in (*g.input, *g.output, *g.value_info)
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type not in (0, *_FLOAT_TYPES)
+    }
+
+
+def _record_integer_types(m) -> None:
+    """Annotate the tensors type inference finds to be non-float, type only (no shape, which a
+    later stage such as the input channel pad may change), so every plan of ``m`` can read them."""
     import onnx
 
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(m)
     except Exception:  # types are a refinement here; a graph inference cannot type keeps every tensor
-        inferred = model
-    g = inferred.graph
-    typed = list(g.input) + list(g.output) + list(g.value_info)
-    return {
-        vi.name
-        for vi in typed
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type not in (0, *_FLOAT_TYPES)
-    }
+        return
+    known = {vi.name for vi in (*m.graph.input, *m.graph.output, *m.graph.value_info)}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info}
+    for name in sorted(_non_float_tensors(inferred) - known):
+        m.graph.value_info.append(onnx.helper.make_tensor_value_info(name, types[name], None))
 
 
 def prepare_model(model):
@@ -249,6 +258,7 @@ def prepare_model(model):
         del m.graph.input[:]
         m.graph.input.extend(kept_inputs)
     _bypass_constant_identities(m)
+    _record_integer_types(m)
     seen: set[str] = set()
     for i, n in enumerate(m.graph.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -382,15 +392,7 @@ def plan_placement(
         return _plan_tensorrt(g, kept, layers)
     edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
     uf = _UnionFind()
-
-    def quantise_input(node, idx: int) -> None:
-        t = node.input[idx]
-        if g.is_activation(t):
-            edges[t].add((node.name, idx))
-            uf.find(t)
-
-    def residual_add(node) -> bool:
-        return node.op_type == "Add" and len(node.input) == 2 and all(g.is_activation(t) for t in node.input)
+    quantise_input = _input_quantiser(g, edges, uf)
 
     # weighted layers: activation input (the weight is handled separately)
     for lay in layers:
@@ -399,7 +401,7 @@ def plan_placement(
     for n in g.nodes:
         if n.name in kept:
             continue
-        if residual_add(n):
+        if _two_activation_add(g, n):
             quantise_input(n, 0)
             quantise_input(n, 1)
         elif n.op_type == "Concat":
@@ -462,7 +464,7 @@ def _ort_outputs(g: _Graph, kept: set[str], layers: list[Layer], edges, uf) -> N
             continue
         if n.name in layer_nodes or n.op_type in ("Concat",) + POOLS:
             ops.append(n)
-        elif n.op_type == "Add" and len(n.input) == 2 and all(g.is_activation(t) for t in n.input):
+        elif _two_activation_add(g, n):
             ops.append(n)
     for n in ops:
         y = n.output[0]
@@ -767,12 +769,7 @@ def _plan_tensorrt(g: _Graph, kept: set[str], layers: list[Layer]) -> QuantPlan:
     """The TensorRT placement (module docstring, rules T1-T6): Q/DQ where TensorRT fuses it."""
     edges: dict[str, set[tuple[str, int]]] = defaultdict(set)
     uf = _UnionFind()
-
-    def quantise_input(node, idx: int) -> None:
-        t = node.input[idx]
-        if g.is_activation(t):
-            edges[t].add((node.name, idx))
-            uf.find(t)
+    quantise_input = _input_quantiser(g, edges, uf)
 
     # T1: every weighted layer's activation input (its weight is handled by apply_plan)
     for lay in layers:
@@ -843,6 +840,18 @@ def _plan_tensorrt(g: _Graph, kept: set[str], layers: list[Layer]) -> QuantPlan:
         groups=groups,
         weight_qdq={lay.weight: (lay.name, lay.weight_axis) for lay in layers},
     )
+
+
+def _input_quantiser(g: _Graph, edges: dict[str, set[tuple[str, int]]], uf: _UnionFind):
+    """``quantise(node, idx)``: put the node's input ``idx`` behind a Q/DQ pair when it is an activation."""
+
+    def quantise(node, idx: int) -> None:
+        t = node.input[idx]
+        if g.is_activation(t):
+            edges[t].add((node.name, idx))
+            uf.find(t)
+
+    return quantise
 
 
 def _two_activation_add(g: _Graph, n) -> bool:
