@@ -36,6 +36,16 @@ class GraphPass(ir.passes.InPlacePass):
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
+def per_channel(arr: np.ndarray, rank: int, channels: int) -> np.ndarray | None:
+    """``arr`` as one value per output channel when it broadcasts over an [N, C, ...] tensor only along C."""
+    if arr.ndim > rank or arr.dtype.kind != "f":
+        return None
+    shape = (1,) * (rank - arr.ndim) + arr.shape
+    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(arr.reshape(-1) if arr.size > 1 else arr.reshape(()), (channels,)).astype(np.float64)
+
+
 def is_op(node: ir.Node | None, op_type: str) -> bool:
     """True for a default-domain node of ``op_type`` (custom domains are never matched)."""
     return node is not None and node.op_type == op_type and node.domain in DEFAULT_DOMAINS

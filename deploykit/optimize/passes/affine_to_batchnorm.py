@@ -17,10 +17,10 @@ from deploykit.optimize.passes._base import (
     const_array,
     is_op,
     node_label,
+    per_channel,
     replace_value,
     single_consumer,
 )
-from deploykit.optimize.passes.fold_affine import _per_channel
 
 
 class AffineToBatchNormPass(GraphPass):
@@ -53,7 +53,7 @@ class AffineToBatchNormPass(GraphPass):
         if add.outputs[0].shape is not None and list(add.outputs[0].shape)[1:] != dims[1:]:
             return
         c = dims[1]
-        scale, shift = _per_channel(s, 4, c), _per_channel(t, 4, c)
+        scale, shift = per_channel(s, 4, c), per_channel(t, 4, c)
         if scale is None or shift is None:
             return
         base = mul.name or "affine"

@@ -16,19 +16,10 @@ from deploykit.optimize.passes._base import (
     const_array,
     is_op,
     node_label,
+    per_channel,
     replace_value,
     single_consumer,
 )
-
-
-def _per_channel(arr: np.ndarray, rank: int, channels: int) -> np.ndarray | None:
-    """``arr`` as one value per output channel when it broadcasts over an [N, C, ...] tensor only along C."""
-    if arr.ndim > rank or arr.dtype.kind != "f":
-        return None
-    shape = (1,) * (rank - arr.ndim) + arr.shape
-    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, channels):
-        return None
-    return np.broadcast_to(arr.reshape(-1) if arr.size > 1 else arr.reshape(()), (channels,)).astype(np.float64)
 
 
 class FoldAffinePass(GraphPass):
@@ -61,7 +52,7 @@ class FoldAffinePass(GraphPass):
             if w is None or value is None or (bias_in is not None and b is None) or rank is None or rank < 3:
                 return
             channels = w.shape[0]
-            per = _per_channel(value, rank, channels)
+            per = per_channel(value, rank, channels)
             if per is None or value.dtype != w.dtype:
                 return
             b64 = np.zeros(channels) if b is None else b.astype(np.float64)
