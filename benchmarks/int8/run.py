@@ -140,7 +140,7 @@ def deploykit_int8(
     plan = plan_placement(model, profile, resolve_keep(model, keep) if keep else (), layout)
     if stats is None:
         stats = collect_stats(model, plan.stat_tensors, iter_arrays(calib, 32))
-    th = calibrate(stats, CalibConfig(method), asymmetric=profile == "onnxruntime")
+    th = calibrate(stats, CalibConfig(method), asymmetric=profile != "tensorrt")
     return apply_plan(model, plan, stats, th), model, stats
 
 

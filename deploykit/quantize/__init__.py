@@ -257,13 +257,17 @@ class QuantizeOptions:
         from deploykit.quantize.placement import check_layout
 
         check_high_precision(self.high_precision_dtype, self.profile)
-        layout = check_layout(self.layout) if self.profile == "onnxruntime" else None
+        from deploykit.quantize.placement import CPU_PROFILES
+
+        layout = check_layout(self.layout) if self.profile in CPU_PROFILES else None
         return self if layout == self.layout else dataclasses.replace(self, layout=layout)
 
     @property
     def out_suffix(self) -> str:
         if self.profile == "onnxruntime":
             return "int8"
+        if self.profile == "openvino":
+            return "int8-ov"
         return "int8-trt-fp16" if self.high_precision_dtype == "fp16" else "int8-trt"
 
 
@@ -683,7 +687,7 @@ def quantize_artifact(
         if report is not None and e.report is not None:
             e.report.write(report)
         raise
-    if speed_check and options.profile == "onnxruntime":  # does INT8 pay here? recorded, said when not
+    if speed_check and options.profile in ("onnxruntime", "openvino"):  # does INT8 pay here? recorded, said when not
         from deploykit.quantize.speed import artifact_batches, check_speed
 
         result.speed = check_speed(

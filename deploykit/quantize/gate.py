@@ -181,7 +181,7 @@ def run_gate(
     """
     from deploykit.progress import task
 
-    thresholds = calibrate(stats, cfg, asymmetric=profile == "onnxruntime")
+    thresholds = calibrate(stats, cfg, asymmetric=profile != "tensorrt")  # uint8 for non-negative tensors
 
     def build(extra: list[str]):
         plan = plan_placement(model, profile, list(keep) + extra, layout)

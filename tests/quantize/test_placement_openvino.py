@@ -1,0 +1,167 @@
+"""The ``openvino`` profile: TensorRT's placement with the types OpenVINO's CPU plugin runs fastest."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploykit.artifact import Artifact
+from deploykit.cli import cli
+from deploykit.quantize.calibrators import CalibConfig, calibrate
+from deploykit.quantize.placement import apply_plan, plan_placement, prepare_model
+from deploykit.quantize.stats import collect_stats, iter_arrays
+
+from .graphs import concat_block, dense_block, downsample_block, nested_concat, residual_block
+from .test_placement import run
+
+GRAPHS = {
+    "residual": (residual_block, "x_res"),
+    "downsample": (downsample_block, "x_res"),
+    "dense": (dense_block, "x_res"),
+    "concat": (concat_block, "x_cat"),
+    "nested": (nested_concat, "x_cat"),
+}
+
+
+def quantise(model, profile, x, layout=None):
+    model = prepare_model(model)
+    plan = plan_placement(model, profile, (), layout)
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x, 8))
+    th = calibrate(stats, CalibConfig("max"), asymmetric=profile != "tensorrt")
+    return model, plan, stats, apply_plan(model, plan, stats, th)
+
+
+@pytest.fixture()
+def x_res(rng):
+    return rng.normal(size=(16, 4, 8, 8)).astype(np.float32)
+
+
+@pytest.fixture()
+def x_cat(rng):
+    return rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_pairs_sit_where_the_tensorrt_profile_puts_them(graph, request):
+    build, xname = GRAPHS[graph]
+    x = request.getfixturevalue(xname)
+    _, trt, _, _ = quantise(build(), "tensorrt", x)
+    _, ov, _, _ = quantise(build(), "openvino", x)
+    assert ov.edges == trt.edges
+    assert {t: ov.groups[t] for t in ov.edges} == {t: trt.groups[t] for t in trt.edges}
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_non_negative_tensors_are_uint8_and_signed_ones_int8_at_zero_point_0(graph, request):
+    build, xname = GRAPHS[graph]
+    x = request.getfixturevalue(xname)
+    _, plan, stats, q = quantise(build(), "openvino", x)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    kinds = set()
+    for n in q.graph.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        t = n.input[1].removesuffix("_scale")
+        zp = inits[n.input[2]]
+        assert int(zp) == 0  # symmetric: no zero-point compensation in the kernels
+        signed = any(stats[m].min < 0 for m in plan.members(t) if m in stats)
+        assert zp.dtype == (np.int8 if signed else np.uint8), t
+        kinds.add(zp.dtype)
+    assert np.dtype(np.int8) in kinds  # the graph input is signed in every graph here
+    if graph in ("residual", "dense", "downsample"):
+        assert np.dtype(np.uint8) in kinds  # post-Relu tensors use all 256 levels
+
+
+def test_weights_are_int8_per_channel_biases_stay_float_and_nothing_is_padded(x_cat):
+    m, plan, _, q = quantise(concat_block(), "openvino", x_cat)  # a 3-channel input: ORT pads it
+    inits = {i.name: i for i in q.graph.initializer}
+    for lay in plan.layers:
+        w = inits[f"{lay.name}.weight_int8"]
+        assert w.data_type == onnx.TensorProto.INT8
+        assert lay.weight not in inits
+        assert f"{lay.name}.weight_scale" in inits and len(inits[f"{lay.name}.weight_scale"].dims) == 1
+        assert f"{lay.name}.bias_int32" not in inits
+    assert not plan.channel_pad
+    assert not any(n.op_type == "Pad" for n in q.graph.node)
+    _, ort_plan, _, _ = quantise(concat_block(), "onnxruntime", x_cat)
+    assert ort_plan.channel_pad  # the contrast: the onnxruntime profile does pad this input
+
+
+def test_relus_before_a_uint8_pair_are_dropped_without_changing_outputs(x_res):
+    model = prepare_model(residual_block())
+    plan = plan_placement(model, "openvino")
+    stats = collect_stats(model, plan.stat_tensors, iter_arrays(x_res, 8))
+    th = calibrate(stats, CalibConfig("max"), asymmetric=True)
+    dropped = apply_plan(model, plan, stats, th)
+    kept = apply_plan(model, plan, stats, th, drop_relus=False)
+    n_relu = sum(n.op_type == "Relu" for n in dropped.graph.node)
+    assert n_relu < sum(n.op_type == "Relu" for n in kept.graph.node)
+    np.testing.assert_array_equal(run(dropped, x_res, "none"), run(kept, x_res, "none"))
+
+
+@pytest.mark.parametrize("layout,wmax", [("vnni", 127), ("avx2", 64)])
+def test_the_cpu_weight_layout_applies(layout, wmax, x_res):
+    _, plan, _, q = quantise(residual_block(), "openvino", x_res, layout=layout)
+    assert plan.layout == layout and plan.summary()["weight_range"] == [-wmax, wmax]
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    for lay in plan.layers:
+        assert np.abs(inits[f"{lay.name}.weight_int8"].astype(int)).max() == wmax
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_runs_in_onnx_runtime_close_to_fp32(graph, request):
+    build, xname = GRAPHS[graph]
+    x = request.getfixturevalue(xname)
+    m, _, _, q = quantise(build(), "openvino", x)
+    onnx.checker.check_model(q)
+    ref = run(m, x)
+    for level in ("none", "all"):
+        rel = np.linalg.norm(run(q, x, level) - ref) / np.linalg.norm(ref)
+        assert 0 < rel < 0.05, (graph, level, rel)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_openvino_runs_it_like_the_onnx_reference(graph, request):
+    pytest.importorskip("openvino")
+    from deploykit.openvino_io import ov_compile
+
+    build, xname = GRAPHS[graph]
+    x = request.getfixturevalue(xname)
+    m, _, _, q = quantise(build(), "openvino", x)
+    ref = run(m, x)
+    out = ov_compile(q, precision="f32", threads=1)({0: x})[0]
+    rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
+    assert 0 < rel < 0.05, (graph, rel)
+
+
+def test_quantize_command_writes_an_openvino_artifact(fp32_artifact, tmp_path):
+    out = tmp_path / "q"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "quantize",
+            str(fp32_artifact.path),
+            "--calib",
+            "fashion-mnist:train[:64]",
+            "--val",
+            "fashion-mnist:test[:300]",
+            "--method",
+            "max",
+            "--profile",
+            "openvino",
+            "--out",
+            str(out),
+            "--num-images",
+            "64",
+            "--no-speed-check",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    art = Artifact.load(out)
+    stage = art.manifest.stages[-1]
+    params = stage["params"] if isinstance(stage, dict) else stage.params
+    assert art.manifest.precision == "int8"
+    assert params["profile"] == "openvino" and params["layout"] in ("vnni", "avx2")
+    assert not (out / "calibration.cache").exists()  # TensorRT's implicit-calibration file only
