@@ -105,8 +105,11 @@ def main() -> None:
             return np.concatenate([np.argmax(s.run(None, {"input": x})[0], 1) for x in xs])
 
         def ov_pred(path, xs=xs):
-            c = ov_compile(path, precision="f32", threads=threads)
-            return np.concatenate([np.argmax(c({0: x})[0], 1) for x in xs])
+            # static compiles, one per batch size fed (the last batch may be short), as deployed
+            compiled: dict[int, Any] = {}
+            for n in sorted({x.shape[0] for x in xs}):
+                compiled[n] = ov_compile(path, precision="f32", threads=threads, batch=n)
+            return np.concatenate([np.argmax(compiled[x.shape[0]]({0: x})[0], 1) for x in xs])
 
         preds = {
             "ort_fp32": ort_pred(fp32),

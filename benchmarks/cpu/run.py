@@ -13,8 +13,9 @@ For each headline model (seeded weights, 1000 classes; speed does not depend on 
 Timing is what deploys: one session / compiled model alive at a time, built the way the runtime
 builds it (ORT: ``deploykit.onnx_io.ort_session``, intra-op threads = usable cores, spinning on;
 OpenVINO: ``deploykit.openvino_io.ov_compile``, LATENCY hint, threads = usable cores, explicit
-precision), fresh-session blocks with the variant order alternating block by block. Each figure is
-the median over blocks of the per-block median; ratios vs ORT FP32 are taken within each block.
+precision, compiled for the static batch it is fed, as the runner and Predictor compile),
+fresh-session blocks with the variant order alternating block by block. Each figure is the median
+over blocks of the per-block median; ratios vs ORT FP32 are taken within each block.
 
 Results: ``benchmarks/cpu/results-<machine>.{json,md}``, written after every model.
 """
@@ -107,7 +108,8 @@ def time_one(runtime: str, path: Path, precision: str | None, x: np.ndarray, n: 
     else:
         from deploykit.openvino_io import compiled_config, ov_compile
 
-        sess = ov_compile(path, precision=precision, threads=threads, hint="LATENCY")
+        # a static compile at the batch fed (an IR is reshaped, an ONNX file converted at that shape)
+        sess = ov_compile(path, precision=precision, threads=threads, hint="LATENCY", batch=x.shape[0])
         req = sess.create_infer_request()
         call = lambda: req.infer({0: x})  # noqa: E731
         config = {"runtime": "openvino", **compiled_config(sess)}

@@ -4,6 +4,11 @@
 offered only where the CPU computes it natively. An INT8 Q/DQ file runs its quantised layers in
 INT8 either way. The compiled configuration (hint, threads, streams, precision read back from
 OpenVINO) is part of :meth:`describe`, so every bench figure records it.
+
+Each batch size fed runs in its own static compile (:func:`deploykit.openvino_io.ov_compile` with
+``batch``; 2x faster than a dynamic-batch compile on an INT8 DenseNet-121), compiled on the first
+call at that batch and kept in a small cache. The bench's untimed warm-up call is that first call,
+so a compile is never timed; it shows in the reported first-inference time instead.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ _OV_DTYPES.update({"u8": np.uint8, "i8": np.int8, "boolean": np.bool_})
 
 
 class OpenVINORunner(Runner):
-    """Run an ONNX (or OpenVINO IR) file, or an in-memory ModelProto, in one OpenVINO compiled model."""
+    """Run an ONNX (or OpenVINO IR) file, or an in-memory ModelProto, in OpenVINO: one static compile per batch fed."""
 
     def __init__(
         self,
@@ -59,48 +64,67 @@ class OpenVINORunner(Runner):
         super().__init__(f"openvino[{label},{self.inference_precision}]", "cpu")
         self.threads = threads
         self.hint = hint
-        self.compiled: Any = None
-        self._request: Any = None
-        self._config: dict[str, Any] = {}
+        self.compiled: Any = None  # the compiled model of the latest call's batch
+        self._cache: Any = None
+        self._inputs: dict[str, tuple[np.dtype, Shape]] = {}
+        self._outputs: list[str] = []
 
     def _activate(self) -> None:
-        from deploykit.openvino_io import compiled_config, ov_compile
+        from deploykit.openvino_io import CompiledByBatch, ov_compile, ov_read
 
         src = self.path if self.path is not None else self._model_bytes
-        self.compiled = ov_compile(
-            src, precision=self.inference_precision, threads=self.threads, hint=self.hint, where=self.name
-        )
-        self._request = self.compiled.create_infer_request()
-        self._config = compiled_config(self.compiled)
-
-    def _deactivate(self) -> None:
-        self._request = self.compiled = None
-
-    def _input_metadata(self) -> dict[str, tuple[np.dtype, Shape]]:
-        out = {}
-        for port in self.compiled.inputs:
+        # names, types and declared shapes from the model read but not compiled: compiling waits for
+        # the first call, at the batch it feeds
+        declared = ov_read(src, where=self.name)
+        self._inputs = {}
+        for port in declared.inputs:
             et = port.get_element_type().get_type_name()
             dtype = np.dtype(_OV_DTYPES.get(et, np.float32))
             dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-            out[port.get_any_name()] = (dtype, dims)
-        return out
+            self._inputs[port.get_any_name()] = (dtype, dims)
+        self._outputs = [port.get_any_name() for port in declared.outputs]
+        del declared
+
+        def compile_for(batch: int) -> Any:
+            return ov_compile(
+                src,
+                precision=self.inference_precision,
+                threads=self.threads,
+                hint=self.hint,
+                where=self.name,
+                batch=batch,
+            )
+
+        self._cache = CompiledByBatch(compile_for)
+
+    def _deactivate(self) -> None:
+        self.compiled = self._cache = None
+
+    def _input_metadata(self) -> dict[str, tuple[np.dtype, Shape]]:
+        return dict(self._inputs)
 
     def _output_names(self) -> list[str]:
-        return [port.get_any_name() for port in self.compiled.outputs]
+        return list(self._outputs)
 
     def _options(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "inference_precision": self.inference_precision,
             "hint": self.hint,
             "threads": self.threads,
-            **({"compiled": self._config} if self._config else {}),
+            "static_batch": True,  # compiled for each batch fed (deploykit.openvino_io.ov_compile)
         }
+        if self._cache is not None and self._cache.config:
+            out["compiled"] = self._cache.config
+            out["compiled_input_shapes"] = {str(b): s for b, s in self._cache.shapes.items()}
+        return out
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         meta = self._input_metadata()
         ready = {n: check_feed(n, feeds[n], *meta[n], self.name) for n in meta}
+        batch = next(iter(ready.values())).shape[0] if ready else 1
+        self.compiled, request = self._cache.get(int(batch))
         try:
-            result = self._request.infer(ready)
+            result = request.infer(ready)
         except Exception as e:
             from deploykit.onnx_io import first_line
 

@@ -139,3 +139,76 @@ def test_bench_record_keeps_the_inference_precision(tmp_path):
     ((label, runner),) = latency["runners"].items()
     assert runner == {"backend": "openvino", "precision": "fp32", "inference_precision": "f32"}
     assert label in latency["runs"]
+
+
+def _count_compiles(monkeypatch, events: list) -> None:
+    import deploykit.openvino_io as ovio
+
+    real = ovio.ov_compile
+
+    def counting(*args, **kwargs):
+        events.append(("compile", kwargs.get("batch")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ovio, "ov_compile", counting)
+
+
+def test_each_batch_fed_runs_a_static_compile_made_on_its_first_call(tmp_path, monkeypatch):
+    from deploykit.openvino_io import ov_compile
+
+    events: list = []
+    _count_compiles(monkeypatch, events)
+    path = tiny_onnx(tmp_path / "m.onnx")
+    with make_runner(path, backend="openvino") as r:
+        # names, types and the declared (dynamic) shape before anything is compiled
+        assert r.input_metadata() == {"input": (np.dtype(np.float32), (None, 3, SIZE, SIZE))}
+        assert r.output_names == ["logits"]
+        assert r.describe()["static_batch"] is True and "compiled" not in r.describe()
+        assert events == []
+        x = _x(4)
+        out = r.infer({"input": x})["logits"]
+        assert events == [("compile", 4)]
+        assert r.compiled.inputs[0].get_partial_shape().is_static
+        info = r.describe()
+    assert info["compiled"]["input_shape"] == [4, 3, SIZE, SIZE]
+    assert info["compiled_input_shapes"] == {"4": [4, 3, SIZE, SIZE]}
+    dynamic = np.array(ov_compile(path, threads=usable_cores()).create_infer_request().infer({0: x})[0])
+    np.testing.assert_allclose(out, dynamic, rtol=1e-5, atol=1e-5)
+    assert check_gate(compare_outputs(_ort(path, x), out), "fp32") == []
+
+
+def test_the_runner_keeps_four_compiles_least_recently_used_dropped(tmp_path, monkeypatch):
+    events: list = []
+    _count_compiles(monkeypatch, events)
+    with make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="openvino") as r:
+        outs = {b: r.infer({"input": _x(b)})["logits"] for b in (1, 2, 3, 4, 5)}
+        assert r._cache.batches == [2, 3, 4, 5]
+        again = r.infer({"input": _x(1)})["logits"]  # evicted: compiled again, same numbers
+        assert r._cache.batches == [3, 4, 5, 1]
+        r.infer({"input": _x(5)})  # cached: no compile
+        assert [b for _, b in events] == [1, 2, 3, 4, 5, 1]
+        assert set(r.describe()["compiled_input_shapes"]) == {"1", "2", "3", "4", "5"}
+    np.testing.assert_array_equal(again, outs[1])
+
+
+def test_bench_compiles_in_the_untimed_warm_up_only(tmp_path, monkeypatch):
+    import deploykit.harness.bench as bench
+
+    events: list = []
+    _count_compiles(monkeypatch, events)
+    real_warm_up = bench._warm_up
+
+    def marked(runner, feeds, warmup):
+        events.append(("warm-up", None))
+        try:
+            return real_warm_up(runner, feeds, warmup)
+        finally:
+            events.append(("timed", None))
+
+    monkeypatch.setattr(bench, "_warm_up", marked)
+    runner = make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="openvino")
+    with runner:
+        bench.benchmark(runner, batch_sizes=[1, 2], warmup=0, iters=3)
+    kinds = [k for k, _ in events]
+    assert kinds == ["warm-up", "compile", "timed", "warm-up", "compile", "timed"]
+    assert [b for k, b in events if k == "compile"] == [1, 2]

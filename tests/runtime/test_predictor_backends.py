@@ -107,3 +107,43 @@ def test_predict_cli_backend(tmp_path, fmnist_artifact, fmnist_images):
     )
     assert res.exit_code == 0, res.output
     assert "backend: openvino (named by the caller)" in res.output
+
+
+@needs_ov
+def test_openvino_predictor_runs_a_static_compile_per_batch(tmp_path, monkeypatch):
+    import deploykit.openvino_io as ovio
+
+    compiled_for: list = []
+    real = ovio.ov_compile
+    monkeypatch.setattr(ovio, "ov_compile", lambda *a, **k: compiled_for.append(k.get("batch")) or real(*a, **k))
+    art = tiny_artifact(tmp_path / "art")  # dynamic batch 1..8, opt 1
+    x = _x(4)
+    with Predictor.from_artifact(art.path, backend="openvino") as p:
+        assert compiled_for == [1]  # the opt batch, at construction
+        one = p.infer(x[:1])
+        three = p.infer(x[1:])
+        assert compiled_for == [1, 3]
+        assert p.runtime_config["static_batch"] is True
+        assert p.runtime_config["input_shape"] == [3, 3, SIZE, SIZE]
+        assert p.runtime_config["compiled_input_shapes"] == {"1": [1, 3, SIZE, SIZE], "3": [3, 3, SIZE, SIZE]}
+        p.infer(x[:1])
+        assert compiled_for == [1, 3]  # cached
+    want = ort_session(art.main_path).run(None, {"input": x})[0]
+    assert check_gate(compare_outputs(want, np.concatenate([one, three])), "fp32") == []
+
+
+@needs_ov
+def test_a_fixed_batch_artifact_compiles_once(tmp_path, monkeypatch):
+    import deploykit.openvino_io as ovio
+
+    compiled_for: list = []
+    real = ovio.ov_compile
+    monkeypatch.setattr(ovio, "ov_compile", lambda *a, **k: compiled_for.append(k.get("batch")) or real(*a, **k))
+    art = tiny_artifact(tmp_path / "art", dynamic=False, batch=2)
+    with Predictor.from_artifact(art.path, backend="openvino") as p:
+        got = p.logits(_x(5))  # 2 + 2 + 1 padded to 2
+        assert p.runtime_config["input_shape"] == [2, 3, SIZE, SIZE]
+    assert compiled_for == [2]
+    session = ort_session(art.main_path)
+    want = np.concatenate([session.run(None, {"input": _x(5)[i : i + 2]})[0] for i in (0, 2)])
+    assert check_gate(compare_outputs(want, got[:4]), "fp32") == []
