@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ PRECISIONS = ("f32", "bf16")
 # requests, which only pays with several requests in flight.
 HINTS = ("LATENCY", "THROUGHPUT")
 DEVICE = "CPU"
-# Static compiles kept per runner / Predictor (one per batch size fed); the least recently used goes.
+# Static compiles per runner / Predictor (one per batch size fed); further sizes share one dynamic compile.
 MAX_COMPILED = 4
 
 
@@ -78,6 +77,7 @@ def ov_compile(
     hint: str = "LATENCY",
     where: str | None = None,
     batch: int | None = None,
+    properties: dict[str, Any] | None = None,
 ) -> Any:
     """An ``openvino.CompiledModel`` on the CPU from an ONNX/IR path, ONNX bytes or an onnx.ModelProto.
 
@@ -89,13 +89,18 @@ def ov_compile(
     11.49 vs 11.21 ms. An ONNX source gets the shape at conversion (``convert_model(input=...)``):
     ``read_model`` then ``reshape`` then ``compile_model`` segfaults on a Q/DQ DenseNet-121 (OpenVINO
     2026.4), so that path is used for an IR (.xml) only, where it is fine. ``batch=None`` compiles
-    the model as declared (a dynamic batch stays dynamic).
+    the model as declared (a dynamic batch stays dynamic). ``properties``: further compile
+    properties (``PERF_COUNT`` for per-node counters), never the precision, hint or threads.
 
     A model OpenVINO cannot read or compile is a one-line DeployKitError naming ``where``.
     """
     ov = import_openvino()
     precision = check_precision(precision, where or "openvino")
     config = ov_config(precision, threads, hint)
+    clash = set(properties or {}) & set(config)
+    if clash:
+        raise DeployKitError(f"{where or 'openvino'}: {', '.join(sorted(clash))} are set by deploykit, not as properties")
+    config.update(properties or {})
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise DeployKitError(f"{where or 'openvino'}: batch must be a positive integer, got {batch!r}")
     core = ov.Core()
@@ -209,42 +214,53 @@ def _onnx_declared_inputs(model: Any, where: str) -> list[tuple[str, list[int | 
 class CompiledByBatch:
     """Static compiles of one model, one per batch size fed, each with its infer request.
 
-    Compiled lazily on the first call at a new batch (a bench warm-up call, never a timed one);
-    beyond ``size`` batch sizes the least recently used is dropped. Not thread-safe: callers that
-    share one (the Predictor) hold their own lock.
+    Compiled lazily on the first call at a new batch (a bench warm-up call, never a timed one).
+    The first ``size`` batch sizes each get a static compile; any further size runs on one
+    dynamic-batch compile, made once and kept. Nothing is ever evicted: a server fed many batch
+    sizes would otherwise recompile (seconds for a DenseNet) in the middle of a request. Not
+    thread-safe: callers that share one (the Predictor) hold their own lock.
     """
 
-    def __init__(self, compile_for: Callable[[int], Any], size: int = MAX_COMPILED) -> None:
+    def __init__(self, compile_for: Callable[[int | None], Any], size: int = MAX_COMPILED) -> None:
         if size < 1:
             raise DeployKitError(f"compiled-model cache size must be at least 1, got {size}")
-        self._compile_for = compile_for
+        self._compile_for = compile_for  # batch -> static compile; None -> the dynamic-batch compile
         self.size = size
-        self._entries: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
-        #: compiled_config() of the latest compile, and every batch -> input shape compiled so far
+        self._entries: dict[int, tuple[Any, Any]] = {}
+        self._dynamic: tuple[Any, Any] | None = None
+        #: compiled_config() of the latest compile, and every batch -> input shape it runs on
         self.config: dict[str, Any] = {}
         self.shapes: dict[int, Any] = {}
 
     def get(self, batch: int) -> tuple[Any, Any]:
         """(compiled model, infer request) for ``batch``, compiling it now if it is not cached."""
         if batch in self._entries:
-            self._entries.move_to_end(batch)
             return self._entries[batch]
-        compiled = self._compile_for(batch)
-        entry = (compiled, compiled.create_infer_request())
-        self._entries[batch] = entry
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        self.config = compiled_config(compiled)
+        if len(self._entries) < self.size:
+            compiled = self._compile_for(batch)
+            entry = self._entries[batch] = (compiled, compiled.create_infer_request())
+        else:
+            if self._dynamic is None:
+                compiled = self._compile_for(None)
+                self._dynamic = (compiled, compiled.create_infer_request())
+            entry = self._dynamic
+        self.config = compiled_config(entry[0])
         self.shapes[batch] = self.config.get("input_shape")
         return entry
 
     @property
     def batches(self) -> list[int]:
-        """Batch sizes held now, least recently used first."""
+        """Batch sizes with a static compile, in the order they were first fed."""
         return list(self._entries)
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the dynamic-batch compile exists (more than ``size`` batch sizes were fed)."""
+        return self._dynamic is not None
 
     def clear(self) -> None:
         self._entries.clear()
+        self._dynamic = None
 
 
 def compiled_config(compiled: Any) -> dict[str, Any]:

@@ -98,23 +98,39 @@ def test_static_input_shapes():
         static_input_shapes([("a", [])], 1)
 
 
-def test_the_cache_keeps_four_batches_and_drops_the_least_recently_used(tmp_path):
+def test_the_cache_compiles_four_batches_static_and_the_rest_on_one_dynamic_compile(tmp_path):
     path = tiny_onnx(tmp_path / "m.onnx")
-    compiled_for: list[int] = []
+    compiled_for: list[int | None] = []
 
-    def compile_for(batch: int):
+    def compile_for(batch: int | None):
         compiled_for.append(batch)
         return ov_compile(path, threads=1, batch=batch)
 
     cache = CompiledByBatch(compile_for)
-    for b in (1, 2, 3, 4):
+    for b in (1, 2, 3, 4, 1):
         cache.get(b)
-    cache.get(1)  # used again: now the most recent
-    cache.get(5)  # a fifth batch: 2 goes
-    assert cache.batches == [3, 4, 1, 5]
-    assert compiled_for == [1, 2, 3, 4, 5]
-    compiled, request = cache.get(2)  # compiled again
-    assert compiled_for[-1] == 2 and cache.batches == [4, 1, 5, 2]
-    assert cache.config["input_shape"] == [2, 3, SIZE, SIZE]
-    assert cache.shapes[5] == [5, 3, SIZE, SIZE]
-    assert np.array(request.infer({0: _x(2)})[0]).shape == (2, CLASSES)
+    assert compiled_for == [1, 2, 3, 4] and not cache.dynamic
+    assert cache.config["input_shape"] == [4, 3, SIZE, SIZE] or cache.shapes[4] == [4, 3, SIZE, SIZE]
+    _, request = cache.get(5)  # a fifth size: the one dynamic compile, nothing evicted
+    cache.get(6)
+    cache.get(2)
+    assert compiled_for == [1, 2, 3, 4, None] and cache.dynamic
+    assert cache.batches == [1, 2, 3, 4]
+    assert cache.shapes[2] == [2, 3, SIZE, SIZE]
+    assert isinstance(cache.shapes[5], str) and "?" in cache.shapes[5]
+    assert np.array(request.infer({0: _x(5)})[0]).shape == (5, CLASSES)
+    static = np.array(cache.get(1)[1].infer({0: _x(1)})[0])
+    dynamic = np.array(request.infer({0: _x(1)})[0])
+    np.testing.assert_allclose(static, dynamic, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_properties_pass_through_but_never_override_deploykit_settings(tmp_path):
+    path = tiny_onnx(tmp_path / "m.onnx")
+    compiled = ov_compile(path, threads=1, batch=1, properties={"PERF_COUNT": True})
+    req = compiled.create_infer_request()
+    req.infer({0: _x(1)})
+    assert req.profiling_info  # per-node counters are on
+    with pytest.raises(DeployKitError, match="INFERENCE_PRECISION_HINT are set by deploykit"):
+        ov_compile(path, properties={"INFERENCE_PRECISION_HINT": "bf16"})
+
+

@@ -177,18 +177,18 @@ def test_each_batch_fed_runs_a_static_compile_made_on_its_first_call(tmp_path, m
     assert check_gate(compare_outputs(_ort(path, x), out), "fp32") == []
 
 
-def test_the_runner_keeps_four_compiles_least_recently_used_dropped(tmp_path, monkeypatch):
+def test_the_runner_compiles_four_sizes_static_and_shares_one_dynamic_compile_beyond(tmp_path, monkeypatch):
     events: list = []
     _count_compiles(monkeypatch, events)
     with make_runner(tiny_onnx(tmp_path / "m.onnx"), backend="openvino") as r:
-        outs = {b: r.infer({"input": _x(b)})["logits"] for b in (1, 2, 3, 4, 5)}
-        assert r._cache.batches == [2, 3, 4, 5]
-        again = r.infer({"input": _x(1)})["logits"]  # evicted: compiled again, same numbers
-        assert r._cache.batches == [3, 4, 5, 1]
-        r.infer({"input": _x(5)})  # cached: no compile
-        assert [b for _, b in events] == [1, 2, 3, 4, 5, 1]
-        assert set(r.describe()["compiled_input_shapes"]) == {"1", "2", "3", "4", "5"}
+        outs = {b: r.infer({"input": _x(b)})["logits"] for b in (1, 2, 3, 4, 5, 6)}
+        again = r.infer({"input": _x(1)})["logits"]  # still its static compile: no recompile
+        assert r._cache.batches == [1, 2, 3, 4] and r._cache.dynamic
+        assert [b for _, b in events] == [1, 2, 3, 4, None]  # sizes 5 and 6 share the dynamic one
+        shapes = r.describe()["compiled_input_shapes"]
+        assert set(shapes) == {"1", "2", "3", "4", "5", "6"} and "?" in str(shapes["6"])
     np.testing.assert_array_equal(again, outs[1])
+    assert outs[6].shape[0] == 6
 
 
 def test_bench_compiles_in_the_untimed_warm_up_only(tmp_path, monkeypatch):

@@ -188,3 +188,28 @@ def dense_block(seed: int = 0):
         "by": np.zeros(6, np.float32),
     }
     return build(text, w)
+
+
+def stem_block(seed: int = 0):
+    """ResNet's stem and first readers: conv-relu -> maxpool -> two convs (main and shortcut)."""
+    rng = np.random.default_rng(seed)
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    stem (float[N, 4, 8, 8] x) => (float[N, 12, 4, 4] y) {
+        c0 = Conv <pads = [1, 1, 1, 1]> (x, w0, b0)
+        r0 = Relu (c0)
+        p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (r0)
+        c1 = Conv <pads = [1, 1, 1, 1]> (p, w1, b1)
+        c2 = Conv (p, w2, b2)
+        y = Concat <axis = 1> (c1, c2)
+    }
+    """
+    w = {
+        "w0": _conv_w(rng, 8, 4),
+        "b0": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w1": _conv_w(rng, 8, 8),
+        "b1": rng.normal(size=8).astype(np.float32) * 0.1,
+        "w2": _conv_w(rng, 4, 8, 1),
+        "b2": rng.normal(size=4).astype(np.float32) * 0.1,
+    }
+    return build(text, w)

@@ -13,8 +13,8 @@ from deploykit.quantize.calibrators import CalibConfig, calibrate
 from deploykit.quantize.placement import apply_plan, plan_placement, prepare_model
 from deploykit.quantize.stats import collect_stats, iter_arrays
 
-from .graphs import concat_block, dense_block, downsample_block, nested_concat, residual_block
-from .test_placement import run
+from .graphs import concat_block, dense_block, downsample_block, nested_concat, residual_block, stem_block
+from .test_placement import dq_fed, run
 
 GRAPHS = {
     "residual": (residual_block, "x_res"),
@@ -22,6 +22,7 @@ GRAPHS = {
     "dense": (dense_block, "x_res"),
     "concat": (concat_block, "x_cat"),
     "nested": (nested_concat, "x_cat"),
+    "stem": (stem_block, "x_res"),
 }
 
 
@@ -43,7 +44,7 @@ def x_cat(rng):
     return rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
 
 
-@pytest.mark.parametrize("graph", sorted(GRAPHS))
+@pytest.mark.parametrize("graph", ["concat", "dense", "nested"])
 def test_pairs_sit_where_the_tensorrt_profile_puts_them(graph, request):
     build, xname = GRAPHS[graph]
     x = request.getfixturevalue(xname)
@@ -51,6 +52,36 @@ def test_pairs_sit_where_the_tensorrt_profile_puts_them(graph, request):
     _, ov, _, _ = quantise(build(), "openvino", x)
     assert ov.edges == trt.edges
     assert {t: ov.groups[t] for t in ov.edges} == {t: trt.groups[t] for t in trt.edges}
+
+
+@pytest.mark.parametrize("graph,add", [("residual", "Add_5"), ("downsample", "Add_6")])
+def test_a_residual_add_reads_both_inputs_in_int8(graph, add, x_res):
+    build, _ = GRAPHS[graph]
+    *_, trt = quantise(build(), "tensorrt", x_res)
+    *_, ov = quantise(build(), "openvino", x_res)
+    assert sorted(dq_fed(trt, add)) == [False, True]  # TensorRT fuses the conv branch unquantised
+    assert dq_fed(ov, add) == [True, True]
+
+
+def test_a_max_pool_takes_its_pair_on_its_input_and_runs_in_int8(x_res):
+    _, trt, _, _ = quantise(stem_block(), "tensorrt", x_res)
+    _, ov, _, q = quantise(stem_block(), "openvino", x_res)
+    assert "p" in trt.edges and "r0" not in trt.edges  # TensorRT: behind the pool
+    assert "p" not in ov.edges and any(node.startswith("MaxPool") for node, _ in ov.edges["r0"])
+    pytest.importorskip("openvino")
+    from deploykit.openvino_io import ov_compile
+
+    def pool_precisions(model) -> list[str]:
+        runtime = ov_compile(model, threads=1, batch=2).get_runtime_model()
+        return [
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in runtime.get_ordered_ops()
+            if op.get_rt_info()["layerType"].astype(str) in ("Pooling", "MaxPool")
+        ]
+
+    assert pool_precisions(q) == ["u8"]
+    *_, trt_q = quantise(stem_block(), "tensorrt", x_res)
+    assert pool_precisions(trt_q) == ["f32"]  # the pair behind the pool leaves it in float here
 
 
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
