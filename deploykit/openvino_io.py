@@ -99,7 +99,8 @@ def ov_compile(
     config = ov_config(precision, threads, hint)
     clash = set(properties or {}) & set(config)
     if clash:
-        raise DeployKitError(f"{where or 'openvino'}: {', '.join(sorted(clash))} are set by deploykit, not as properties")
+        names = ", ".join(sorted(clash))
+        raise DeployKitError(f"{where or 'openvino'}: {names} are set by deploykit, not as properties")
     config.update(properties or {})
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise DeployKitError(f"{where or 'openvino'}: batch must be a positive integer, got {batch!r}")

@@ -132,5 +132,3 @@ def test_compile_properties_pass_through_but_never_override_deploykit_settings(t
     assert req.profiling_info  # per-node counters are on
     with pytest.raises(DeployKitError, match="INFERENCE_PRECISION_HINT are set by deploykit"):
         ov_compile(path, properties={"INFERENCE_PRECISION_HINT": "bf16"})
-
-

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Top-1 of each INT8 path of benchmarks/cpu on a labelled set: deploykit, quantize_static, NNCF.
+"""Top-1 of each INT8 path of benchmarks/cpu on a labelled set: deploykit (both CPU profiles), quantize_static, NNCF.
 
 Seeded weights at 224 give meaningless top-1, so this scores trained Fashion-MNIST checkpoints
 (``<ckpt-dir>/<model>.safetensors``, e.g. the short checkpoints of benchmarks/int8_trt) at their
 own input size. Calibration: ``fashion-mnist:train[::235]`` (256 images spread over the train
-split), the same array for all three INT8 paths; scoring: the first ``--limit`` test images.
+split), the same array for every INT8 path; scoring: the first ``--limit`` test images.
 deploykit's file is scored in both runtimes (ORT and OpenVINO f32), quantize_static's in ORT and
 NNCF's IR in OpenVINO (f32 for float layers), next to the FP32 file in ORT.
 
@@ -90,6 +90,8 @@ def main() -> None:
         np.save(tmp / "calib.npy", calib)
         q, _, _ = int8bench.deploykit_int8(fp32, calib, "entropy")
         dk = int8bench.save(q, tmp / f"{name}-dk.onnx")
+        q, _, _ = int8bench.deploykit_int8(fp32, calib, "entropy", profile="openvino")
+        dk_ov = int8bench.save(q, tmp / f"{name}-dk_ov.onnx")
         qs = int8bench.ort_quantize_static(fp32, calib, tmp / f"{name}-qs.onnx")
         nncf_xml = tmp / f"{name}-nncf.xml"
         subprocess.run(
@@ -115,7 +117,10 @@ def main() -> None:
             "ort_fp32": ort_pred(fp32),
             "ort_dk_int8": ort_pred(dk),
             "ov_dk_int8": ov_pred(dk),
+            "ort_dk_ov_int8": ort_pred(dk_ov),
+            "ov_dk_ov_int8": ov_pred(dk_ov),
             "ort_qs_int8": ort_pred(qs),
+            "ov_qs_int8": ov_pred(qs),
             "ov_nncf_int8": ov_pred(nncf_xml),
         }
         doc["models"][name] = {
@@ -131,18 +136,18 @@ def main() -> None:
         f"# INT8 top-1 per path: {slug}",
         "",
         f"Trained Fashion-MNIST checkpoints at their own input size; calibration {CALIB} (same images for "
-        f"all three INT8 paths); scored on {doc['validation']}. Command: `PYTHONPATH=. python "
+        f"every INT8 path); scored on {doc['validation']}. Command: `PYTHONPATH=. python "
         f"benchmarks/cpu/accuracy.py {' '.join(sys.argv[1:])}`.",
         "",
-        "| model | input | ORT FP32 | ORT deploykit INT8 | OpenVINO deploykit INT8 | ORT quantize_static | "
-        "OpenVINO NNCF INT8 |",
+        "| model | input | ORT FP32 | deploykit onnxruntime profile: ORT / OpenVINO | deploykit openvino profile: "
+        "ORT / OpenVINO | quantize_static: ORT / OpenVINO | NNCF: OpenVINO |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in doc["models"].items():
         t = r["top1"]
-        cells = " | ".join(
-            f"{t[k]:.2%}" for k in ("ort_fp32", "ort_dk_int8", "ov_dk_int8", "ort_qs_int8", "ov_nncf_int8")
-        )
+        pairs = [("ort_fp32",), ("ort_dk_int8", "ov_dk_int8"), ("ort_dk_ov_int8", "ov_dk_ov_int8")]
+        pairs += [("ort_qs_int8", "ov_qs_int8"), ("ov_nncf_int8",)]
+        cells = " | ".join(" / ".join(f"{t[k]:.2%}" if k in t else "n/a" for k in ks) for ks in pairs)
         lines.append(f"| {name} | {'x'.join(map(str, r['input']))} | {cells} |")
     ckpts = ", ".join(r["checkpoint"] for r in doc["models"].values())
     lines += ["", f"Checkpoints: {ckpts} (see the README there)."]

@@ -236,7 +236,8 @@ def main() -> None:
     for k in keys:
         lines.append(
             f"| {k} | {med(k, 'wall_ms'):.2f} | {med(k, 'conv_ms'):.2f} | {med(k, 'other_ms'):.2f} | "
-            f"{med(k, 'gmac_per_s'):.0f} | {base_conv / med(k, 'conv_ms'):.2f}x | {base_wall / med(k, 'wall_ms'):.2f}x |"
+            f"{med(k, 'gmac_per_s'):.0f} | {base_conv / med(k, 'conv_ms'):.2f}x | "
+            f"{base_wall / med(k, 'wall_ms'):.2f}x |"
         )
     lines += ["", "Per stage (conv output size): ms in convolutions, and INT8 speed-up over ORT FP32 there.", ""]
     stages = list(rounds[0]["ort_fp32"]["by_stage"])

@@ -200,10 +200,11 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append("")
     lines += [
         "Variants: ort_* run in ONNX Runtime, ov_* in OpenVINO. fp32 = the exported file; dk_int8 = "
-        "deploykit's onnxruntime-profile Q/DQ file; dk_ov_int8 = deploykit's openvino-profile Q/DQ file; qs_int8 = ORT quantize_static (QDQ, u8/s8 per channel, "
-        "MinMax); nncf_int8 = NNCF quantize() (default preset) to OpenVINO IR. All three INT8 paths calibrate "
-        "on the same images (fixed-seed smooth synthetic images, ImageNet-normalised). Weights are seeded "
-        "(not trained): top-1 accuracy is not measured here.",
+        "deploykit's onnxruntime-profile Q/DQ file; dk_ov_int8 = deploykit's openvino-profile Q/DQ file; "
+        "qs_int8 = ORT quantize_static (QDQ, u8/s8 per channel, MinMax); nncf_int8 = NNCF quantize() (default "
+        "preset) to OpenVINO IR. Every INT8 path calibrates on the same images (fixed-seed smooth synthetic "
+        "images, ImageNet-normalised). OpenVINO compiles each file for the static batch it runs. Weights are "
+        "seeded (not trained): top-1 is in accuracy-<machine>.md (trained checkpoints).",
         "",
     ]
     return "\n".join(lines)

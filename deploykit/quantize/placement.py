@@ -73,16 +73,18 @@ Three profiles:
     same patterns, a Concat whose inputs share one scale is a copy) with two changes, both NNCF's
     placement for OpenVINO: O2, a residual Add quantises both inputs (the sum still fuses into the
     conv, and the identity is read as uint8 instead of a float copy); O4, a MaxPool takes its pair
-    on its input, not its output (the pool then runs in INT8). Activations are symmetric at zero point 0, uint8 over [0, amax]
-    where the tensor (every member of its scale group) is non-negative in calibration, int8 over
-    [-amax, amax] where it is not: the types NNCF gives OpenVINO, with no zero-point compensation
-    in the INT8 kernels. Weights are int8 initializers per output channel (the CPU layout below),
-    biases stay float, no channel padding, redundant Relus dropped. Measured on Zen 4 (2 cores,
-    224x224, batch 1, static shape): the onnxruntime profile's per-input Concat scales cost
-    DenseNet-121 a requantisation of every feature map in every dense layer in OpenVINO (13.3 ms
-    against NNCF's 11.5 ms); this placement runs level with NNCF (benchmarks/cpu).
+    on its input, not its output (the pool then runs in INT8). Activations are symmetric at zero
+    point 0, uint8 over [0, amax] where the tensor (every member of its scale group) is
+    non-negative in calibration, int8 over [-amax, amax] where it is not: the types NNCF gives
+    OpenVINO, with no zero-point compensation in the INT8 kernels. Weights are int8 initializers
+    per output channel (the CPU layout below), biases stay float, no channel padding, redundant
+    Relus dropped. Measured on Zen 4 (2 cores, 224x224, batch 1, static compiles): the onnxruntime
+    profile's per-input Concat scales make OpenVINO requantise every DenseNet-121 feature map in
+    every dense layer (13.3 ms against NNCF's 11.5 ms); this profile runs level with NNCF on
+    DenseNet-121 and ResNet-50 (benchmarks/cpu).
 
-Two weight layouts for the CPU profiles (``onnxruntime`` and ``openvino``) (``ORT_LAYOUTS``), chosen from the CPU:
+Two weight layouts for the CPU profiles, ``onnxruntime`` and ``openvino`` (``ORT_LAYOUTS``),
+chosen from the CPU:
 
 ``vnni``
     int8 weights over the full range [-127, 127]: CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX)
