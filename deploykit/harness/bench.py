@@ -648,11 +648,18 @@ class RuntimeChoice:
         }
 
     def summary(self) -> str:
-        """One line: the runtime chosen at each batch, with every runtime's p50."""
+        """One line: the runtime chosen at each batch, with every runtime's p50.
+
+        A rival with the lower median that is not measurably faster is said to be within the
+        noise, so "onnxruntime" never stands beside a smaller figure unexplained.
+        """
         parts = []
         for b in sorted(self.by_batch):
+            chosen = self.by_batch[b]
             ms = ", ".join(f"{k} {v:.3g} ms" for k, v in self.p50_ms[b].items())
-            parts.append(f"batch {b}: {self.by_batch[b]} ({ms})")
+            lower = [k for k, v in self.p50_ms[b].items() if k != chosen and v < self.p50_ms[b].get(chosen, v)]
+            noise = f"; {', '.join(lower)} not measurably faster" if lower else ""
+            parts.append(f"batch {b}: {chosen} ({ms}{noise})")
         return "fastest CPU runtime here: " + "; ".join(parts)
 
 

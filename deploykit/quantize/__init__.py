@@ -696,6 +696,7 @@ def quantize_artifact(
             artifact_batches(m.batch),
             threads=options.threads,
             progress=log_fn or log.info,
+            target=options.profile,  # onnxruntime or openvino: the runtime the layout was placed for
         )
     result.artifact = write_int8_artifact(art, result, out_dir, force=force)
     if report is not None:

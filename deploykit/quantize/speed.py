@@ -65,6 +65,10 @@ class SpeedCheck:
     # Installed CPU runtimes that could not load the INT8 model, with their one-line reason: left out
     # of the comparison, never a reason to fail the quantisation (ONNX Runtime is the reference).
     unavailable: dict[str, str] = field(default_factory=dict)
+    # The runtime whose INT8 figures decide the verdict: the one the profile's layout was placed
+    # for (an openvino-profile file is judged as OpenVINO runs it), ONNX Runtime when that one is
+    # missing or cannot load the model. FP32 is always the parent as ONNX Runtime runs it.
+    runtime: str = "onnxruntime"
 
     @property
     def pays(self) -> bool:
@@ -105,7 +109,8 @@ class SpeedCheck:
             parts.append(
                 f"batch {b.batch}: {b.int8_ms:.2f} ms vs FP32 {b.fp32_ms:.2f} ms, {b.speedup:.2f}x{ci} ({b.verdict})"
             )
-        line = "INT8 speed on this machine: " + "; ".join(parts)
+        on = "" if self.runtime == "onnxruntime" else f" (INT8 in {self.runtime}, FP32 in onnxruntime)"
+        line = f"INT8 speed on this machine{on}: " + "; ".join(parts)
         if self.config:
             spin = "spinning on" if self.config.get("spinning") else "spinning off"
             line += f" (as deployed: one session at a time, {spin}, {self.config.get('blocks')} fresh-session blocks)"
@@ -128,6 +133,7 @@ class SpeedCheck:
             "machine": self.machine,
             "config": self.config,
             "unavailable": dict(self.unavailable),
+            "int8_runtime": self.runtime,
         }
 
 
@@ -165,6 +171,7 @@ def check_speed(
     budget_s: float = 3.0,
     progress: Callable[[str], None] | None = None,
     runtimes: Sequence[str] | None = None,
+    target: str = "onnxruntime",
 ) -> SpeedCheck:
     """Time ``int8_model`` against ``fp32_model`` (paths or ModelProtos) as they would be deployed.
 
@@ -175,7 +182,8 @@ def check_speed(
     per-block FP32/INT8 ratio with its 95% interval (``median_ratio_ci``). The INT8 model also
     runs on every other installed CPU runtime (``runtimes``, default
     ``deploykit.harness.bench.cpu_runtimes()``) in the same blocks, and the fastest at each batch
-    is returned as ``runtime_choice``.
+    is returned as ``runtime_choice``. ``target`` names the runtime whose INT8 latency decides the
+    verdict (the one the file was laid out for); ONNX Runtime when it is not among those timed.
     """
     import tempfile
     from pathlib import Path
@@ -212,9 +220,10 @@ def check_speed(
             )
         iters = size_blocks(runners["fp32"], sizes, ROUNDS, len(runners), budget_s, MAX_ITERS)
         timed = benchmark_blocks(runners, sizes, ROUNDS, iters, warmup=1, machine=machine)
+    judged = f"int8:{target}" if target in others else "int8"
     out: list[BatchSpeed] = []
     for i, batch in enumerate(sizes):
-        i8 = timed["int8"].batches[i].round_p50_ms or []
+        i8 = timed[judged].batches[i].round_p50_ms or []
         f32 = timed["fp32"].batches[i].round_p50_ms or []
         ratio = median_ratio_ci(i8, f32)  # INT8 / FP32 latency: below 1, INT8 is faster
         interval = (1 / ratio.ci_high, 1 / ratio.ci_low) if ratio.interval else None
@@ -244,6 +253,7 @@ def check_speed(
         config=config,
         runtime_choice=choice,
         unavailable=unavailable,
+        runtime=target if target in others else DEFAULT_RUNTIME,
     )
 
 

@@ -161,3 +161,44 @@ def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_p
         assert speed["advice"] in res.stderr
     res = _quantize_cli(fp32_artifact, tmp_path / "q2", "--no-speed-check")
     assert res.exit_code == 0 and "INT8 speed" not in res.stderr
+
+
+def test_the_verdict_judges_int8_on_the_runtime_its_layout_was_placed_for(fp32_artifact, monkeypatch):
+    from timing_fakes import fake_backends
+
+    fake_backends(monkeypatch)
+    kw = dict(batches=[1], threads=1, budget_s=0.3, runtimes=["onnxruntime", "fake"])
+    on_ort = check_speed(fp32_artifact.main_path, fp32_artifact.main_path, **kw)
+    on_fake = check_speed(fp32_artifact.main_path, fp32_artifact.main_path, target="fake", **kw)
+    assert on_ort.runtime == "onnxruntime" and on_fake.runtime == "fake"
+    # the same FP32 file both ways: on ORT INT8 is FP32 itself; the fake runtime answers at once
+    assert on_fake.batches[0].int8_ms < on_ort.batches[0].int8_ms
+    assert on_fake.batches[0].verdict == "faster" and on_fake.pays
+    assert on_fake.to_dict()["int8_runtime"] == "fake"
+    assert "(INT8 in fake, FP32 in onnxruntime)" in on_fake.summary()
+
+
+def test_a_target_runtime_that_is_missing_falls_back_to_onnx_runtime(fp32_artifact, monkeypatch):
+    from timing_fakes import fake_backends
+
+    fake_backends(monkeypatch)
+    sc = check_speed(
+        fp32_artifact.main_path,
+        fp32_artifact.main_path,
+        batches=[1],
+        threads=1,
+        budget_s=0.2,
+        runtimes=["onnxruntime", "broken"],
+        target="broken",
+    )
+    assert sc.runtime == "onnxruntime" and "broken" in sc.unavailable
+    assert "INT8 in" not in sc.summary()
+
+
+def test_a_rival_with_a_lower_median_inside_the_noise_is_named_as_such():
+    from deploykit.harness.bench import RuntimeChoice
+
+    choice = RuntimeChoice("m", {1: "onnxruntime"}, {1: {"onnxruntime": 7.69, "openvino": 3.38}}, {})
+    assert "batch 1: onnxruntime (onnxruntime 7.69 ms, openvino 3.38 ms; openvino not measurably faster)" in (
+        choice.summary()
+    )
