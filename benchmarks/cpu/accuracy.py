@@ -46,9 +46,11 @@ def main() -> None:
     from deploykit.data.specs import open_dataset
     from deploykit.data.transforms import iter_batches
     from deploykit.machine import describe_machine, machine_slug, usable_cores
+    from deploykit.models.registry import get_spec
     from deploykit.models.weights import load_model
     from deploykit.onnx_io import ort_session
     from deploykit.openvino_io import ov_compile
+    from deploykit.quantize.recipes import recipe_for
 
     machine = describe_machine()
     slug = machine_slug(machine)
@@ -88,9 +90,11 @@ def main() -> None:
         )
         calib = np.concatenate([x for x, _ in iter_batches(open_dataset(CALIB), cfg, 64)])
         np.save(tmp / "calib.npy", calib)
-        q, _, _ = int8bench.deploykit_int8(fp32, calib, "entropy")
+        # the calibrator deploykit quantize uses for this family by default (its shipped recipe)
+        method = recipe_for(name, get_spec(name).family).method
+        q, _, _ = int8bench.deploykit_int8(fp32, calib, method)
         dk = int8bench.save(q, tmp / f"{name}-dk.onnx")
-        q, _, _ = int8bench.deploykit_int8(fp32, calib, "entropy", profile="openvino")
+        q, _, _ = int8bench.deploykit_int8(fp32, calib, method, profile="openvino")
         dk_ov = int8bench.save(q, tmp / f"{name}-dk_ov.onnx")
         qs = int8bench.ort_quantize_static(fp32, calib, tmp / f"{name}-qs.onnx")
         nncf_xml = tmp / f"{name}-nncf.xml"
@@ -125,6 +129,7 @@ def main() -> None:
         }
         doc["models"][name] = {
             "checkpoint": str(ckpt),
+            "deploykit_method": method,
             "input": list(cfg.input_size),
             "top1": {k: float((p == labels).mean()) for k, p in preds.items()},
             "agreement_with_fp32": {k: float((p == preds["ort_fp32"]).mean()) for k, p in preds.items()},
@@ -139,16 +144,17 @@ def main() -> None:
         f"every INT8 path); scored on {doc['validation']}. Command: `PYTHONPATH=. python "
         f"benchmarks/cpu/accuracy.py {' '.join(sys.argv[1:])}`.",
         "",
-        "| model | input | ORT FP32 | deploykit onnxruntime profile: ORT / OpenVINO | deploykit openvino profile: "
+        "| model | input | deploykit calibrator | ORT FP32 | deploykit onnxruntime profile: ORT / OpenVINO | "
+        "deploykit openvino profile: "
         "ORT / OpenVINO | quantize_static: ORT / OpenVINO | NNCF: OpenVINO |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in doc["models"].items():
         t = r["top1"]
         pairs = [("ort_fp32",), ("ort_dk_int8", "ov_dk_int8"), ("ort_dk_ov_int8", "ov_dk_ov_int8")]
         pairs += [("ort_qs_int8", "ov_qs_int8"), ("ov_nncf_int8",)]
         cells = " | ".join(" / ".join(f"{t[k]:.2%}" if k in t else "n/a" for k in ks) for ks in pairs)
-        lines.append(f"| {name} | {'x'.join(map(str, r['input']))} | {cells} |")
+        lines.append(f"| {name} | {'x'.join(map(str, r['input']))} | {r.get('deploykit_method', '?')} | {cells} |")
     ckpts = ", ".join(r["checkpoint"] for r in doc["models"].values())
     lines += ["", f"Checkpoints: {ckpts} (see the README there)."]
     atomic_write_json(args.out / f"accuracy-{slug}.json", doc)
