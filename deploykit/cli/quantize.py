@@ -28,7 +28,7 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
     type=click.Choice(PROFILES),
     default="onnxruntime",
     show_default=True,
-    help="Q/DQ layout for the runtime that will run the model.",
+    help="Q/DQ layout for the runtime that will run the model (onnxruntime, openvino or tensorrt).",
 )
 @click.option(
     "--method",
@@ -72,7 +72,7 @@ def _gate(ctx: click.Context, param: click.Parameter, value: float | None) -> fl
     "layout",
     type=click.Choice(["vnni", "avx2"]),
     default=None,
-    help="onnxruntime weights: full range (vnni) or reduced 7-bit range (avx2, exact on CPUs "
+    help="CPU-profile (onnxruntime, openvino) weights: full range (vnni) or reduced 7-bit range (avx2, exact on CPUs "
     "without VNNI). Default: this CPU's.",
 )
 @click.option(

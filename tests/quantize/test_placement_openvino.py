@@ -196,3 +196,22 @@ def test_quantize_command_writes_an_openvino_artifact(fp32_artifact, tmp_path):
     assert art.manifest.precision == "int8"
     assert params["profile"] == "openvino" and params["layout"] in ("vnni", "avx2")
     assert not (out / "calibration.cache").exists()  # TensorRT's implicit-calibration file only
+
+
+def test_quantize_judges_an_openvino_file_on_openvino(fp32_artifact, tmp_path):
+    import importlib.util
+
+    from deploykit.quantize import quantize_artifact
+
+    res = quantize_artifact(
+        fp32_artifact.path,
+        "fashion-mnist:train[:64]",
+        "fashion-mnist:test[:200]",
+        method="max",
+        profile="openvino",
+        out=tmp_path / "q",
+    )
+    rec = Artifact.load(res.artifact.path).manifest.results["int8_speed"]
+    want = "openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
+    assert rec["int8_runtime"] == want
+    assert res.speed.runtime == want
