@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
+# A file in /proc/cpuinfo's format to describe instead of this machine's CPU: makes every decision
+# deploykit takes per CPU (INT8 weight layout, bf16, advice) testable for another CPU on this one
+# (``make test-avx2`` describes a Zen 3). Never set in a deployment.
+CPUINFO_ENV = "DEPLOYKIT_CPUINFO"
 
 # /proc/cpuinfo flag -> the name deploykit reports. Order = most capable last within a group.
 _FEATURE_FLAGS = {
@@ -181,8 +185,9 @@ def bf16_refusal(cpu: CpuInfo | None = None) -> str | None:
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU; "unknown" fields where /proc/cpuinfo cannot be read."""
+    source = Path(os.environ[CPUINFO_ENV]) if os.environ.get(CPUINFO_ENV) else CPUINFO
     try:
-        text = CPUINFO.read_text(encoding="utf-8", errors="replace")
+        text = source.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return CpuInfo(model=platform.processor() or "unknown")
     return parse_cpuinfo(text)

@@ -118,3 +118,21 @@ def test_bf16_is_offered_only_where_the_cpu_has_it():
     assert machine.bf16_refusal(parse_cpuinfo(ZEN4)) is None
     why = machine.bf16_refusal(parse_cpuinfo(ZEN3))
     assert why is not None and "AMD EPYC 7B13" in why and "avx2" in why and "\n" not in why
+
+
+def test_deploykit_cpuinfo_describes_another_cpu(monkeypatch):
+    from pathlib import Path
+
+    from deploykit.quantize.placement import default_layout
+
+    zen3 = Path(__file__).parent / "data" / "cpuinfo-zen3-avx2.txt"
+    monkeypatch.setenv(machine.CPUINFO_ENV, str(zen3))
+    machine.cpu_info.cache_clear()
+    try:
+        cpu = machine.cpu_info()
+        assert cpu.generation == "zen3" and cpu.isa == "avx2" and not cpu.vnni
+        assert machine.bf16_refusal() is not None and default_layout() == "avx2"
+        assert machine_slug().startswith("amd-epyc-zen3-avx2")
+    finally:
+        monkeypatch.delenv(machine.CPUINFO_ENV)
+        machine.cpu_info.cache_clear()
