@@ -72,8 +72,10 @@ Three profiles:
     The pairs sit where the ``tensorrt`` rules put them (T1, T3-T6: OpenVINO's CPU plugin fuses the
     same patterns, a Concat whose inputs share one scale is a copy) with two changes, both NNCF's
     placement for OpenVINO: O2, a residual Add quantises both inputs (the sum still fuses into the
-    conv, and the identity is read as uint8 instead of a float copy); O4, a MaxPool takes its pair
-    on its input, not its output (the pool then runs in INT8). Activations are symmetric at zero
+    conv, and the identity is read as uint8 instead of a float copy); O3, every Concat's inputs
+    share one scale with its output, also where a float op reads it (DenseNet's BatchNorm then
+    reads INT8); O4, a pool read in INT8 takes a pair on its input (a MaxPool instead of the one
+    on its output), so it runs in INT8. Activations are symmetric at zero
     point 0, uint8 over [0, amax] where the tensor (every member of its scale group) is
     non-negative in calibration, int8 over [-amax, amax] where it is not: the types NNCF gives
     OpenVINO, with no zero-point compensation in the INT8 kernels. Weights are int8 initializers
@@ -822,10 +824,15 @@ def _plan_tensorrt(
     # T3: a Concat read only in INT8 (directly or through pooling/shape ops) gets its inputs quantised
     # with one scale shared by inputs and output, so TensorRT eliminates it; outer Concats first,
     # so a nested Concat (Inception-v3) sees its consumer's decision
+    # O3 (openvino): every Concat, as NNCF places it: the feature maps of a DenseNet block share
+    # one scale, the Concat copies INT8, and its float reader (BatchNorm -> ReLU) reads INT8 and
+    # dequantises in its own kernel instead of reading a float copy four times the size
     for n in reversed(g.nodes):
         if n.op_type != "Concat" or n.name in kept or not n.output:
             continue
-        if not _read_only_in_int8(g, n.output[0], edges, kept):
+        if profile == "tensorrt" and not _read_only_in_int8(g, n.output[0], edges, kept):
+            continue
+        if profile == "openvino" and not _safe_to_share(g, n.output[0], kept):
             continue
         for i, t in enumerate(n.input):
             if g.is_activation(t):
@@ -881,22 +888,48 @@ def _plan_tensorrt(
 
 
 def _pairs_before_max_pools(g: _Graph, kept: set[str], edges, uf: _UnionFind) -> None:
-    """O4 (openvino): a MaxPool read in INT8 takes its pair on its input, none on its output.
+    """O4 (openvino): a pool read in INT8 takes a pair on its input: a MaxPool instead of the one
+    on its output, an AveragePool beside it (an average leaves the grid, so its output keeps its
+    own pair).
 
-    OpenVINO runs a MaxPool of quantised values in INT8 and carries the dequantisation on to its
+    OpenVINO runs a pool of quantised values in INT8 and carries the dequantisation on to its
     readers; a pair behind the pool instead leaves the pool in float on the conv's float output
     and adds a FakeQuantize (ResNet-50's stem: 0.14 ms against NNCF's 0.05 ms on Zen 4). The
     values are the same: the maximum of values on one grid is on that grid.
     """
     for n in g.nodes:
-        if n.op_type != "MaxPool" or n.name in kept or not n.output or n.output[0] not in edges:
+        if n.op_type not in ("MaxPool", "AveragePool") or n.name in kept or not n.output:
             continue
         x, y = n.input[0], n.output[0]
-        if not g.is_activation(x):
+        if y not in edges or not g.is_activation(x):
             continue
+        if _int8_concat(g, x, edges):
+            continue  # a Concat of dequantised inputs is INT8 already: a pair would only reformat (T5)
         edges[x].add((n.name, 0))
-        uf.union(x, y)
-        del edges[y]
+        if n.op_type == "MaxPool":
+            uf.union(x, y)
+            del edges[y]
+        else:
+            uf.find(x)
+
+
+def _int8_concat(g: _Graph, t: str, edges) -> bool:
+    """Whether ``t`` is a Concat's output whose every activation input is read through a DQ or is
+    itself such a Concat (Inception-v3's nested splits, whose inner pair T5 removed)."""
+    p = g.producer.get(t)
+    if p is None or p.op_type != "Concat":
+        return False
+    ins = [(i, x) for i, x in enumerate(p.input) if g.is_activation(x)]
+    return bool(ins) and all((p.name, i) in edges.get(x, ()) or _int8_concat(g, x, edges) for i, x in ins)
+
+
+def _safe_to_share(g: _Graph, t: str, kept: set[str]) -> bool:
+    """Whether a Concat output may carry quantised values: not a graph output, no reader kept in
+    FP32 by the fallback (it would read INT8 data), no reader that is a graph output's producer."""
+    if t in g.graph_outputs:
+        return False
+    readers = g.consumers.get(t, [])
+    return bool(readers) and not any(c.name in kept for c, _ in readers)
 
 
 def _input_quantiser(g: _Graph, edges: dict[str, set[tuple[str, int]]], uf: _UnionFind):
