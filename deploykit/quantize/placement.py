@@ -82,8 +82,9 @@ Three profiles:
     per output channel (the CPU layout below), biases stay float, no channel padding, redundant
     Relus dropped. Measured on Zen 4 (2 cores, 224x224, batch 1, static compiles): the onnxruntime
     profile's per-input Concat scales make OpenVINO requantise every DenseNet-121 feature map in
-    every dense layer (13.3 ms against NNCF's 11.5 ms); this profile runs level with NNCF on
-    DenseNet-121 and ResNet-50 (benchmarks/cpu).
+    every dense layer (13.3 ms against NNCF's 11.5 ms). This profile runs level with NNCF on
+    ResNet-50, GoogLeNet and Inception-v3, ahead on ResNeXt-50, behind on DenseNet-121 with the
+    block ranges overlapping (benchmarks/cpu).
 
 Two weight layouts for the CPU profiles, ``onnxruntime`` and ``openvino`` (``ORT_LAYOUTS``),
 chosen from the CPU:
