@@ -237,6 +237,8 @@ class CompiledByBatch:
         """(compiled model, infer request) for ``batch``, compiling it now if it is not cached."""
         if batch in self._entries:
             return self._entries[batch]
+        if batch in self.shapes:  # fed before, beyond the static ones: the dynamic compile, as recorded
+            return self._dynamic  # type: ignore[return-value]
         if len(self._entries) < self.size:
             compiled = self._compile_for(batch)
             entry = self._entries[batch] = (compiled, compiled.create_infer_request())
@@ -258,10 +260,6 @@ class CompiledByBatch:
     def dynamic(self) -> bool:
         """Whether the dynamic-batch compile exists (more than ``size`` batch sizes were fed)."""
         return self._dynamic is not None
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._dynamic = None
 
 
 def compiled_config(compiled: Any) -> dict[str, Any]:

@@ -254,11 +254,9 @@ class QuantizeOptions:
         if self.threads is not None and self.threads < 1:
             raise DeployKitError(f"threads must be at least 1, got {self.threads}")
         from deploykit.quantize.fp16 import check_high_precision
-        from deploykit.quantize.placement import check_layout
+        from deploykit.quantize.placement import CPU_PROFILES, check_layout
 
         check_high_precision(self.high_precision_dtype, self.profile)
-        from deploykit.quantize.placement import CPU_PROFILES
-
         layout = check_layout(self.layout) if self.profile in CPU_PROFILES else None
         return self if layout == self.layout else dataclasses.replace(self, layout=layout)
 
@@ -687,7 +685,9 @@ def quantize_artifact(
         if report is not None and e.report is not None:
             e.report.write(report)
         raise
-    if speed_check and options.profile in ("onnxruntime", "openvino"):  # does INT8 pay here? recorded, said when not
+    from deploykit.quantize.placement import CPU_PROFILES
+
+    if speed_check and options.profile in CPU_PROFILES:  # does INT8 pay here? recorded, said when not
         from deploykit.quantize.speed import artifact_batches, check_speed
 
         result.speed = check_speed(

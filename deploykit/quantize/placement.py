@@ -70,7 +70,7 @@ Three profiles:
 
 ``openvino``
     The pairs sit where the ``tensorrt`` rules put them (T1, T3-T6: OpenVINO's CPU plugin fuses the
-    same patterns, a Concat whose inputs share one scale is a copy) with two changes, both NNCF's
+    same patterns, a Concat whose inputs share one scale is a copy) with three changes, all NNCF's
     placement for OpenVINO: O2, a residual Add quantises both inputs (the sum still fuses into the
     conv, and the identity is read as uint8 instead of a float copy); O3, every Concat's inputs
     share one scale with its output, also where a float op reads it (DenseNet's BatchNorm then
@@ -619,7 +619,7 @@ def apply_plan(
 
     g = _Graph(model)
     params = group_params(plan, stats, thresholds)
-    signed = plan.profile == "tensorrt"  # FP32 weights behind Q/DQ, float biases (TensorRT folds them)
+    fp32_weights = plan.profile == "tensorrt"  # FP32 weights behind Q/DQ, float biases: TensorRT folds them
     int32_bias = plan.profile == "onnxruntime"  # QLinearConv/QGemm take the bias as int32 at x*w scale
     new_inits: list = []
     pre_nodes: list = []  # weight DQs, emitted first
@@ -659,7 +659,7 @@ def apply_plan(
         base = f"{lay.name}.weight"
         s_name = const(f"{base}_scale", wscale.astype(np.float32))
         z_name = const(f"{base}_zp", np.zeros(wscale.shape, dtype=np.int8))
-        if signed:
+        if fp32_weights:
             # FP32 weight behind Q/DQ: the layout TensorRT constant-folds into an INT8 weight
             pre_nodes.append(
                 helper.make_node(
@@ -699,11 +699,11 @@ def apply_plan(
 
     # activations: one Q->DQ pair per tensor, emitted right after its producer
     act_nodes: dict[str, list] = defaultdict(list)
-    dropped = _ort_redundant_relus(g, plan, params) if drop_relus and not signed else {}
+    dropped = _ort_redundant_relus(g, plan, params) if drop_relus and not fp32_weights else {}
     for t, cons in plan.edges.items():
-        scale, zp, signed_t = params[t]
+        scale, zp, signed = params[t]
         s_name = const(f"{t}_scale", np.array(scale, dtype=np.float32))
-        z_name = const(f"{t}_zp", np.array(zp, dtype=np.int8 if signed_t else np.uint8))
+        z_name = const(f"{t}_zp", np.array(zp, dtype=np.int8 if signed else np.uint8))
         src, nodes = (dropped[t].input[0] if t in dropped else t), []
         if t in plan.channel_pad:
             pads = np.array([0, 0, 0, 0, 0, pad_extra[t], 0, 0], np.int64)  # NCHW: channels, end side
@@ -875,7 +875,7 @@ def _plan_tensorrt(
                 changed = True
 
     if profile == "openvino":
-        _pairs_before_max_pools(g, kept, edges, uf)
+        _pairs_before_pools(g, kept, edges, uf)
     groups = {t: uf.find(t) for t in uf.parent}
     return QuantPlan(
         profile=profile,
@@ -888,7 +888,7 @@ def _plan_tensorrt(
     )
 
 
-def _pairs_before_max_pools(g: _Graph, kept: set[str], edges, uf: _UnionFind) -> None:
+def _pairs_before_pools(g: _Graph, kept: set[str], edges, uf: _UnionFind) -> None:
     """O4 (openvino): a pool read in INT8 takes a pair on its input: a MaxPool instead of the one
     on its output, an AveragePool beside it (an average leaves the grid, so its output keeps its
     own pair).
@@ -925,8 +925,8 @@ def _int8_concat(g: _Graph, t: str, edges) -> bool:
 
 
 def _safe_to_share(g: _Graph, t: str, kept: set[str]) -> bool:
-    """Whether a Concat output may carry quantised values: not a graph output, no reader kept in
-    FP32 by the fallback (it would read INT8 data), no reader that is a graph output's producer."""
+    """Whether a Concat output may carry quantised values: not a graph output, and no reader kept
+    in FP32 by the fallback (it would read INT8 data)."""
     if t in g.graph_outputs:
         return False
     readers = g.consumers.get(t, [])

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 from deploykit.artifact import Artifact
-from deploykit.cli import cli
 from deploykit.quantize.calibrators import CalibConfig, calibrate
 from deploykit.quantize.placement import apply_plan, plan_placement, prepare_model
 from deploykit.quantize.stats import collect_stats, iter_arrays
 
 from .graphs import concat_block, dense_block, downsample_block, nested_concat, residual_block, stem_block
 from .test_placement import dq_fed, run
+from .test_speed import quantize_cli
 
 GRAPHS = {
     "residual": (residual_block, "x_res"),
@@ -186,26 +185,7 @@ def test_openvino_runs_it_like_the_onnx_reference(graph, request):
 
 def test_quantize_command_writes_an_openvino_artifact(fp32_artifact, tmp_path):
     out = tmp_path / "q"
-    res = CliRunner().invoke(
-        cli,
-        [
-            "quantize",
-            str(fp32_artifact.path),
-            "--calib",
-            "fashion-mnist:train[:64]",
-            "--val",
-            "fashion-mnist:test[:300]",
-            "--method",
-            "max",
-            "--profile",
-            "openvino",
-            "--out",
-            str(out),
-            "--num-images",
-            "64",
-            "--no-speed-check",
-        ],
-    )
+    res = quantize_cli(fp32_artifact, out, "--profile", "openvino", "--no-speed-check")
     assert res.exit_code == 0, res.output
     art = Artifact.load(out)
     stage = art.manifest.stages[-1]

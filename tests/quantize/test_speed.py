@@ -93,35 +93,25 @@ def test_the_speed_check_times_deployment_sessions_one_alive_at_a_time(fp32_arti
         assert got["optimization"].endswith("ORT_ENABLE_ALL")
 
 
-def test_the_speed_check_picks_the_runtime_for_the_int8_model(fp32_artifact, tmp_path, monkeypatch):
+def _check_with_fakes(fp32_artifact, monkeypatch, rival: str, target: str = "onnxruntime"):
+    """check_speed of the tiny FP32 file against itself, ONNX Runtime beside one fake runtime
+    (timing_fakes: 'fake' answers at once, 'broken' cannot load a model)."""
     from timing_fakes import fake_backends
 
     fake_backends(monkeypatch)
-    sc = check_speed(
-        fp32_artifact.main_path,
-        fp32_artifact.main_path,
-        batches=[1],
-        threads=1,
-        budget_s=0.3,
-        runtimes=["onnxruntime", "fake"],
-    )
+    kw = dict(batches=[1], threads=1, budget_s=0.3, runtimes=["onnxruntime", rival], target=target)
+    return check_speed(fp32_artifact.main_path, fp32_artifact.main_path, **kw)
+
+
+def test_the_speed_check_picks_the_runtime_for_the_int8_model(fp32_artifact, tmp_path, monkeypatch):
+    sc = _check_with_fakes(fp32_artifact, monkeypatch, "fake")
     choice = sc.runtime_choice.to_dict()
     assert choice["best"] == "fake" and set(choice["p50_ms"]["1"]) == {"onnxruntime", "fake"}
     assert choice["config"]["spinning"] is True and "fastest CPU runtime here: batch 1: fake" in sc.summary()
 
 
 def test_a_runtime_that_cannot_load_the_int8_model_is_left_out(fp32_artifact, monkeypatch):
-    from timing_fakes import fake_backends
-
-    fake_backends(monkeypatch)
-    sc = check_speed(
-        fp32_artifact.main_path,
-        fp32_artifact.main_path,
-        batches=[1],
-        threads=1,
-        budget_s=0.3,
-        runtimes=["onnxruntime", "broken"],
-    )
+    sc = _check_with_fakes(fp32_artifact, monkeypatch, "broken")
     assert set(sc.unavailable) == {"broken"} and "cannot compile it" in sc.unavailable["broken"]
     assert set(sc.runtime_choice.to_dict()["p50_ms"]["1"]) == {"onnxruntime"}
     assert "broken left out (cannot load the INT8 model" in sc.summary()
@@ -146,30 +136,27 @@ def test_quantize_records_the_speed_check_with_the_machine(fp32_artifact, tmp_pa
     assert "runtime_choice" not in Artifact.load(skipped.path).manifest.results
 
 
-def _quantize_cli(fp32_artifact, out, *extra: str):
+def quantize_cli(fp32_artifact, out, *extra: str):
+    """``deploykit quantize`` through click on the tiny artifact (max calibration, 64 images)."""
     args = ["quantize", str(fp32_artifact.path), "--calib", CALIB, "--val", VAL, "--method", "max"]
     return CliRunner().invoke(cli, [*args, "--out", str(out), "--num-images", "64", *extra])
 
 
 def test_the_command_prints_the_speed_up_beside_the_verdict(fp32_artifact, tmp_path):
-    res = _quantize_cli(fp32_artifact, tmp_path / "q")
+    res = quantize_cli(fp32_artifact, tmp_path / "q")
     assert res.exit_code == 0, res.output
     assert "INT8 speed on this machine: batch 1:" in res.stderr
     art = Artifact.load(tmp_path / "q")
     speed = art.manifest.results["int8_speed"]
     if not speed["pays"]:
         assert speed["advice"] in res.stderr
-    res = _quantize_cli(fp32_artifact, tmp_path / "q2", "--no-speed-check")
+    res = quantize_cli(fp32_artifact, tmp_path / "q2", "--no-speed-check")
     assert res.exit_code == 0 and "INT8 speed" not in res.stderr
 
 
 def test_the_verdict_judges_int8_on_the_runtime_its_layout_was_placed_for(fp32_artifact, monkeypatch):
-    from timing_fakes import fake_backends
-
-    fake_backends(monkeypatch)
-    kw = dict(batches=[1], threads=1, budget_s=0.3, runtimes=["onnxruntime", "fake"])
-    on_ort = check_speed(fp32_artifact.main_path, fp32_artifact.main_path, **kw)
-    on_fake = check_speed(fp32_artifact.main_path, fp32_artifact.main_path, target="fake", **kw)
+    on_ort = _check_with_fakes(fp32_artifact, monkeypatch, "fake")
+    on_fake = _check_with_fakes(fp32_artifact, monkeypatch, "fake", target="fake")
     assert on_ort.runtime == "onnxruntime" and on_fake.runtime == "fake"
     # the same FP32 file both ways: on ORT INT8 is FP32 itself; the fake runtime answers at once
     assert on_fake.batches[0].int8_ms < on_ort.batches[0].int8_ms
@@ -179,18 +166,7 @@ def test_the_verdict_judges_int8_on_the_runtime_its_layout_was_placed_for(fp32_a
 
 
 def test_a_target_runtime_that_is_missing_falls_back_to_onnx_runtime(fp32_artifact, monkeypatch):
-    from timing_fakes import fake_backends
-
-    fake_backends(monkeypatch)
-    sc = check_speed(
-        fp32_artifact.main_path,
-        fp32_artifact.main_path,
-        batches=[1],
-        threads=1,
-        budget_s=0.2,
-        runtimes=["onnxruntime", "broken"],
-        target="broken",
-    )
+    sc = _check_with_fakes(fp32_artifact, monkeypatch, "broken", target="broken")
     assert sc.runtime == "onnxruntime" and "broken" in sc.unavailable
     assert "INT8 in" not in sc.summary()
 
