@@ -49,7 +49,7 @@ class CpuInfo:
 
     vendor: str = "unknown"  # "amd", "intel", "arm", ... or "unknown"
     model: str = "unknown"  # the marketing name, e.g. "AMD EPYC 9R14"
-    generation: str = "unknown"  # e.g. "zen3"; "unknown" where no table names it
+    generation: str = "unknown"  # e.g. "zen3", "sapphire-rapids"; "unknown" where no table names it
     family: int | None = None
     model_id: int | None = None
     features: tuple[str, ...] = ()  # the flags of _FEATURE_FLAGS this CPU has
@@ -131,6 +131,59 @@ def _amd_generation(family: int | None, model_id: int | None, features: tuple[st
     return "unknown"
 
 
+# Intel family 6: model id -> generation, for the parts whose instruction sets decide CPU inference
+# speed (VNNI, AVX-512 BF16/FP16, AMX). Intel's own numbering (the SDM's model table).
+_INTEL_MODELS = {
+    0x55: "skylake-sp",  # Skylake-SP; Cascade Lake and Cooper Lake share the id (told apart below)
+    0x6A: "ice-lake-sp",
+    0x6C: "ice-lake-sp",
+    0x8F: "sapphire-rapids",
+    0xCF: "emerald-rapids",
+    0xAD: "granite-rapids",
+    0xAE: "granite-rapids",
+    0xAF: "sierra-forest",
+    0x97: "alder-lake",
+    0x9A: "alder-lake",
+    0xB7: "raptor-lake",
+    0xBA: "raptor-lake",
+    0xBF: "raptor-lake",
+    0xAA: "meteor-lake",
+    0xAC: "meteor-lake",
+    0xC5: "arrow-lake",
+    0xC6: "arrow-lake",
+    0xBD: "lunar-lake",
+    0xA7: "rocket-lake",
+    0x8C: "tiger-lake",
+    0x8D: "tiger-lake",
+    0x7D: "ice-lake",
+    0x7E: "ice-lake",
+}
+# What each generation cannot have: a hypervisor may report a model id whose part lacks the
+# instruction sets it passes through (seen: id 0xA7, a Rocket Lake, with AMX). Then the features
+# decide, since they are what the kernels run on.
+_INTEL_NO_AMX = {g for g in _INTEL_MODELS.values() if g not in ("sapphire-rapids", "emerald-rapids", "granite-rapids")}
+
+
+def _intel_generation(family: int | None, model_id: int | None, features: tuple[str, ...]) -> str:
+    """The Intel generation; from the features alone where the model id contradicts them.
+
+    By features, AMX with FP16 is Granite Rapids and AMX without it Sapphire Rapids (Emerald Rapids
+    has the same instruction sets, so the kernels cannot tell the two apart either).
+    """
+    if family != 6 or model_id is None:
+        return "unknown"
+    gen = _INTEL_MODELS.get(model_id, "unknown")
+    if gen == "skylake-sp":
+        if "avx512_bf16" in features:
+            gen = "cooper-lake"
+        elif "avx512_vnni" in features:
+            gen = "cascade-lake"
+    amx = "amx_int8" in features or "amx_bf16" in features
+    if amx and (gen == "unknown" or gen in _INTEL_NO_AMX):
+        return "granite-rapids" if "amx_fp16" in features else "sapphire-rapids"
+    return gen
+
+
 def _vendor(vendor_id: str, model: str) -> str:
     text = f"{vendor_id} {model}".lower()
     for key, name in (("amd", "amd"), ("intel", "intel"), ("arm", "arm"), ("ampere", "arm")):
@@ -164,7 +217,12 @@ def parse_cpuinfo(text: str) -> CpuInfo:
             return None
 
     family, model_id = _int("cpu family"), _int("model")
-    generation = _amd_generation(family, model_id, features) if vendor == "amd" else "unknown"
+    if vendor == "amd":
+        generation = _amd_generation(family, model_id, features)
+    elif vendor == "intel":
+        generation = _intel_generation(family, model_id, features)
+    else:
+        generation = "unknown"
     return CpuInfo(
         vendor=vendor, model=model, generation=generation, family=family, model_id=model_id, features=features
     )

@@ -29,6 +29,18 @@ SPR = _cpuinfo(
     "GenuineIntel",
 )
 
+# A KVM guest seen here: model id 167 (0xA7, a Rocket Lake, which has no AMX) with AMX passed through.
+SPR_MASKED = SPR.replace("model\t\t: 143", "model\t\t: 167").replace("Platinum 8480+", "Processor")
+GNR = _cpuinfo(
+    "Intel(R) Xeon(R) 6972P",
+    6,
+    173,
+    "avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_int8 amx_bf16 amx_fp16",
+    "GenuineIntel",
+)
+CASCADE = _cpuinfo("Intel(R) Xeon(R) Platinum 8259CL", 6, 85, "avx2 avx512f avx512bw avx512_vnni", "GenuineIntel")
+ROCKET = _cpuinfo("Intel(R) Core(TM) i9-11900K", 6, 167, "avx2 avx512f avx512bw avx512_vnni", "GenuineIntel")
+
 
 @pytest.mark.parametrize(
     ("text", "gen", "isa", "vnni", "bf16"),
@@ -36,7 +48,11 @@ SPR = _cpuinfo(
         (ZEN1, "zen1", "avx2", False, False),
         (ZEN3, "zen3", "avx2", False, False),
         (ZEN4, "zen4", "avx512vnni", True, True),
-        (SPR, "unknown", "amx", True, True),
+        (SPR, "sapphire-rapids", "amx", True, True),
+        (SPR_MASKED, "sapphire-rapids", "amx", True, True),
+        (GNR, "granite-rapids", "amx", True, True),
+        (CASCADE, "cascade-lake", "avx512vnni", True, False),
+        (ROCKET, "rocket-lake", "avx512vnni", True, False),
     ],
 )
 def test_generation_and_features_come_from_cpuinfo(text, gen, isa, vnni, bf16):
@@ -47,7 +63,7 @@ def test_generation_and_features_come_from_cpuinfo(text, gen, isa, vnni, bf16):
 
 def test_two_cpu_generations_never_share_a_result_name():
     names = set()
-    for text in (ZEN1, ZEN3, ZEN4):
+    for text in (ZEN1, ZEN3, ZEN4, SPR_MASKED):
         cpu = parse_cpuinfo(text)
         m = machine.Machine(cpu=cpu, usable_cores=2).to_dict()
         names.add(machine_slug(m))
@@ -55,6 +71,7 @@ def test_two_cpu_generations_never_share_a_result_name():
         "amd-epyc-7551-zen1-avx2-2cpu",
         "amd-epyc-7b13-zen3-avx2-2cpu",
         "amd-epyc-9r14-zen4-avx512vnni-2cpu",
+        "intel-xeon-sapphire-rapids-amx-2cpu",
     }
 
 
