@@ -78,6 +78,7 @@ def ov_compile(
     where: str | None = None,
     batch: int | None = None,
     properties: dict[str, Any] | None = None,
+    inputs: list[tuple[str, list[int | None]]] | None = None,
 ) -> Any:
     """An ``openvino.CompiledModel`` on the CPU from an ONNX/IR path, ONNX bytes or an onnx.ModelProto.
 
@@ -91,6 +92,10 @@ def ov_compile(
     2026.4), so that path is used for an IR (.xml) only, where it is fine. ``batch=None`` compiles
     the model as declared (a dynamic batch stays dynamic). ``properties``: further compile
     properties (``PERF_COUNT`` for per-node counters), never the precision, hint or threads.
+    ``inputs``: the (name, dims) of the model's inputs as declared, from a caller that has read the
+    model already (``declared_inputs(ov_read(...))``); without it an ONNX source is read once more
+    by OpenVINO to find them. Never through the ``onnx`` package: the torch-free runtime with the
+    ``openvino`` extra has no ``onnx``.
 
     A model OpenVINO cannot read or compile is a one-line DeployKitError naming ``where``.
     """
@@ -106,7 +111,7 @@ def ov_compile(
         raise DeployKitError(f"{where or 'openvino'}: batch must be a positive integer, got {batch!r}")
     core = ov.Core()
     with tempfile.TemporaryDirectory(prefix="deploykit-ov-") as tmp:
-        src, label, proto = _source(model, tmp, where)
+        src, label = _source(model, tmp, where)
         from deploykit.onnx_io import first_line
 
         is_ir = src.lower().endswith(".xml")
@@ -115,11 +120,10 @@ def ov_compile(
                 ov_model = core.read_model(src)
             elif is_ir:
                 ov_model = core.read_model(src)
-                declared = [(_port_name(p, i), _dims(p.get_partial_shape())) for i, p in enumerate(ov_model.inputs)]
-                shapes = static_input_shapes(declared, batch, label)
+                shapes = static_input_shapes(inputs or declared_inputs(ov_model), batch, label)
                 ov_model.reshape({i: ov.PartialShape(s) for i, s in enumerate(shapes)})
             else:
-                declared = _onnx_declared_inputs(proto if proto is not None else src, label)
+                declared = inputs or declared_inputs(core.read_model(src))
                 shapes = static_input_shapes(declared, batch, label)
                 ov_model = ov.convert_model(src, input=[(n, s) for (n, _), s in zip(declared, shapes)])
             return core.compile_model(ov_model, DEVICE, config)
@@ -133,7 +137,7 @@ def ov_read(model: str | os.PathLike | bytes | Any, where: str | None = None) ->
     """The ``openvino.Model`` as declared, read but not compiled (names, types and shapes for a runner)."""
     ov = import_openvino()
     with tempfile.TemporaryDirectory(prefix="deploykit-ov-") as tmp:
-        src, label, _ = _source(model, tmp, where)
+        src, label = _source(model, tmp, where)
         try:
             return ov.Core().read_model(src)
         except Exception as e:
@@ -142,19 +146,18 @@ def ov_read(model: str | os.PathLike | bytes | Any, where: str | None = None) ->
             raise DeployKitError(f"{label}: OpenVINO cannot compile it ({first_line(e)})") from None
 
 
-def _source(model: Any, tmp: str, where: str | None) -> tuple[str, str, Any]:
-    """(file path, label for errors, the ModelProto when one was given); in-memory models go to ``tmp``."""
+def _source(model: Any, tmp: str, where: str | None) -> tuple[str, str]:
+    """(file path, label for errors); in-memory models are written to ``tmp``."""
     if isinstance(model, (str, os.PathLike)):
         label = where or str(model)
         if not Path(model).is_file():
             raise DeployKitError(f"{label}: model file not found")
-        return str(model), label, None
+        return str(model), label
     if isinstance(model, (bytes, bytearray)) or hasattr(model, "SerializeToString"):
-        proto = model if hasattr(model, "SerializeToString") else None
         data = bytes(model) if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
         src = os.path.join(tmp, "model.onnx")
         Path(src).write_bytes(data)
-        return src, where or "in-memory model", proto
+        return src, where or "in-memory model"
     raise DeployKitError(f"OpenVINO needs a model path, ONNX bytes or ModelProto, got {type(model).__name__}")
 
 
@@ -191,25 +194,9 @@ def _port_name(port: Any, index: int) -> str:
         return f"#{index}"
 
 
-def _onnx_declared_inputs(model: Any, where: str) -> list[tuple[str, list[int | None]]]:
-    """(name, dims) of an ONNX graph's real inputs (initialisers excluded), None for a symbolic dim."""
-    import onnx
-
-    try:
-        proto = model if hasattr(model, "graph") else onnx.load(str(model), load_external_data=False)
-    except Exception as e:
-        from deploykit.onnx_io import first_line
-
-        raise DeployKitError(f"{where}: OpenVINO cannot compile it ({first_line(e)})") from None
-    inits = {t.name for t in proto.graph.initializer}
-    out = []
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        t = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
-        out.append((vi.name, dims))
-    return out
+def declared_inputs(ov_model: Any) -> list[tuple[str, list[int | None]]]:
+    """(name, dims) of an ``openvino.Model``'s inputs, None for a dynamic dim (what ``ov_compile(inputs=)`` takes)."""
+    return [(_port_name(p, i), _dims(p.get_partial_shape())) for i, p in enumerate(ov_model.inputs)]
 
 
 class CompiledByBatch:

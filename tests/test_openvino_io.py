@@ -9,7 +9,14 @@ from precision_models import fp32_model
 from tiny_models import CLASSES, SIZE, tiny_onnx
 
 from deploykit.errors import DeployKitError
-from deploykit.openvino_io import CompiledByBatch, compiled_config, ov_compile, static_input_shapes
+from deploykit.openvino_io import (
+    CompiledByBatch,
+    compiled_config,
+    declared_inputs,
+    ov_compile,
+    ov_read,
+    static_input_shapes,
+)
 
 ov = pytest.importorskip("openvino")
 
@@ -50,6 +57,16 @@ def test_static_compile_matches_the_dynamic_one_and_records_its_shape(tmp_path, 
     got, want = _run(static, x), _run(dynamic, x)
     assert got.shape == (3, CLASSES)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_declared_inputs_given_by_the_caller_are_used(tmp_path):
+    """The runner passes the inputs it read once; ov_compile fixes the batch of those dims."""
+    path = tiny_onnx(tmp_path / "m.onnx")
+    inputs = declared_inputs(ov_read(path))
+    assert inputs == [("input", [None, 3, SIZE, SIZE])]
+    assert compiled_config(ov_compile(path, threads=1, batch=2, inputs=inputs))["input_shape"] == [2, 3, SIZE, SIZE]
+    with pytest.raises(DeployKitError, match=r"m\.onnx: input 'input' has shape \?x3x\?x8; a static"):
+        ov_compile(path, threads=1, batch=2, inputs=[("input", [None, 3, None, SIZE])])
 
 
 def test_static_compile_of_a_qdq_model_matches_the_dynamic_one(tmp_path):

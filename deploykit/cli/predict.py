@@ -22,15 +22,22 @@ from deploykit.cli.options import threads_option
     help="Runtime (default: onnxruntime for ONNX, tensorrt for an engine); auto = the fastest recorded for "
     "this machine in the artifact's runtime_choice, else onnxruntime.",
 )
+@click.option("--device", default=None, help="The GPU an engine artifact runs on: cuda:N (default: the first).")
 def predict_cmd(
-    artifact: str, images: tuple[str, ...], topk: int, as_json: bool, threads: int | None, backend: str | None
+    artifact: str,
+    images: tuple[str, ...],
+    topk: int,
+    as_json: bool,
+    threads: int | None,
+    backend: str | None,
+    device: str | None,
 ) -> None:
     """Top-k labels and probabilities of each IMAGE (a folder expands to the images in it)."""
     from deploykit.runtime import Predictor
     from deploykit.runtime.predictor import image_files
 
     files = image_files(images)
-    predictor = Predictor.from_artifact(artifact, backend=backend, threads=threads)
+    predictor = Predictor.from_artifact(artifact, backend=backend, threads=threads, device=device)
     if backend is not None:
         click.echo(f"backend: {predictor.backend} ({predictor.backend_reason})", err=True)
     preds = predictor.predict(files, topk=topk)

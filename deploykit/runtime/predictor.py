@@ -85,6 +85,7 @@ class Predictor:
         threads: int | None = None,
         spin: bool = True,
         running: RunningEnv | None = None,
+        device: str | None = None,
     ) -> None:
         m = artifact.manifest
         self.artifact = artifact
@@ -104,6 +105,10 @@ class Predictor:
         self.input_shape = tuple(self.data_config.input_size)  # C, H, W
         #: the backend that runs the artifact, and why it was chosen (``backend="auto"`` picks one)
         self.backend, self.backend_reason = choose_backend(artifact, backend)
+        if device is not None and self.backend != "tensorrt" and device.strip().lower() != "cpu":
+            raise DeployKitError(
+                f"{artifact.path}: device '{device}' is for engine artifacts; {self.backend} runs on the CPU"
+            )
         #: what the backend was configured with (OpenVINO: read back from the compiled model)
         self.runtime_config: dict[str, Any] = {"backend": self.backend}
         self._lock: threading.Lock | None = None
@@ -116,7 +121,9 @@ class Predictor:
             self._runner = None
             self.runtime_config.update(threads=threads, spinning=spin, precision="as stored")
         elif self.backend in OV_PRECISION:
-            from deploykit.openvino_io import CompiledByBatch, ov_compile
+            from deploykit.openvino_io import CompiledByBatch, declared_inputs, ov_compile, ov_read
+
+            inputs = declared_inputs(ov_read(artifact.main_path, where=str(artifact.main_path)))
 
             def compile_for(batch: int) -> Any:
                 return ov_compile(
@@ -125,6 +132,7 @@ class Predictor:
                     threads=threads,
                     where=str(artifact.main_path),
                     batch=batch,
+                    inputs=inputs,
                 )
 
             # a static compile per batch size run (2x faster than a dynamic-batch compile on an INT8
@@ -141,7 +149,7 @@ class Predictor:
 
             # the guard refuses an engine built for another TensorRT or GPU before loading it; no torch
             self._session = None
-            runner = engine_artifact_runner(artifact, device="cuda", running=running)
+            runner = engine_artifact_runner(artifact, device=device or "cuda", running=running)
             runner.batch_profile, runner.data_config = m.batch, m.data_config
             self._runner = runner.activate()
             self._lock = threading.Lock()
@@ -154,13 +162,16 @@ class Predictor:
         threads: int | None = None,
         spin: bool = True,
         running: RunningEnv | None = None,
+        device: str | None = None,
     ) -> Predictor:
         """Load an artifact directory, verifying every file's hash against its manifest first.
 
         ``running`` (a :class:`~deploykit.backends.tensorrt.guard.RunningEnv`) stands in for this
-        machine's TensorRT and GPU when an engine artifact is checked before loading.
+        machine's TensorRT and GPU when an engine artifact is checked before loading. ``device``:
+        the GPU an engine runs on (``cuda:N``; default the first); ONNX backends run on the CPU.
         """
-        return cls(Artifact.load(path, verify=True), backend=backend, threads=threads, spin=spin, running=running)
+        art = Artifact.load(path, verify=True)
+        return cls(art, backend=backend, threads=threads, spin=spin, running=running, device=device)
 
     @property
     def labels(self) -> tuple[str, ...]:

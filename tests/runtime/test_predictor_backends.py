@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -48,6 +50,17 @@ def test_openvino_predictor_matches_onnxruntime_in_f32(tmp_path):
     assert got.shape == (11, CLASSES)
     assert check_gate(compare_outputs(want, got), "fp32") == []
     assert [pr.indices[0] for pr in preds] == list(np.argmax(want, axis=1))
+
+
+@needs_ov
+def test_openvino_predictor_needs_no_onnx_package(tmp_path, monkeypatch):
+    """``deploykit[runtime,openvino]`` has no ``onnx``: static compiles read the inputs through OpenVINO."""
+    art = tiny_artifact(tmp_path / "art")
+    want = ort_session(art.main_path).run(None, {"input": _x(3)})[0]
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    with Predictor.from_artifact(art.path, backend="openvino") as p:
+        got = p.logits(_x(3))  # a second batch size: a second static compile
+    assert check_gate(compare_outputs(want, got), "fp32") == []
 
 
 @needs_ov
@@ -147,3 +160,11 @@ def test_a_fixed_batch_artifact_compiles_once(tmp_path, monkeypatch):
     session = ort_session(art.main_path)
     want = np.concatenate([session.run(None, {"input": _x(5)[i : i + 2]})[0] for i in (0, 2)])
     assert check_gate(compare_outputs(want, got[:4]), "fp32") == []
+
+
+def test_a_gpu_device_is_refused_for_an_onnx_artifact(tmp_path):
+    art = tiny_artifact(tmp_path / "art")
+    with pytest.raises(DeployKitError, match=r"art: device 'cuda:1' is for engine artifacts; onnxruntime runs on"):
+        Predictor.from_artifact(art.path, device="cuda:1")
+    with Predictor.from_artifact(art.path, device="cpu") as p:
+        assert p.backend == "onnxruntime"

@@ -152,13 +152,13 @@ TORCH_FREE = textwrap.dedent("""
     sys.path[:0] = [sys.argv[1]]
     import numpy as np
     import tensorrt_bindings
-    from fake_cudart import install_plain
+    from fake_cudart import FakeCudart, cudaDeviceProp, install_plain
     from tensorrt_contract.world import World
     from tensorrt_contract.fake_engine import Tensor, serve_engine
 
     world = World(tensorrt_bindings)
     sys.modules["tensorrt"] = world.module
-    fake = install_plain()
+    fake = install_plain(FakeCudart([cudaDeviceProp(), cudaDeviceProp()]))
     tensors = [Tensor("input", "FLOAT", (-1, 3, 4, 4), True, ((1, 3, 4, 4), (4, 3, 4, 4), (8, 3, 4, 4))),
                Tensor("logits", "FLOAT", (-1, 5), False)]
     weights = np.arange(5, dtype=np.float32) - 2.0
@@ -167,7 +167,7 @@ TORCH_FREE = textwrap.dedent("""
 
     from deploykit.runtime import Predictor
 
-    pred = Predictor.from_artifact(sys.argv[2])
+    pred = Predictor.from_artifact(sys.argv[2], device=sys.argv[3])
     x = np.linspace(-1, 1, 10 * 48, dtype=np.float32).reshape(10, 3, 4, 4)
     out = pred.predict(x, topk=2)
     heavy = sorted(m for m in ("torch", "onnx", "click") if m in sys.modules)
@@ -197,10 +197,11 @@ def _engine_artifact(out: Path, trt_version: str) -> Path:
         return w.commit(m).path
 
 
-def test_runtime_engine_path_imports_no_torch(real_trt, tmp_path):
+@pytest.mark.parametrize(("device", "index"), [("cuda", 0), ("cuda:1", 1)])
+def test_runtime_engine_path_imports_no_torch(real_trt, tmp_path, device, index):
     art = _engine_artifact(tmp_path / "engine", real_trt.__version__)
     proc = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE, str(HERE.parent), str(art)],
+        [sys.executable, "-c", TORCH_FREE, str(HERE.parent), str(art), device],
         capture_output=True,
         text=True,
         timeout=120,
@@ -213,7 +214,7 @@ def test_runtime_engine_path_imports_no_torch(real_trt, tmp_path):
     x = np.linspace(-1, 1, 10 * 48, dtype=np.float32).reshape(10, 3, 4, 4)
     means = x.mean(axis=(1, 2, 3))
     assert result["top"] == [[4, 3] if m > 0 else [0, 1] for m in means]
-    assert result["device"] == 0
+    assert result["device"] == index  # the GPU the Predictor was given (two fake GPUs)
 
 
 def test_running_env_reads_the_gpu_through_cuda_bindings(world, monkeypatch):
