@@ -18,14 +18,19 @@ def _verdict(speedup: float) -> str:
     return "faster" if speedup * 0.9 > 1 else "slower" if speedup * 1.1 < 1 else "no measurable difference"
 
 
-def _check(*speedups: float, note: str | None = "this CPU has no VNNI") -> SpeedCheck:
+def _speeds(*speedups: float) -> list[BatchSpeed]:
+    return [BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), _verdict(s), 8, 5) for b, s in zip((1, 32), speedups)]
+
+
+def _check(
+    *speedups: float, note: str | None = "this CPU has no VNNI", rivals: dict[str, tuple[float, ...]] | None = None
+) -> SpeedCheck:
     return SpeedCheck(
-        batches=[
-            BatchSpeed(b, 2.0, 2.0 / s, s, (s * 0.9, s * 1.1), _verdict(s), 8, 5) for b, s in zip((1, 32), speedups)
-        ],
+        batches=_speeds(*speedups),
         threads=2,
         seconds=1.0,
         note=note,
+        rivals={name: _speeds(*r) for name, r in (rivals or {}).items()},
     )
 
 
@@ -33,12 +38,20 @@ def test_int8_that_pays_says_nothing_more():
     assert _check(1.8, 2.5).pays and _check(1.8, 2.5).advice() is None
 
 
-def test_int8_slower_anywhere_names_the_figures_the_reason_and_what_to_do():
-    advice = _check(0.84, 1.3).advice()
-    assert "0.84x at batch 1" in advice and "1.30x at batch 32" in advice
+def test_int8_slower_and_never_faster_names_the_figures_the_reason_and_what_to_do():
+    advice = _check(0.84, 1.05).advice()
+    assert "0.84x at batch 1" in advice and "1.05x at batch 32" in advice
     assert "no VNNI" in advice and "FP32" in advice
     assert "\n" not in advice  # one line
     assert advice.startswith("INT8 does not pay")
+
+
+def test_int8_faster_at_one_batch_and_slower_at_the_other_is_a_split():
+    """An INT8 DenseNet-121 at 32x32 in OpenVINO (Sapphire Rapids): 0.75x at batch 1, 2.68x at batch 32."""
+    advice = _check(0.75, 2.68, note=None).advice()
+    assert advice.startswith("INT8 pays at batch 32 only on this machine (speed-up over FP32: 0.75x at batch 1")
+    assert advice.endswith("deploy it for batch 32 and the FP32 (optimised) artifact for batch 1")
+    assert "does not pay" not in advice and "no faster" not in advice
 
 
 def test_int8_within_the_noise_everywhere_does_not_pay():
@@ -50,6 +63,34 @@ def test_int8_faster_at_one_batch_and_unclear_at_the_other_says_which():
     assert advice.startswith("INT8 pays only in part")
     assert "measurably faster at batch 1, not measurably at batch 32" in advice
     assert "does not pay" not in advice and "\n" not in advice
+
+
+def test_a_cpu_with_vnni_is_never_told_to_find_one():
+    """Seen on a Sapphire Rapids (AMX): "deploy ... this INT8 one on a CPU with VNNI (..., AMX)"."""
+    advice = _check(1.05, 0.82, note=None).advice()
+    assert "VNNI" not in advice and advice.endswith("deploy the FP32 (optimised) artifact here")
+
+
+def test_int8_that_pays_in_another_runtime_says_where_and_how_to_deploy_it():
+    # an onnxruntime-profile DenseNet-121 on a Sapphire Rapids: ORT 1.04x / 0.82x, OpenVINO 0.57x / 2.24x
+    advice = _check(1.05, 0.82, note=None, rivals={"openvino": (0.57, 2.24)}).advice()
+    assert advice.startswith("INT8 does not pay in onnxruntime on this machine (speed-up over FP32: 1.05x at batch 1")
+    assert "or this INT8 one in openvino at batch 32, where it pays (0.57x at batch 1, 2.24x at batch 32)" in advice
+    assert "where it pays (0.57x at batch 1, 2.24x at batch 32): --backend openvino;" in advice
+    assert "--profile openvino lays INT8 out for it" in advice
+    assert "\n" not in advice and "VNNI" not in advice and "auto" not in advice
+    # backend="auto" takes the record's batch-1 choice: named only where that is the rival
+    from deploykit.harness.bench import RuntimeChoice
+
+    check = _check(0.9, 0.82, note=None, rivals={"openvino": (2.0, 2.24)})
+    check.runtime_choice = RuntimeChoice("m", {1: "openvino", 32: "openvino"}, {}, {})
+    assert '--backend openvino, or Predictor backend="auto";' in check.advice()
+
+
+def test_a_rival_is_named_only_for_the_batches_it_adds():
+    partial = _check(1.32, 1.05, note=None, rivals={"openvino": (1.5, 1.6)}).advice()
+    assert "deploy it where batch 1 matters, or this INT8 one in openvino at batch 32, where it pays" in partial
+    assert "openvino" not in _check(0.8, 0.8, note=None, rivals={"openvino": (0.9, 1.02)}).advice().split(":", 1)[1]
 
 
 def test_the_batches_checked_are_one_and_the_optimum():
@@ -108,6 +149,9 @@ def test_the_speed_check_picks_the_runtime_for_the_int8_model(fp32_artifact, tmp
     choice = sc.runtime_choice.to_dict()
     assert choice["best"] == "fake" and set(choice["p50_ms"]["1"]) == {"onnxruntime", "fake"}
     assert choice["config"]["spinning"] is True and "fastest CPU runtime here: batch 1: fake" in sc.summary()
+    # the INT8 model in the other runtime against the same FP32 parent, recorded beside the verdict
+    assert [b.verdict for b in sc.rivals["fake"]] == ["faster"] and sc.runtime == "onnxruntime"
+    assert sc.to_dict()["other_runtimes"]["fake"][0]["batch"] == 1
 
 
 def test_a_runtime_that_cannot_load_the_int8_model_is_left_out(fp32_artifact, monkeypatch):
