@@ -6,7 +6,8 @@
 #     onnxruntime and onnxruntime-gpu must never be installed together and pip cannot swap a core
 #     dependency, so `deploykit predict` stops with the one-line error naming 'deploykit[cpu]' and
 #     'deploykit[gpu]'; then with the `cpu` extra (onnxruntime): torch is absent, the runtime and
-#     `deploykit predict` work on an artifact the project venv exported, and a pipeline command
+#     `deploykit predict` work on an artifact the project venv exported (with the `openvino` extra
+#     too: `--backend openvino` agrees with ONNX Runtime, and still no torch or onnx), and a pipeline command
 #     (`deploykit export`) stops with the one-line MissingExtraError.
 # Usage: scripts/check_wheel.sh [PYTHON]   (PYTHON: the project's venv python, for the dependencies)
 set -euo pipefail
@@ -80,6 +81,16 @@ out = json.load(open(sys.argv[1]))
 assert len(out) == 1 and len(out[0]["top"]) == 3, out
 print(f"lean wheel: deploykit predict top-1 class {out[0]['top'][0]['index']} without torch")
 PY
+# the openvino extra on the same lean install: OpenVINO, still no torch and no onnx package
+"$work/lean/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[openvino]"
+"$work/lean/bin/python" -c 'import importlib.util as u; assert not u.find_spec("onnx") and not u.find_spec("torch")'
+"$work/lean/bin/deploykit" predict "$work/art" "$work/img.png" --json -k 3 --backend openvino >"$work/pred-ov.json"
+"$work/lean/bin/python" - "$work/pred.json" "$work/pred-ov.json" <<'PY'
+import json, sys
+ort, ov = (json.load(open(p)) for p in sys.argv[1:3])
+assert [t["index"] for t in ov[0]["top"]] == [t["index"] for t in ort[0]["top"]], (ort, ov)
+print("lean wheel + openvino: deploykit predict --backend openvino agrees with ONNX Runtime, without torch or onnx")
+PY
 set +e
 "$work/lean/bin/deploykit" export resnet18 -o "$work/never" >"$work/export.out" 2>"$work/export.err"
 code=$?
@@ -91,4 +102,4 @@ if [ "$code" -ne 1 ] || [ "$(wc -l <"$work/export.err")" -ne 1 ] || ! grep -Eq "
   exit 1
 fi
 echo "lean wheel: deploykit export without torch -> exit 1: $(cat "$work/export.err")"
-echo "lean wheel check passed: torch absent, runtime and predict work, pipeline commands name the extra"
+echo "lean wheel check passed: torch absent, runtime and predict work (ONNX Runtime and OpenVINO), pipeline commands name the extra"
