@@ -20,7 +20,7 @@ from deploykit.cli.options import threads_option
     type=click.Choice(["onnxruntime", "openvino", "openvino-bf16", "tensorrt", "auto"]),
     default=None,
     help="Runtime (default: onnxruntime for ONNX, tensorrt for an engine); auto = the fastest recorded for "
-    "this machine in the artifact's runtime_choice, else onnxruntime.",
+    "this machine in the artifact's runtime_choice at the batch nearest the number of images, else onnxruntime.",
 )
 @click.option("--device", default=None, help="The GPU an engine artifact runs on: cuda:N (default: the first).")
 def predict_cmd(
@@ -37,7 +37,10 @@ def predict_cmd(
     from deploykit.runtime.predictor import image_files
 
     files = image_files(images)
-    predictor = Predictor.from_artifact(artifact, backend=backend, threads=threads, device=device)
+    # auto: the runtime measured fastest at the batch these images make (split at the profile's max)
+    predictor = Predictor.from_artifact(
+        artifact, backend=backend, threads=threads, device=device, expected_batch=len(files) or None
+    )
     if backend is not None:
         click.echo(f"backend: {predictor.backend} ({predictor.backend_reason})", err=True)
     preds = predictor.predict(files, topk=topk)

@@ -128,9 +128,14 @@ class SpeedCheck:
             return ""
         name, gains = best
         tip = "; --profile openvino lays INT8 out for it" if name == "openvino" and self.runtime != name else ""
-        # Predictor(backend="auto") takes the batch-1 choice of this record: named only where that is this runtime
-        auto = self.runtime_choice is not None and getattr(self.runtime_choice, "best", None) == name
-        how = f'--backend {name}, or Predictor backend="auto"' if auto else f"--backend {name}"
+        # Predictor(backend="auto") takes this record's choice at batch 1, or nearest its expected_batch
+        by_batch = getattr(self.runtime_choice, "by_batch", None) or {}
+        auto_at = [b for b in gains if by_batch.get(b) == name]
+        how = f"--backend {name}"
+        if by_batch and by_batch.get(min(by_batch)) == name:
+            how += ', or Predictor backend="auto"'
+        elif auto_at:
+            how += f', or Predictor backend="auto", expected_batch={auto_at[0]}'
         return (
             f", or this INT8 one in {name} at batch {_batches(gains)}, where it pays ({_figures(self.rivals[name])}): "
             f"{how}{tip}"

@@ -85,6 +85,10 @@ def test_int8_that_pays_in_another_runtime_says_where_and_how_to_deploy_it():
     check = _check(0.9, 0.82, note=None, rivals={"openvino": (2.0, 2.24)})
     check.runtime_choice = RuntimeChoice("m", {1: "openvino", 32: "openvino"}, {}, {})
     assert '--backend openvino, or Predictor backend="auto";' in check.advice()
+    # fastest at batch 32 only: auto picks it there when told the deployment's batch
+    check = _check(1.05, 0.82, note=None, rivals={"openvino": (0.57, 2.24)})
+    check.runtime_choice = RuntimeChoice("m", {1: "onnxruntime", 32: "openvino"}, {}, {})
+    assert '--backend openvino, or Predictor backend="auto", expected_batch=32;' in check.advice()
 
 
 def test_a_rival_is_named_only_for_the_batches_it_adds():

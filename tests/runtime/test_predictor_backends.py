@@ -83,6 +83,17 @@ def test_auto_picks_the_recorded_best_on_this_machine(tmp_path):
     assert p.logits(_x(2)).shape == (2, CLASSES)
 
 
+@needs_ov
+def test_auto_takes_the_choice_at_the_batch_the_deployment_runs(tmp_path):
+    art = _record(tiny_artifact(tmp_path / "art"))  # batch 1: openvino, batch 8: onnxruntime
+    for expected, want, at in ((8, "onnxruntime", 8), (6, "onnxruntime", 8), (2, "openvino", 1), (1, "openvino", 1)):
+        p = Predictor.from_artifact(art.path, backend="auto", expected_batch=expected)
+        assert p.backend == want, (expected, p.backend_reason)
+        assert f"fastest at batch {at} (nearest measured to {expected})" in p.backend_reason
+    with pytest.raises(DeployKitError, match="expected_batch must be a positive integer, got 0"):
+        Predictor.from_artifact(art.path, backend="auto", expected_batch=0)
+
+
 def test_auto_falls_back_to_onnxruntime_and_says_why(tmp_path, monkeypatch):
     art = tiny_artifact(tmp_path / "none")
     p = Predictor.from_artifact(art.path, backend="auto")
@@ -120,6 +131,21 @@ def test_predict_cli_backend(tmp_path, fmnist_artifact, fmnist_images):
     )
     assert res.exit_code == 0, res.output
     assert "backend: openvino (named by the caller)" in res.output
+
+
+@needs_ov
+def test_predict_cli_auto_picks_the_runtime_for_the_batch_its_images_make(tmp_path, fmnist_artifact, fmnist_images):
+    import shutil
+
+    from deploykit.artifact import Artifact
+    from deploykit.cli import cli
+
+    shutil.copytree(fmnist_artifact.path, tmp_path / "art")
+    art = _record(Artifact.load(tmp_path / "art"))  # batch 1: openvino, batch 8: onnxruntime
+    for images, want in ((fmnist_images[:1], "openvino"), (fmnist_images[:8], "onnxruntime")):
+        res = CliRunner().invoke(cli, ["predict", str(art.path), *map(str, images), "--backend", "auto", "--json"])
+        assert res.exit_code == 0, res.output
+        assert f"backend: {want} (auto: fastest at batch {1 if want == 'openvino' else 8} " in res.output
 
 
 @needs_ov
