@@ -199,6 +199,30 @@ def declared_inputs(ov_model: Any) -> list[tuple[str, list[int | None]]]:
     return [(_port_name(p, i), _dims(p.get_partial_shape())) for i, p in enumerate(ov_model.inputs)]
 
 
+def compiled_by_batch(
+    model: str | os.PathLike | bytes | Any,
+    *,
+    precision: str = "f32",
+    threads: int | None = None,
+    hint: str = "LATENCY",
+    where: str | None = None,
+    declared: Any = None,
+) -> CompiledByBatch:
+    """A :class:`CompiledByBatch` of ``model``: each batch size fed compiled static by :func:`ov_compile`.
+
+    The inputs are read once, from ``declared`` (the ``openvino.Model`` a caller read already with
+    :func:`ov_read`) or read here, and every compile reuses them instead of reading the file again.
+    """
+    inputs = declared_inputs(declared if declared is not None else ov_read(model, where=where))
+
+    def compile_for(batch: int | None) -> Any:
+        return ov_compile(
+            model, precision=precision, threads=threads, hint=hint, where=where, batch=batch, inputs=inputs
+        )
+
+    return CompiledByBatch(compile_for)
+
+
 class CompiledByBatch:
     """Static compiles of one model, one per batch size fed, each with its infer request.
 
@@ -293,6 +317,7 @@ __all__ = [
     "HINTS",
     "PRECISIONS",
     "check_precision",
+    "compiled_by_batch",
     "compiled_config",
     "import_openvino",
     "ov_compile",

@@ -70,7 +70,7 @@ class OpenVINORunner(Runner):
         self._outputs: list[str] = []
 
     def _activate(self) -> None:
-        from deploykit.openvino_io import CompiledByBatch, declared_inputs, ov_compile, ov_read
+        from deploykit.openvino_io import compiled_by_batch, ov_read
 
         src = self.path if self.path is not None else self._model_bytes
         # names, types and declared shapes from the model read but not compiled: compiling waits for
@@ -83,21 +83,14 @@ class OpenVINORunner(Runner):
             dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
             self._inputs[port.get_any_name()] = (dtype, dims)
         self._outputs = [port.get_any_name() for port in declared.outputs]
-        inputs = declared_inputs(declared)  # each static compile reuses them: the file is not read again
-        del declared
-
-        def compile_for(batch: int) -> Any:
-            return ov_compile(
-                src,
-                precision=self.inference_precision,
-                threads=self.threads,
-                hint=self.hint,
-                where=self.name,
-                batch=batch,
-                inputs=inputs,
-            )
-
-        self._cache = CompiledByBatch(compile_for)
+        self._cache = compiled_by_batch(
+            src,
+            precision=self.inference_precision,
+            threads=self.threads,
+            hint=self.hint,
+            where=self.name,
+            declared=declared,  # each static compile reuses its inputs: the file is not read again
+        )
 
     def _deactivate(self) -> None:
         self.compiled = self._cache = None

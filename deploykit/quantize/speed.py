@@ -254,10 +254,10 @@ def check_speed(
         int8_path = _as_path(int8_model, Path(tmp) / "int8.onnx") if others else int8_model
         unavailable = _unloadable(int8_path, others, threads)
         others = [n for n in others if n not in unavailable]
+        label = {DEFAULT_RUNTIME: "int8", **{n: f"int8:{n}" for n in others}}  # runtime -> its INT8 runner
         runners = {
             "fp32": deployment_runner(fp32_model, DEFAULT_RUNTIME, threads),
-            "int8": deployment_runner(int8_path, DEFAULT_RUNTIME, threads),
-            **{f"int8:{n}": deployment_runner(int8_path, n, threads) for n in others},
+            **{key: deployment_runner(int8_path, n, threads) for n, key in label.items()},
         }
         if progress:
             progress(
@@ -265,7 +265,7 @@ def check_speed(
             )
         iters = size_blocks(runners["fp32"], sizes, ROUNDS, len(runners), budget_s, MAX_ITERS)
         timed = benchmark_blocks(runners, sizes, ROUNDS, iters, warmup=1, machine=machine)
-    judged = f"int8:{target}" if target in others else "int8"
+    runtime = target if target in others else DEFAULT_RUNTIME
 
     def against_fp32(key: str) -> list[BatchSpeed]:
         out: list[BatchSpeed] = []
@@ -288,15 +288,12 @@ def check_speed(
             )
         return out
 
-    names_by_key = {"int8": DEFAULT_RUNTIME, **{f"int8:{n}": n for n in others}}
-    rivals = {names_by_key[k]: against_fp32(k) for k in names_by_key if k != judged}
     config = timing_config(threads, ROUNDS, iters, 1, {k: r.runner for k, r in timed.items()})
-    label = {DEFAULT_RUNTIME: "int8", **{n: f"int8:{n}" for n in others}}
     choice = runtime_choice(
         {n: {b.batch: b.round_p50_ms or [] for b in timed[k].batches} for n, k in label.items()}, config, machine
     )
     return SpeedCheck(
-        batches=against_fp32(judged),
+        batches=against_fp32(label[runtime]),
         threads=threads,
         seconds=time.perf_counter() - t0,
         machine=machine,
@@ -304,8 +301,8 @@ def check_speed(
         config=config,
         runtime_choice=choice,
         unavailable=unavailable,
-        runtime=target if target in others else DEFAULT_RUNTIME,
-        rivals=rivals,
+        runtime=runtime,
+        rivals={n: against_fp32(k) for n, k in label.items() if n != runtime},
     )
 
 

@@ -124,26 +124,17 @@ class Predictor:
             self._runner = None
             self.runtime_config.update(threads=threads, spinning=spin, precision="as stored")
         elif self.backend in OV_PRECISION:
-            from deploykit.openvino_io import CompiledByBatch, declared_inputs, ov_compile, ov_read
-
-            inputs = declared_inputs(ov_read(artifact.main_path, where=str(artifact.main_path)))
-
-            def compile_for(batch: int) -> Any:
-                return ov_compile(
-                    artifact.main_path,
-                    precision=OV_PRECISION[self.backend],
-                    threads=threads,
-                    where=str(artifact.main_path),
-                    batch=batch,
-                    inputs=inputs,
-                )
+            from deploykit.openvino_io import compiled_by_batch
 
             # a static compile per batch size run (2x faster than a dynamic-batch compile on an INT8
             # DenseNet-121; see ov_compile), LATENCY hint: the Predictor runs one batch at a time.
             # A fixed-batch artifact compiles once; a dynamic one compiles its opt batch now (so a
             # model OpenVINO refuses fails here) and any other size on its first call.
             self._session = self._runner = None
-            self._ov_cache = CompiledByBatch(compile_for)
+            path = artifact.main_path
+            self._ov_cache = compiled_by_batch(
+                path, precision=OV_PRECISION[self.backend], threads=threads, where=str(path)
+            )
             self._ov_cache.get(m.batch.max if not m.batch.dynamic else m.batch.opt)
             self._lock = threading.Lock()  # one infer request per compile: calls are serialised
             self._ov_record()
