@@ -30,7 +30,8 @@ from deploykit.cli.options import instances_option, int_list, queue_delay_option
     "--max-batch",
     type=click.IntRange(min=1),
     default=None,
-    help="max_batch_size (default: the artifact's batch profile maximum).",
+    help="max_batch_size (default: the artifact's batch profile maximum; 1 for Triton's OpenVINO backend, "
+    "which compiles this one batch size and pads smaller batches to it).",
 )
 @instances_option("Model instances (instance_group count).")
 @click.option(
@@ -91,6 +92,8 @@ def triton_cmd(
     )
     click.echo(f"model '{model.name}' version {model.version} written to {model.version_dir}")
     click.echo(f"config: {model.config_path} (max_batch_size {model.max_batch_size})")
+    if model.note:
+        click.echo(model.note)
 
 
 @click.command("serve")

@@ -26,6 +26,11 @@ KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 # Triton's OpenVINO backend (backend: "openvino"; it reads model.onnx given default_model_filename).
 # Its parameters can ask for bfloat16 (HINT_BF16) but not for f32: on a CPU with native bf16 it runs
 # float layers in bf16 by default, so a float artifact is written for it only as openvino-bf16.
+# It compiles a batching model at one static batch, max_batch_size (ov::set_batch in its source), and
+# fails a request batch of any other size unless ENABLE_BATCH_PADDING pads it with zeros to that size
+# ("expected requests with batch size '8', got '2'": triton-inference-server/server#7363). So
+# deploykit writes max_batch_size 1 unless asked (the static batch-1 compile, OpenVINO's fastest per
+# request; instances give concurrency), and a larger one with padding and the batcher aiming at it.
 OV_TRITON = {"openvino": {}, "openvino-bf16": {"HINT_BF16": "YES"}}
 TRITON_BACKENDS = ("onnxruntime", *OV_TRITON)
 LABELS_FILE = "labels.txt"
@@ -44,6 +49,7 @@ class TritonModel:
     config_path: Path
     config: str
     max_batch_size: int
+    note: str | None = None  # what the chosen backend does with batches, for the user to read
 
 
 def default_kind(manifest: Manifest) -> str:
@@ -98,7 +104,8 @@ def model_config(
     if profile.dynamic:
         if profile.min > 1:
             raise DeployKitError(f"the artifact's batch profile starts at {profile.min}; Triton sends batches from 1")
-        top = profile.max if max_batch is None else max_batch
+        default_top = 1 if backend in OV_TRITON else profile.max
+        top = default_top if max_batch is None else max_batch
         if not 1 <= top <= profile.max:
             raise DeployKitError(f"max batch {top} is outside the artifact's batch profile [1, {profile.max}]")
         batch_dims = 1
@@ -114,6 +121,18 @@ def model_config(
     bad = [b for b in pref if not 1 <= b <= max(top, 1)]
     if bad:
         raise DeployKitError(f"preferred batch size(s) {bad} are outside [1, {top}]")
+    ov_params: dict[str, str] = {}
+    if backend in OV_TRITON and top >= 1:
+        if top == 1:
+            dynamic_batching = False  # one static batch of 1: nothing for the batcher to merge
+        else:
+            if pref and set(pref) != {top}:
+                raise DeployKitError(
+                    f"Triton's OpenVINO backend runs batch {top} only (smaller batches are padded to it); "
+                    f"--preferred-batch can only be {top}"
+                )
+            pref = (top,) if dynamic_batching else ()
+            ov_params["ENABLE_BATCH_PADDING"] = "YES"
 
     runs_on = 'backend: "python"' if python_backend is not None else f'platform: "{PLATFORMS[manifest.format][0]}"'
     if backend in OV_TRITON:
@@ -144,7 +163,7 @@ def model_config(
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {KINDS[kind]}\n  }}\n]")
     params = dict(python_backend or {})
     if backend in OV_TRITON:  # one stream: Triton's instances and dynamic batcher give the concurrency
-        params.update({"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", **OV_TRITON[backend]})
+        params.update({"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", **OV_TRITON[backend], **ov_params})
     for key, value in params.items():
         lines.append(f'parameters {{\n  key: "{key}"\n  value: {{ string_value: {json.dumps(value)} }}\n}}')
     return "\n".join(lines) + "\n", top
@@ -215,7 +234,30 @@ def write_model_repository(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return TritonModel(
-        repo=repo, name=name, version=version, version_dir=final, config_path=cfg_path, config=text, max_batch_size=top
+        repo=repo,
+        name=name,
+        version=version,
+        version_dir=final,
+        config_path=cfg_path,
+        config=text,
+        max_batch_size=top,
+        note=openvino_batch_note(top) if config.get("backend") in OV_TRITON else None,
+    )
+
+
+def openvino_batch_note(max_batch_size: int) -> str:
+    """What Triton's OpenVINO backend does with the batches of this config, in one line."""
+    if max_batch_size == 0:
+        return "Triton's OpenVINO backend runs the artifact's fixed batch as exported"
+    if max_batch_size == 1:
+        return (
+            "Triton's OpenVINO backend compiles one static batch size: 1; clients send batch-1 requests "
+            "and --instances sets how many run at once (--max-batch N pads every batch to N)"
+        )
+    return (
+        f"Triton's OpenVINO backend compiles one static batch size: {max_batch_size}; every batch is padded "
+        f"with zeros to {max_batch_size} and costs a batch-{max_batch_size} run (the dynamic batcher waits "
+        f"up to the queue delay to fill it); --max-batch 1 runs each request alone"
     )
 
 

@@ -43,6 +43,45 @@ def test_triton_openvino_refuses_a_float_artifact_it_cannot_pin_to_f32(tmp_path)
         model_config(int8, "tiny", backend="tvm")
 
 
+def _ov_params(text: str) -> tuple[object, dict[str, str]]:
+    """The parameters of a config, parsed by Triton's own model-config protobuf."""
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from google.protobuf import text_format
+
+    cfg = text_format.Parse(text, model_config_pb2.ModelConfig())
+    return cfg, {k: v.string_value for k, v in cfg.parameters.items()}
+
+
+def test_triton_openvino_runs_one_static_batch_it_never_errs_on(tmp_path):
+    """Triton's OpenVINO backend compiles max_batch_size as a static batch and fails any other batch
+    unless padding is on: the default is batch 1 (no batcher), a larger one pads and batches to it."""
+    art = tiny_artifact(tmp_path / "a")
+    int8 = dataclasses.replace(art.manifest, precision="int8")
+    assert int8.batch.dynamic and int8.batch.max > 1
+    text, top = model_config(int8, "tiny", backend="openvino")
+    cfg, params = _ov_params(text)
+    assert top == cfg.max_batch_size == 1
+    assert not cfg.HasField("dynamic_batching") and "ENABLE_BATCH_PADDING" not in params
+    assert list(cfg.input[0].dims) == list(int8.inputs[0].shape[1:])
+
+    text, top = model_config(int8, "tiny", backend="openvino", max_batch=8, max_queue_delay_us=500)
+    cfg, params = _ov_params(text)
+    assert top == cfg.max_batch_size == 8 and params["ENABLE_BATCH_PADDING"] == "YES"
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
+    cfg, params = _ov_params(model_config(int8, "tiny", backend="openvino", max_batch=8, preferred_batch=(8,))[0])
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8]
+    cfg, params = _ov_params(model_config(int8, "tiny", backend="openvino", max_batch=8, dynamic_batching=False)[0])
+    assert not cfg.HasField("dynamic_batching") and params["ENABLE_BATCH_PADDING"] == "YES"
+    with pytest.raises(DeployKitError, match="runs batch 8 only") as e:
+        model_config(int8, "tiny", backend="openvino", max_batch=8, preferred_batch=(4, 8))
+    assert "\n" not in str(e.value)
+    # ONNX Runtime's backend takes any batch: its default stays the artifact's profile maximum
+    cfg, params = _ov_params(model_config(int8, "tiny")[0])
+    assert cfg.max_batch_size == int8.batch.max and cfg.HasField("dynamic_batching")
+    assert "ENABLE_BATCH_PADDING" not in params
+
+
 @pytest.fixture
 def pb_utils(monkeypatch):
     mod = types.ModuleType("triton_python_backend_utils")
@@ -103,6 +142,15 @@ def test_triton_cli_backend(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert 'backend: "openvino"' in (tmp_path / "r" / "tiny" / "config.pbtxt").read_text()
+    assert "max_batch_size 1)" in res.output and "one static batch size: 1" in res.output
+    res = CliRunner().invoke(
+        cli,
+        ["triton", str(art.path), "--repo", str(tmp_path / "r2"), "--backend", "openvino-bf16", "--max-batch", "4"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "padded with zeros to 4" in res.output
+    res = CliRunner().invoke(cli, ["triton", str(art.path), "--repo", str(tmp_path / "r3")])
+    assert res.exit_code == 0 and "static batch" not in res.output  # ONNX Runtime's backend: no such note
 
 
 def test_serve_backend_openvino_end_to_end(fmnist_artifact, tmp_path):
