@@ -100,6 +100,37 @@ def test_a_max_pool_takes_its_pair_on_its_input_and_runs_in_int8(x_res):
     assert pool_precisions(trt_q) == ["f32"]  # the pair behind the pool leaves it in float here
 
 
+def test_the_classifier_pool_reads_int8_so_the_last_residual_conv_writes_int8(x_res):
+    """O4 on GlobalAveragePool -> Flatten -> Gemm: a pair on the pool's input, its own scale (NNCF's
+    placement); without it OpenVINO reorders the shortcut's INT8 output to float for the fused sum."""
+    _, trt, _, _ = quantise(downsample_block(), "tensorrt", x_res)
+    _, ov, _, q = quantise(downsample_block(), "openvino", x_res)
+    assert "r2" not in trt.edges  # TensorRT's rule T4: the pool keeps its input's precision
+    assert any(node.startswith("GlobalAveragePool") for node, _ in ov.edges["r2"])
+    assert "f" in ov.edges and ov.groups["r2"] != ov.groups["f"]  # channel means keep their own scale
+    pytest.importorskip("openvino")
+    from deploykit.openvino_io import ov_compile
+
+    def runtime_ops(model) -> list[tuple[str, str, str]]:
+        runtime = ov_compile(model, threads=1, batch=2).get_runtime_model()
+        return [
+            (
+                op.get_rt_info()["layerType"].astype(str),
+                op.get_rt_info()["runtimePrecision"].astype(str),
+                op.get_friendly_name(),
+            )
+            for op in runtime.get_ordered_ops()
+        ]
+
+    ops = runtime_ops(q)
+    assert [p for kind, p, _ in ops if kind == "Reduce"] == ["u8"]
+    assert not [name for kind, _, name in ops if kind == "Reorder" and "8_f32_" in name]
+    *_, trt_q = quantise(downsample_block(), "tensorrt", x_res)
+    trt_ops = runtime_ops(trt_q)
+    assert [p for kind, p, _ in trt_ops if kind == "Reduce"] == ["f32"]
+    assert [name for kind, _, name in trt_ops if kind == "Reorder" and "8_f32_" in name]  # what O4 saves
+
+
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
 def test_non_negative_tensors_are_uint8_and_signed_ones_int8_at_zero_point_0(graph, request):
     build, xname = GRAPHS[graph]
