@@ -5,9 +5,12 @@ A whole-network INT8/FP32 speed-up is bounded by the ratio of the two runtimes' 
 throughput, since the convolutions are almost all of the time. For one model (default ResNet-50 at
 224x224, batch 1) this script:
 
-* times ONNX Runtime FP32 (deployment settings: intra-op threads = usable cores, spinning on) with
-  ORT's per-node profiler, and OpenVINO (LATENCY, f32 precision, static shape) on deploykit's INT8
-  file (``--profile openvino``) and on NNCF's IR, with OpenVINO's per-node counters;
+* times ONNX Runtime (deployment settings: intra-op threads = usable cores, spinning on) with
+  ORT's per-node profiler on the FP32 file and on deploykit's onnxruntime-profile INT8 file, and
+  OpenVINO (LATENCY, f32 precision, static shape) on deploykit's INT8 file (``--profile
+  openvino``) and on NNCF's IR, with OpenVINO's per-node counters;
+* times ORT's own INT8 GEMM (``MatMulInteger``, uint8 x int8, 1024 x 1024 x 1024) against its FP32
+  ``MatMul``: the rate ORT's integer kernels reach on this CPU outside a convolution;
 * counts each convolution's multiply-accumulates from the ONNX shapes;
 * reports per runtime: time in convolutions, time elsewhere, GMAC/s, and the speed-up the INT8
   convolutions have over ORT's FP32 ones, per stage (conv output size) and overall.
@@ -22,6 +25,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -132,6 +136,49 @@ def ort_conv_name(node: str, fused: dict[str, str]) -> str | None:
     return fused.get(base) or fused.get(node)
 
 
+def ort_int8_conv_name(node: str, convs: dict[str, Any]) -> str | None:
+    """ORT names a fused QLinearConv after the ONNX conv with a ``_token_N`` suffix."""
+    base = re.sub(r"_token_\d+$", "", node)
+    return base if base in convs else None
+
+
+def ort_gemm_rates(threads: int, n: int = 1024, calls: int = 30) -> dict[str, float]:
+    """GMAC/s of ORT's MatMulInteger (uint8 x int8) and FP32 MatMul on an n x n x n product,
+    B constant (pre-packed), one session alive at a time, deployment settings."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploykit.onnx_io import deployment_settings, ort_session
+
+    rng = np.random.default_rng(0)
+    b8 = rng.integers(-127, 128, (n, n), dtype=np.int8)
+    a8 = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    rates = {}
+    for key, op, a, b, out in (
+        ("matmul_integer_u8s8", "MatMulInteger", a8, b8, TensorProto.INT32),
+        ("matmul_fp32", "MatMul", a8.astype(np.float32), b8.astype(np.float32), TensorProto.FLOAT),
+    ):
+        dtype = helper.np_dtype_to_tensor_dtype(a.dtype)
+        graph = helper.make_graph(
+            [helper.make_node(op, ["a", "b"], ["y"])],
+            key,
+            [helper.make_tensor_value_info("a", dtype, [n, n])],
+            [helper.make_tensor_value_info("y", out, [n, n])],
+            [numpy_helper.from_array(b, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        sess = ort_session(model, **deployment_settings(threads).ort_kwargs())
+        for _ in range(3):
+            sess.run(None, {"a": a})
+        walls = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            sess.run(None, {"a": a})
+            walls.append(time.perf_counter() - t0)
+        rates[key] = n**3 / 1e9 / float(np.median(walls))
+        del sess
+    return rates
+
+
 def ov_conv_name(node: str, convs: dict[str, Any]) -> str | None:
     """OpenVINO keeps the ONNX name and appends ``/WithoutBiases`` (and fused ops)."""
     base = node.split("/WithoutBiases")[0]
@@ -188,13 +235,18 @@ def main() -> None:
     loads = []
     for r in range(args.rounds):
         row: dict[str, Any] = {}
-        order = ["ort_fp32", "ov_dk_ov_int8", "ov_nncf_int8"]
+        order = ["ort_fp32", "ort_dk_int8", "ov_dk_ov_int8", "ov_nncf_int8"]
         for key in order if r % 2 == 0 else order[::-1]:
-            if key == "ort_fp32":
-                per, wall = ort_profile(files["fp32"], x, args.calls, threads, tmp)
+            if key.startswith("ort_"):
+                per, wall = ort_profile(files["fp32" if key == "ort_fp32" else "dk"], x, args.calls, threads, tmp)
+                name_of = (
+                    (lambda node: ort_conv_name(node, fused))
+                    if key == "ort_fp32"
+                    else (lambda node: ort_int8_conv_name(node, macs))
+                )
                 times = {}
                 for node, ms in per.items():
-                    c = ort_conv_name(node, fused)
+                    c = name_of(node)
                     times[c or node] = times.get(c or node, 0.0) + ms
             else:
                 if key == "ov_nncf_int8" and "nncf" not in files:
@@ -211,7 +263,8 @@ def main() -> None:
     def med(key: str, field: str) -> float:
         return float(np.median([r[key][field] for r in rounds if key in r]))
 
-    keys = [k for k in ("ort_fp32", "ov_dk_ov_int8", "ov_nncf_int8") if k in rounds[0]]
+    keys = [k for k in ("ort_fp32", "ort_dk_int8", "ov_dk_ov_int8", "ov_nncf_int8") if k in rounds[0]]
+    gemm = ort_gemm_rates(threads)
     doc = {
         "machine": machine,
         "model": f"{name} {size}x{size}",
@@ -219,6 +272,7 @@ def main() -> None:
         "calls": args.calls,
         "rounds": rounds,
         "load_averages": loads,
+        "ort_gemm_gmac_per_s": gemm,
         "command": "PYTHONPATH=. python benchmarks/cpu/ceiling.py " + " ".join(sys.argv[1:]),
     }
     atomic_write_json(args.out / f"ceiling-{machine_slug(machine)}.json", doc)
@@ -239,9 +293,15 @@ def main() -> None:
             f"{med(k, 'gmac_per_s'):.0f} | {base_conv / med(k, 'conv_ms'):.2f}x | "
             f"{base_wall / med(k, 'wall_ms'):.2f}x |"
         )
+    lines += [
+        "",
+        f"ORT's own INT8 GEMM outside a convolution (MatMulInteger, uint8 x int8, 1024^3, constant B): "
+        f"{gemm['matmul_integer_u8s8']:.0f} GMAC/s, against {gemm['matmul_fp32']:.0f} GMAC/s for its FP32 MatMul "
+        f"({gemm['matmul_integer_u8s8'] / gemm['matmul_fp32']:.1f}x).",
+    ]
     lines += ["", "Per stage (conv output size): ms in convolutions, and INT8 speed-up over ORT FP32 there.", ""]
     stages = list(rounds[0]["ort_fp32"]["by_stage"])
-    lines.append("| output HxW | GMAC | " + " | ".join(f"{k} ms" for k in keys) + " | dk INT8 speed-up |")
+    lines.append("| output HxW | GMAC | " + " | ".join(f"{k} ms" for k in keys) + " | OpenVINO dk INT8 speed-up |")
     lines.append("|---|---|" + "---|" * len(keys) + "---|")
     for st in stages:
         ms = {k: float(np.median([r[k]["by_stage"][st]["ms"] for r in rounds if k in r])) for k in keys}
