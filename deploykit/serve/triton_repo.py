@@ -241,11 +241,11 @@ def write_model_repository(
         config_path=cfg_path,
         config=text,
         max_batch_size=top,
-        note=openvino_batch_note(top) if config.get("backend") in OV_TRITON else None,
+        note=openvino_batch_note(top, "\ndynamic_batching {" in text) if config.get("backend") in OV_TRITON else None,
     )
 
 
-def openvino_batch_note(max_batch_size: int) -> str:
+def openvino_batch_note(max_batch_size: int, batcher: bool = True) -> str:
     """What Triton's OpenVINO backend does with the batches of this config, in one line."""
     if max_batch_size == 0:
         return "Triton's OpenVINO backend runs the artifact's fixed batch as exported"
@@ -254,10 +254,11 @@ def openvino_batch_note(max_batch_size: int) -> str:
             "Triton's OpenVINO backend compiles one static batch size: 1; clients send batch-1 requests "
             "and --instances sets how many run at once (--max-batch N pads every batch to N)"
         )
+    fill = "the dynamic batcher waits up to the queue delay to fill it" if batcher else "no batcher fills it"
     return (
         f"Triton's OpenVINO backend compiles one static batch size: {max_batch_size}; every batch is padded "
-        f"with zeros to {max_batch_size} and costs a batch-{max_batch_size} run (the dynamic batcher waits "
-        f"up to the queue delay to fill it); --max-batch 1 runs each request alone"
+        f"with zeros to {max_batch_size} and costs a batch-{max_batch_size} run ({fill}); "
+        f"--max-batch 1 runs each request alone"
     )
 
 

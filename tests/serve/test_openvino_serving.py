@@ -148,7 +148,13 @@ def test_triton_cli_backend(tmp_path):
         ["triton", str(art.path), "--repo", str(tmp_path / "r2"), "--backend", "openvino-bf16", "--max-batch", "4"],
     )
     assert res.exit_code == 0, res.output
-    assert "padded with zeros to 4" in res.output
+    assert "padded with zeros to 4" in res.output and "the dynamic batcher waits" in res.output
+    res = CliRunner().invoke(
+        cli,
+        ["triton", str(art.path), "--repo", str(tmp_path / "r4"), "--backend", "openvino-bf16", "--max-batch", "4"]
+        + ["--no-dynamic-batching"],
+    )
+    assert res.exit_code == 0 and "no batcher fills it" in res.output, res.output
     res = CliRunner().invoke(cli, ["triton", str(art.path), "--repo", str(tmp_path / "r3")])
     assert res.exit_code == 0 and "static batch" not in res.output  # ONNX Runtime's backend: no such note
 
