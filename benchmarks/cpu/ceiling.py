@@ -142,12 +142,11 @@ def ort_int8_conv_name(node: str, convs: dict[str, Any]) -> str | None:
     return base if base in convs else None
 
 
-def ort_gemm_rates(threads: int, n: int = 1024, calls: int = 30) -> dict[str, float]:
+def ort_gemm_rates(time_one: Any, threads: int, n: int = 1024, calls: int = 30) -> dict[str, float]:
     """GMAC/s of ORT's MatMulInteger (uint8 x int8) and FP32 MatMul on an n x n x n product,
-    B constant (pre-packed), one session alive at a time, deployment settings."""
+    B constant (pre-packed), timed by ``run.py``'s ``time_one``: one session alive at a time,
+    deployment settings."""
     from onnx import TensorProto, helper, numpy_helper
-
-    from deploykit.onnx_io import deployment_settings, ort_session
 
     rng = np.random.default_rng(0)
     b8 = rng.integers(-127, 128, (n, n), dtype=np.int8)
@@ -166,16 +165,8 @@ def ort_gemm_rates(threads: int, n: int = 1024, calls: int = 30) -> dict[str, fl
             [numpy_helper.from_array(b, "b")],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        sess = ort_session(model, **deployment_settings(threads).ort_kwargs())
-        for _ in range(3):
-            sess.run(None, {"a": a})
-        walls = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            sess.run(None, {"a": a})
-            walls.append(time.perf_counter() - t0)
-        rates[key] = n**3 / 1e9 / float(np.median(walls))
-        del sess
+        ms, _ = time_one("ort", model, None, a, calls, threads)
+        rates[key] = n**3 / 1e9 / (ms / 1e3)
     return rates
 
 
@@ -239,14 +230,9 @@ def main() -> None:
         for key in order if r % 2 == 0 else order[::-1]:
             if key.startswith("ort_"):
                 per, wall = ort_profile(files["fp32" if key == "ort_fp32" else "dk"], x, args.calls, threads, tmp)
-                name_of = (
-                    (lambda node: ort_conv_name(node, fused))
-                    if key == "ort_fp32"
-                    else (lambda node: ort_int8_conv_name(node, macs))
-                )
                 times = {}
                 for node, ms in per.items():
-                    c = name_of(node)
+                    c = ort_conv_name(node, fused) if key == "ort_fp32" else ort_int8_conv_name(node, macs)
                     times[c or node] = times.get(c or node, 0.0) + ms
             else:
                 if key == "ov_nncf_int8" and "nncf" not in files:
@@ -264,7 +250,7 @@ def main() -> None:
         return float(np.median([r[key][field] for r in rounds if key in r]))
 
     keys = [k for k in ("ort_fp32", "ort_dk_int8", "ov_dk_ov_int8", "ov_nncf_int8") if k in rounds[0]]
-    gemm = ort_gemm_rates(threads)
+    gemm = ort_gemm_rates(cpu_run.time_one, threads)
     doc = {
         "machine": machine,
         "model": f"{name} {size}x{size}",

@@ -241,7 +241,9 @@ def write_model_repository(
         config_path=cfg_path,
         config=text,
         max_batch_size=top,
-        note=openvino_batch_note(top, "\ndynamic_batching {" in text) if config.get("backend") in OV_TRITON else None,
+        note=openvino_batch_note(top, bool(config.get("dynamic_batching", True)))
+        if config.get("backend") in OV_TRITON
+        else None,
     )
 
 
