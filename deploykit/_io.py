@@ -9,6 +9,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+_stop_signal: int | None = None
+
+
+def note_stop(signum: int) -> None:
+    """Record that the process was told to stop (SIGINT/SIGTERM). A library that catches the
+    unwinding and re-raises it as its own error, which a stage then handles, must not let that
+    stage commit its artifact: :func:`stop_signal` is checked before every commit."""
+    global _stop_signal
+    _stop_signal = signum
+
+
+def stop_signal() -> int | None:
+    """The stop signal received, or None."""
+    return _stop_signal
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploykit._io import atomic_write_json, sha256_file
+from deploykit._io import atomic_write_json, sha256_file, stop_signal
 from deploykit.data.config import DataConfig
 from deploykit.errors import DeployKitError
 
@@ -393,6 +393,9 @@ class ArtifactWriter:
                 files[rel] = {"sha256": sha256_file(fp), "bytes": fp.stat().st_size}
         manifest.files = files
         atomic_write_json(self.dir / MANIFEST_NAME, manifest.to_dict())
+        stopped = stop_signal()
+        if stopped is not None:  # a stop that library code swallowed: unwind now, the old artifact stays
+            raise SystemExit(128 + stopped)
         if self.out_dir.exists():
             self._replace()
         else:

@@ -15,6 +15,7 @@ import sys
 import click
 
 from deploykit import __version__
+from deploykit._io import note_stop, stop_signal
 from deploykit.errors import DeployKitError, missing_extra
 
 # command name -> "module:attribute" of its click.Command
@@ -80,24 +81,22 @@ def main() -> None:
     try:
         cli(prog_name="deploykit")
     except BaseException:
-        if _stopped_by is None:
+        stopped = stop_signal()
+        if stopped is None:
             raise
         # The stop unwound through library code that re-raised it as its own error (an import in
         # progress, a C extension): every temporary directory is gone by now; just say why we stop.
-        click.echo(f"Aborted: stopped by signal {_stopped_by}", err=True)
-        sys.exit(128 + _stopped_by)
-
-
-_stopped_by: int | None = None
+        click.echo(f"Aborted: stopped by signal {stopped}", err=True)
+        sys.exit(128 + stopped)
 
 
 def _unwind_on_signals() -> None:
-    """SIGINT and SIGTERM unwind the stack, so a stage's temporary directory is removed, not left."""
+    """SIGINT and SIGTERM unwind the stack, so a stage's temporary directory is removed, not left
+    (and, recorded, stop any stage from committing if library code swallowed the unwinding)."""
     import signal
 
     def stop(signum: int, frame: object) -> None:
-        global _stopped_by
-        _stopped_by = signum
+        note_stop(signum)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)

@@ -268,3 +268,26 @@ def test_engine_build_interrupted_by_a_signal(tmp_path, previous_engine, sig):
     rc = _interrupt(args, building, sig, tmp_path, entry="from hostile.fake_trt import main; main()")
     assert rc == 128 + sig
     assert_untouched(out, before)
+
+
+def test_no_commit_after_a_stop_that_library_code_swallowed(tmp_path, previous, monkeypatch):
+    """A SIGINT/SIGTERM whose unwinding some library caught and turned into its own, handled error
+    still stops the stage at its commit: the previous artifact stays and nothing is left beside it."""
+    import deploykit._io as io_mod
+    from deploykit.export.api import export_model
+
+    out, before = previous
+    monkeypatch.setattr(io_mod, "_stop_signal", None)
+    io_mod.note_stop(signal.SIGTERM)  # the handler ran; the exception it raised was swallowed
+    with pytest.raises(SystemExit) as e:
+        export_model(
+            "resnet18",
+            num_classes=10,
+            overrides={"image_size": (32, 32)},
+            out=out,
+            force=True,
+            optimize=False,
+            progress=False,
+        )
+    assert e.value.code == 128 + signal.SIGTERM
+    assert_untouched(out, before)
